@@ -1,0 +1,55 @@
+# cdp: PGXS build of the extension, plus the unit tests of src/core and the
+# demo data generator.  `make && make install` builds and installs; the
+# README's two commands (contrib/demo/demo.sh, test/run.sh) do everything else.
+
+EXTENSION = cdp
+EXTVERSION = $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" cdp.control)
+
+MODULE_big = cdp
+CORE_SRCS = $(sort $(wildcard src/core/*.c))
+OBJS = src/cdp.o src/events.o $(CORE_SRCS:.c=.o)
+
+# The install script is built from one SQL file per area, in this order.
+SQL_PARTS = src/sql/header.sql src/sql/events.sql src/sql/partitions.sql
+DATA_built = cdp--$(EXTVERSION).sql
+DATA = $(wildcard src/sql/cdp--*--*.sql)
+
+REGRESS = events validation quarantine partitions
+REGRESS_OPTS = --inputdir=. --outputdir=. --load-extension=cdp
+
+PG_CONFIG ?= pg_config
+PG_CPPFLAGS = -Isrc -Isrc/core
+PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-sign-compare \
+	-Wno-missing-field-initializers
+ifdef DEBUG
+PG_CFLAGS += -DUSE_ASSERT_CHECKING -O0 -g
+endif
+
+EXTRA_CLEAN = test/unit/build contrib/demo/cdp-demo-gen
+
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+cdp--$(EXTVERSION).sql: $(SQL_PARTS) cdp.control
+	cat $(SQL_PARTS) > $@
+
+# C unit tests of the pure core, under AddressSanitizer and UBSan.
+UNIT_CC ?= gcc
+UNIT_CFLAGS = -std=c11 -g -O1 -Wall -Wextra -Werror -Isrc/core \
+	-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+UNIT_TESTS = $(patsubst test/unit/%.c,test/unit/build/%,$(filter-out test/unit/unit.c,$(wildcard test/unit/test_*.c)))
+
+test/unit/build/%: test/unit/%.c test/unit/unit.c test/unit/unit.h $(CORE_SRCS) $(wildcard src/core/*.h)
+	@mkdir -p test/unit/build
+	$(UNIT_CC) $(UNIT_CFLAGS) -o $@ $< test/unit/unit.c $(CORE_SRCS) -lm
+
+unit: $(UNIT_TESTS)
+	@set -e; for t in $(UNIT_TESTS); do $$t; done
+
+# Demo data generator (plain C, no PostgreSQL).
+contrib/demo/cdp-demo-gen: contrib/demo/cdp_demo_gen.c
+	$(UNIT_CC) -O2 -Wall -Wextra -Werror -o $@ $< -lm
+
+demo-gen: contrib/demo/cdp-demo-gen
+
+.PHONY: unit demo-gen

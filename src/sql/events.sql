@@ -1,0 +1,178 @@
+
+-- ---------------------------------------------------------------------------
+-- Events: registries, the event store, quarantine and the entry points.
+-- ---------------------------------------------------------------------------
+
+CREATE TABLE cdp.channels (
+	channel     text PRIMARY KEY CHECK (channel ~ '^[a-z][a-z0-9_]{0,31}$'),
+	online      boolean NOT NULL,
+	description text NOT NULL,
+	builtin     boolean NOT NULL DEFAULT false
+);
+COMMENT ON TABLE cdp.channels IS 'Registry of the channels an event may come from; an event naming another channel is rejected';
+COMMENT ON COLUMN cdp.channels.channel IS 'Channel key as written in cdp.events.channel (lower case)';
+COMMENT ON COLUMN cdp.channels.online IS 'True for digital channels, false for physical ones (store, call centre, post)';
+COMMENT ON COLUMN cdp.channels.description IS 'What the channel is';
+COMMENT ON COLUMN cdp.channels.builtin IS 'Shipped with cdp (pg_dump keeps only the rows users added)';
+
+INSERT INTO cdp.channels (channel, online, description, builtin) VALUES
+	('web',         true,  'Web site, tracked by cookie', true),
+	('app',         true,  'Mobile application, tracked by device id', true),
+	('store',       false, 'Physical store: point of sale, loyalty card', true),
+	('call_center', false, 'Call centre: inbound and outbound calls', true),
+	('email',       true,  'E-mail campaigns and transactional e-mail', true),
+	('sms',         true,  'Text messages', true),
+	('push',        true,  'Mobile push notifications', true),
+	('mail',        false, 'Postal mail', true);
+
+CREATE TABLE cdp.event_types (
+	type        text PRIMARY KEY,
+	category    text NOT NULL,
+	description text NOT NULL,
+	builtin     boolean NOT NULL DEFAULT false
+);
+COMMENT ON TABLE cdp.event_types IS 'Standard event types and what they mean; events may use other types too';
+COMMENT ON COLUMN cdp.event_types.type IS 'Event type as written in cdp.events.type';
+COMMENT ON COLUMN cdp.event_types.category IS 'Group of the type: browse, cart, order, store, service, messaging, offer, account';
+COMMENT ON COLUMN cdp.event_types.description IS 'What the event records';
+COMMENT ON COLUMN cdp.event_types.builtin IS 'Shipped with cdp (pg_dump keeps only the rows users added)';
+
+INSERT INTO cdp.event_types (type, category, description, builtin) VALUES
+	('page_view',        'browse',    'A page or screen was shown', true),
+	('product_view',     'browse',    'A product page was shown (properties.product_id)', true),
+	('search',           'browse',    'A search was run (properties.query)', true),
+	('wishlist_add',     'browse',    'A product was added to a wish list', true),
+	('add_to_cart',      'cart',      'A product was added to the cart', true),
+	('remove_from_cart', 'cart',      'A product was removed from the cart', true),
+	('checkout_start',   'cart',      'Checkout was started', true),
+	('purchase',         'order',     'An order was paid; amount is its value (positive)', true),
+	('return',           'order',     'Goods were returned; amount is the refund (negative)', true),
+	('store_visit',      'store',     'The customer was identified in a store', true),
+	('call',             'service',   'A call with the call centre', true),
+	('complaint',        'service',   'A complaint was registered', true),
+	('email_sent',       'messaging', 'An e-mail was sent to the customer', true),
+	('email_open',       'messaging', 'An e-mail was opened', true),
+	('email_click',      'messaging', 'A link in an e-mail was clicked', true),
+	('sms_sent',         'messaging', 'A text message was sent', true),
+	('sms_click',        'messaging', 'A link in a text message was clicked', true),
+	('push_open',        'messaging', 'A push notification was opened', true),
+	('offer_shown',      'offer',     'An offer was shown to the customer', true),
+	('offer_clicked',    'offer',     'An offer was clicked', true),
+	('offer_accepted',   'offer',     'An offer was taken up', true),
+	('login',            'account',   'The customer logged in', true),
+	('signup',           'account',   'An account was created', true),
+	('profile_update',   'account',   'The customer changed personal data (properties.traits)', true);
+
+CREATE SEQUENCE cdp.events_event_id_seq AS bigint;
+COMMENT ON SEQUENCE cdp.events_event_id_seq IS 'Event ids; also numbers cdp.rejected_events';
+
+CREATE TABLE cdp.events (
+	event_id    bigint      NOT NULL DEFAULT nextval('cdp.events_event_id_seq'),
+	occurred_at timestamptz NOT NULL,
+	received_at timestamptz NOT NULL DEFAULT now(),
+	channel     text        NOT NULL,
+	type        text        NOT NULL,
+	identifiers jsonb       NOT NULL,
+	properties  jsonb       NOT NULL DEFAULT '{}',
+	amount      numeric,
+	source      text,
+	PRIMARY KEY (event_id, occurred_at)
+) PARTITION BY RANGE (occurred_at);
+ALTER SEQUENCE cdp.events_event_id_seq OWNED BY cdp.events.event_id;
+
+COMMENT ON TABLE cdp.events IS 'Every interaction of every customer, append-only, partitioned by month of occurred_at';
+COMMENT ON COLUMN cdp.events.event_id IS 'Unique id, assigned at load';
+COMMENT ON COLUMN cdp.events.occurred_at IS 'When the interaction happened';
+COMMENT ON COLUMN cdp.events.received_at IS 'When cdp received it (start of the loading transaction)';
+COMMENT ON COLUMN cdp.events.channel IS 'Channel, a key of cdp.channels';
+COMMENT ON COLUMN cdp.events.type IS 'Event type, usually a key of cdp.event_types';
+COMMENT ON COLUMN cdp.events.identifiers IS 'Identifiers seen with the event, kind -> value, e.g. {"cookie":"c-81f","email":"ann@x.org"}';
+COMMENT ON COLUMN cdp.events.properties IS 'Free-form details: product_id, order_id, page, utm_source, traits, ...';
+COMMENT ON COLUMN cdp.events.amount IS 'Money: order value of a purchase (positive), refund of a return (negative)';
+COMMENT ON COLUMN cdp.events.source IS 'System that sent the event (web-sdk, pos, crm, ...)';
+
+CREATE TABLE cdp.events_default PARTITION OF cdp.events DEFAULT;
+COMMENT ON TABLE cdp.events_default IS 'Events outside every monthly partition; cdp.ensure_partitions moves them out';
+
+CREATE TABLE cdp.rejected_events (
+	reject_id   bigint      PRIMARY KEY DEFAULT nextval('cdp.events_event_id_seq'),
+	received_at timestamptz NOT NULL DEFAULT now(),
+	reason_code text        NOT NULL,
+	reason      text        NOT NULL,
+	source      text,
+	raw         jsonb       NOT NULL
+);
+COMMENT ON TABLE cdp.rejected_events IS 'Quarantine: events refused by a bulk load, with the raw row and the reason';
+COMMENT ON COLUMN cdp.rejected_events.reject_id IS 'Unique id of the rejected row';
+COMMENT ON COLUMN cdp.rejected_events.received_at IS 'When the row was refused';
+COMMENT ON COLUMN cdp.rejected_events.reason_code IS 'Machine-readable reason: missing_occurred_at, invalid_occurred_at, future_occurred_at, ancient_occurred_at, missing_channel, unknown_channel, missing_type, invalid_type, missing_identifiers, invalid_identifiers, invalid_identifier_kind, invalid_identifier_value, invalid_properties, invalid_amount, invalid_source, invalid_event, unknown_field';
+COMMENT ON COLUMN cdp.rejected_events.reason IS 'Human-readable reason naming the field and the value';
+COMMENT ON COLUMN cdp.rejected_events.source IS 'Source of the row when it was readable';
+COMMENT ON COLUMN cdp.rejected_events.raw IS 'The row as it was received';
+CREATE INDEX ON cdp.rejected_events (received_at);
+
+-- Raw loader: every column is text, so that a malformed timestamp, number or
+-- JSON document in a file is quarantined instead of aborting the whole COPY.
+CREATE VIEW cdp.event_load AS
+	SELECT NULL::text AS occurred_at, NULL::text AS channel, NULL::text AS type,
+	       NULL::text AS identifiers, NULL::text AS properties, NULL::text AS amount,
+	       NULL::text AS source
+	WHERE false;
+COMMENT ON VIEW cdp.event_load IS 'Write-only loader with text columns: COPY or INSERT raw rows here; good rows go to cdp.events, malformed ones to cdp.rejected_events';
+
+-- C entry points ------------------------------------------------------------
+
+CREATE FUNCTION cdp.events_check_row() RETURNS trigger
+	AS 'MODULE_PATHNAME', 'cdp_events_check_row' LANGUAGE C;
+COMMENT ON FUNCTION cdp.events_check_row() IS 'Trigger: validates each event on its way into cdp.events and diverts invalid ones to cdp.rejected_events';
+
+CREATE TRIGGER events_check_row BEFORE INSERT ON cdp.events
+	FOR EACH ROW EXECUTE FUNCTION cdp.events_check_row();
+
+CREATE FUNCTION cdp.event_load_row() RETURNS trigger
+	AS 'MODULE_PATHNAME', 'cdp_event_load_row' LANGUAGE C;
+COMMENT ON FUNCTION cdp.event_load_row() IS 'Trigger: parses a raw text row written to cdp.event_load and stores or quarantines it';
+
+CREATE TRIGGER event_load_row INSTEAD OF INSERT ON cdp.event_load
+	FOR EACH ROW EXECUTE FUNCTION cdp.event_load_row();
+
+CREATE FUNCTION cdp.channels_changed() RETURNS trigger
+	AS 'MODULE_PATHNAME', 'cdp_channels_changed' LANGUAGE C;
+COMMENT ON FUNCTION cdp.channels_changed() IS 'Trigger: tells every session that the channel registry changed';
+
+CREATE TRIGGER channels_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON cdp.channels
+	FOR EACH STATEMENT EXECUTE FUNCTION cdp.channels_changed();
+
+CREATE FUNCTION cdp.track(
+	occurred_at timestamptz,
+	channel     text,
+	type        text,
+	identifiers jsonb,
+	properties  jsonb   DEFAULT '{}',
+	amount      numeric DEFAULT NULL,
+	source      text    DEFAULT NULL)
+RETURNS bigint
+	AS 'MODULE_PATHNAME', 'cdp_track' LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION cdp.track(timestamptz, text, text, jsonb, jsonb, numeric, text) IS 'Records one event and returns its event_id; raises an error naming the field when the event is invalid';
+
+CREATE FUNCTION cdp.ingest(events jsonb, OUT accepted bigint, OUT rejected bigint)
+	AS 'MODULE_PATHNAME', 'cdp_ingest' LANGUAGE C VOLATILE STRICT;
+COMMENT ON FUNCTION cdp.ingest(jsonb) IS 'Records a JSON array of events; invalid ones go to cdp.rejected_events; returns how many were accepted and rejected';
+
+CREATE FUNCTION cdp.check_event(
+	occurred_at timestamptz,
+	channel     text,
+	type        text,
+	identifiers jsonb,
+	properties  jsonb   DEFAULT '{}',
+	amount      numeric DEFAULT NULL,
+	source      text    DEFAULT NULL,
+	OUT reason_code text, OUT reason text)
+	AS 'MODULE_PATHNAME', 'cdp_check_event' LANGUAGE C STABLE;
+COMMENT ON FUNCTION cdp.check_event(timestamptz, text, text, jsonb, jsonb, numeric, text) IS 'Tells why an event would be rejected (reason_code and reason), or NULLs when it would be accepted';
+
+SELECT pg_catalog.pg_extension_config_dump('cdp.channels', 'WHERE NOT builtin');
+SELECT pg_catalog.pg_extension_config_dump('cdp.event_types', 'WHERE NOT builtin');
+SELECT pg_catalog.pg_extension_config_dump('cdp.events_default', '');
+SELECT pg_catalog.pg_extension_config_dump('cdp.rejected_events', '');
+SELECT pg_catalog.pg_extension_config_dump('cdp.events_event_id_seq', '');

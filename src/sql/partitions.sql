@@ -1,0 +1,115 @@
+
+-- ---------------------------------------------------------------------------
+-- Partitions of cdp.events: one per calendar month (UTC), created ahead of
+-- need by cdp.ensure_partitions (run it from pg_cron), plus the default
+-- partition that catches whatever has no month partition yet.
+-- ---------------------------------------------------------------------------
+
+CREATE VIEW cdp.event_partitions AS
+	SELECT c.oid::regclass AS partition,
+	       b.m[1]::timestamptz AS range_from,
+	       b.m[2]::timestamptz AS range_to,
+	       p.is_default,
+	       greatest(c.reltuples, 0)::bigint AS estimated_rows,
+	       pg_catalog.pg_total_relation_size(c.oid) AS total_bytes
+	FROM pg_catalog.pg_inherits i
+	JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
+	CROSS JOIN LATERAL (SELECT pg_catalog.pg_get_expr(c.relpartbound, c.oid) AS bound) e
+	CROSS JOIN LATERAL (SELECT e.bound = 'DEFAULT' AS is_default) p
+	LEFT JOIN LATERAL (SELECT pg_catalog.regexp_match(e.bound,
+	                   'FROM \(''([^'']*)''\) TO \(''([^'']*)''\)') AS m) b ON true
+	WHERE i.inhparent = 'cdp.events'::regclass;
+COMMENT ON VIEW cdp.event_partitions IS 'Partitions of cdp.events with their time range (NULL for the default partition), estimated rows and size';
+
+CREATE FUNCTION cdp.ensure_partitions(from_time timestamptz, to_time timestamptz)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	m       timestamp;	-- first day of a month, UTC
+	lo      timestamptz;
+	hi      timestamptz;
+	part    text;
+	moved   bigint;
+	created integer := 0;
+BEGIN
+	IF from_time IS NULL OR to_time IS NULL THEN
+		RAISE EXCEPTION 'partition range bounds must not be null'
+			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF to_time < from_time THEN
+		RAISE EXCEPTION 'partition range ends (%) before it starts (%)', to_time, from_time
+			USING ERRCODE = 'invalid_parameter_value',
+			      HINT = 'Pass the earlier time first.';
+	END IF;
+	IF to_time - from_time > interval '50 years' THEN
+		RAISE EXCEPTION 'partition range from % to % is longer than 50 years', from_time, to_time
+			USING ERRCODE = 'invalid_parameter_value',
+			      HINT = 'Create partitions for the period the data covers, a few months ahead of now.';
+	END IF;
+
+	-- One creator at a time; loads go on meanwhile.
+	PERFORM pg_advisory_xact_lock(hashtext('cdp.ensure_partitions'));
+
+	m := date_trunc('month', from_time AT TIME ZONE 'UTC');
+	WHILE (m AT TIME ZONE 'UTC') <= to_time LOOP
+		lo := m AT TIME ZONE 'UTC';
+		hi := (m + interval '1 month') AT TIME ZONE 'UTC';
+		part := 'events_' || to_char(m, 'YYYYMM');
+		IF to_regclass(format('cdp.%I', part)) IS NULL THEN
+			EXECUTE format('CREATE TABLE cdp.%I (LIKE cdp.events INCLUDING DEFAULTS)', part);
+			-- The check lets ATTACH skip scanning the new table.
+			EXECUTE format('ALTER TABLE cdp.%I ADD CONSTRAINT %I CHECK (occurred_at >= %L AND occurred_at < %L)',
+			               part, part || '_range', lo, hi);
+			EXECUTE format($q$WITH moved AS (
+			                     DELETE FROM cdp.events_default
+			                     WHERE occurred_at >= %L AND occurred_at < %L
+			                     RETURNING event_id, occurred_at, received_at, channel, type,
+			                               identifiers, properties, amount, source)
+			                   INSERT INTO cdp.%I (event_id, occurred_at, received_at, channel, type,
+			                                       identifiers, properties, amount, source)
+			                   SELECT * FROM moved$q$, lo, hi, part);
+			GET DIAGNOSTICS moved = ROW_COUNT;
+			EXECUTE format('ALTER TABLE cdp.events ATTACH PARTITION cdp.%I FOR VALUES FROM (%L) TO (%L)',
+			               part, lo, hi);
+			EXECUTE format('ALTER TABLE cdp.%I DROP CONSTRAINT %I', part, part || '_range');
+			EXECUTE format('COMMENT ON TABLE cdp.%I IS %L', part,
+			               'Events of ' || to_char(m, 'YYYY-MM') || ' (UTC)');
+			created := created + 1;
+			IF moved > 0 THEN
+				RAISE NOTICE 'moved % events from cdp.events_default to cdp.%', moved, part;
+			END IF;
+		END IF;
+		m := m + interval '1 month';
+	END LOOP;
+	RETURN created;
+END
+$$;
+COMMENT ON FUNCTION cdp.ensure_partitions(timestamptz, timestamptz) IS 'Creates the monthly partitions (UTC) covering the range, moving any of their events out of the default partition; returns how many it created';
+
+CREATE FUNCTION cdp.drop_partitions(older_than timestamptz)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	p       record;
+	dropped integer := 0;
+BEGIN
+	IF older_than IS NULL THEN
+		RAISE EXCEPTION 'older_than must not be null'
+			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	PERFORM pg_advisory_xact_lock(hashtext('cdp.ensure_partitions'));
+	FOR p IN SELECT partition::text AS name, range_from, range_to FROM cdp.event_partitions
+	         WHERE NOT is_default AND range_to <= older_than ORDER BY range_from
+	LOOP
+		EXECUTE format('DROP TABLE %s', p.name);
+		RAISE NOTICE 'dropped % (events from % to %)', p.name, p.range_from, p.range_to;
+		dropped := dropped + 1;
+	END LOOP;
+	RETURN dropped;
+END
+$$;
+COMMENT ON FUNCTION cdp.drop_partitions(timestamptz) IS 'Retention: drops the monthly partitions whose whole range is before older_than; returns how many it dropped';

@@ -1,0 +1,103 @@
+# test/lib.sh: set-up shared by the README's two commands (contrib/demo/demo.sh
+# and test/run.sh) and the benchmarks. Source it; it defines functions only.
+#
+#   cdp_setup                 install missing Debian packages, build, install
+#   cdp_start_cluster NAME PORT [conf lines...]
+#                             throwaway cluster in /tmp/cdp-NAME (data, socket,
+#                             log), run by an unprivileged account, with
+#                             shared_preload_libraries = 'pg_cron,cdp';
+#                             exports PGHOST PGPORT PGUSER PGDATABASE=cdp
+#   cdp_stop_cluster NAME     stop it (data directory kept until next start)
+#   cdp_psql ...              psql on that cluster, stopping on the first error
+
+CDP_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+PGBIN=/usr/lib/postgresql/15/bin
+export PG_CONFIG=$PGBIN/pg_config
+CDP_PACKAGES=(postgresql-15 postgresql-server-dev-15 postgresql-15-cron postgresql-15-pgtap
+	libtap-parser-sourcehandler-pgtap-perl make gcc)
+
+# Runs a command as root: directly when root, else through sudo.
+cdp_as_root() {
+	if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+# The account that runs the server: PostgreSQL refuses to run as root.
+cdp_server_user() {
+	if [ "$(id -u)" -eq 0 ]; then echo postgres; else id -un; fi
+}
+
+# Runs a command as the server account.
+cdp_as_server() {
+	if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+# Installs the Debian packages that are missing.
+cdp_install_packages() {
+	local p missing=()
+	for p in "${CDP_PACKAGES[@]}"; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+	done
+	[ ${#missing[@]} -eq 0 ] && return 0
+	if [ "$(id -u)" -ne 0 ] && ! command -v sudo >/dev/null; then
+		echo "error: packages missing (${missing[*]}) and no sudo to install them" >&2
+		echo "hint: run as root, or install them: apt-get install ${missing[*]}" >&2
+		return 1
+	fi
+	echo "== installing ${missing[*]}"
+	cdp_as_root apt-get update -qq
+	cdp_as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+		"${missing[@]}" >/dev/null
+}
+
+# Installs what is missing, then builds and installs the extension.
+cdp_setup() {
+	cdp_install_packages
+	echo "== building and installing cdp"
+	make -C "$CDP_ROOT" -s >/dev/null
+	cdp_as_root make -C "$CDP_ROOT" -s install >/dev/null
+}
+
+# Starts a fresh throwaway cluster; extra arguments are postgresql.conf lines.
+cdp_start_cluster() {
+	local name=$1 port=$2
+	shift 2
+	CDP_CLUSTER_DIR=/tmp/cdp-$name
+	cdp_stop_cluster "$name"
+	cdp_as_root rm -rf "$CDP_CLUSTER_DIR"
+	mkdir -p "$CDP_CLUSTER_DIR/socket"
+	[ "$(id -u)" -eq 0 ] && chown -R postgres: "$CDP_CLUSTER_DIR"
+	chmod 755 "$CDP_CLUSTER_DIR"
+	local user
+	user=$(cdp_server_user)
+	cdp_as_server "$PGBIN/initdb" -D "$CDP_CLUSTER_DIR/data" -U "$user" -A trust -E UTF8 \
+		--locale=C >"$CDP_CLUSTER_DIR/initdb.log" 2>&1 ||
+		{ cat "$CDP_CLUSTER_DIR/initdb.log" >&2; return 1; }
+	{
+		echo "port = $port"
+		echo "listen_addresses = ''"
+		echo "unix_socket_directories = '$CDP_CLUSTER_DIR/socket'"
+		echo "shared_preload_libraries = 'pg_cron,cdp'"
+		echo "cron.database_name = 'cdp'"
+		echo "timezone = 'UTC'"
+		echo "max_worker_processes = 16"
+		local line
+		for line in "$@"; do echo "$line"; done
+	} | cdp_as_server tee -a "$CDP_CLUSTER_DIR/data/postgresql.conf" >/dev/null
+	cdp_as_server "$PGBIN/pg_ctl" -D "$CDP_CLUSTER_DIR/data" -l "$CDP_CLUSTER_DIR/server.log" -w -s start ||
+		{ tail -20 "$CDP_CLUSTER_DIR/server.log" >&2; return 1; }
+	export PGHOST=$CDP_CLUSTER_DIR/socket PGPORT=$port PGUSER=$user PGDATABASE=cdp
+	"$PGBIN/createdb" cdp
+}
+
+# Stops a cluster started by cdp_start_cluster, if it runs.
+cdp_stop_cluster() {
+	local dir=/tmp/cdp-$1
+	if [ -f "$dir/data/postmaster.pid" ]; then
+		cdp_as_server "$PGBIN/pg_ctl" -D "$dir/data" -m fast -w -s stop || true
+	fi
+}
+
+# psql on the current cluster: quiet, stops at the first error.
+cdp_psql() {
+	"$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 "$@"
+}

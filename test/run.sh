@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# The README's test command: installs what is missing, builds and installs
+# cdp, runs the C unit tests of src/core under AddressSanitizer and UBSan,
+# starts a throwaway cluster and runs pg_regress and pgTAP (pg_prove) on it.
+# Prints one closing line: "tests: N passed, N failed".
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+cd "$CDP_ROOT"
+
+port=${CDP_TEST_PORT:-54330}
+passed=0
+failed=0
+failures=()
+
+# Records the outcome of one suite from its counts.
+tally() {
+	local suite=$1 p=$2 f=$3
+	passed=$((passed + p))
+	failed=$((failed + f))
+	[ "$f" -eq 0 ] || failures+=("$suite")
+}
+
+cdp_setup
+trap 'cdp_stop_cluster test' EXIT
+
+echo "== C unit tests (src/core, -fsanitize=address,undefined)"
+make -s unit >test/unit/build.log 2>&1 && unit_ok=1 || unit_ok=0
+cat test/unit/build.log
+read -r p f < <(awk '/: [0-9]+ passed, [0-9]+ failed$/ {p += $(NF-3); f += $(NF-1)} END {print p+0, f+0}' test/unit/build.log)
+[ "$unit_ok" -eq 1 ] || f=$((f + 1))
+tally unit "$p" "$f"
+
+echo "== starting a throwaway cluster on port $port"
+cdp_start_cluster test "$port" "fsync = off" "synchronous_commit = off" "full_page_writes = off"
+
+echo "== pg_regress"
+make -s installcheck >test/regress.log 2>&1 && regress_ok=1 || regress_ok=0
+cat test/regress.log
+p=$(grep -cE '^(ok|test) .* ok ' test/regress.log || true)
+f=$(grep -cE 'FAILED|failed \(ignored\)' test/regress.log || true)
+[ "$regress_ok" -eq 1 ] || { f=$((f > 0 ? f : 1)); [ -f regression.diffs ] && head -300 regression.diffs; }
+tally regress "$p" "$f"
+
+echo "== pgTAP"
+cdp_psql -d postgres -c "DROP DATABASE IF EXISTS cdp_tap" -c "CREATE DATABASE cdp_tap"
+cdp_psql -d cdp_tap -c "CREATE EXTENSION pgtap" -c "CREATE EXTENSION cdp"
+if pg_prove -d cdp_tap --ext .sql test/pgtap/ >test/pgtap.log 2>&1; then ok=1; else ok=0; fi
+cat test/pgtap.log
+t=$(sed -n 's/^Files=[0-9]*, Tests=\([0-9]*\),.*/\1/p' test/pgtap.log)
+if [ "$ok" -eq 1 ]; then tally pgtap "${t:-0}" 0; else tally pgtap 0 "${t:-1}"; fi
+
+echo
+if [ ${#failures[@]} -gt 0 ]; then echo "failed suites: ${failures[*]}"; fi
+echo "tests: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
