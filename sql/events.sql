@@ -34,7 +34,8 @@ SELECT occurred_at, channel, type, identifiers, properties, amount, source
 FROM cdp.events WHERE channel = 'app' ORDER BY occurred_at;
 SELECT * FROM cdp.ingest('[]');
 
--- The raw loader takes text; empty strings count as absent.
+-- The raw loader takes text; empty strings count as absent. (An empty
+-- properties field in COPY is stored as NULL, which means no properties.)
 INSERT INTO cdp.event_load VALUES ('2025-03-08 12:00', 'mail', 'email_sent', '{"email": "ann@x.org"}', '', '', 'crm');
 SELECT occurred_at, channel, type, properties, amount, source FROM cdp.events WHERE channel = 'mail';
 
@@ -43,3 +44,7 @@ SELECT count(*) = count(DISTINCT event_id) AS unique_ids FROM cdp.events;
 SELECT count(*) AS events, count(*) FILTER (WHERE tableoid = 'cdp.events_default'::regclass) AS in_default
 FROM cdp.events;
 SELECT count(*) AS rejected FROM cdp.rejected_events;
+
+-- Events are append-only: UPDATE is refused, on the table and on a partition.
+UPDATE cdp.events SET amount = 0 WHERE channel = 'mail';
+UPDATE cdp.events_default SET amount = 0 WHERE channel = 'mail';

@@ -85,3 +85,20 @@ INSERT INTO cdp.channels VALUES ('kiosk', false, 'In-store kiosk');
 SELECT (cdp.check_event('2025-04-05', 'kiosk', 'page_view', '{"cookie": "c-1"}')).reason_code IS NULL AS kiosk_accepted;
 DELETE FROM cdp.channels WHERE channel = 'kiosk';
 SELECT (cdp.check_event('2025-04-05', 'kiosk', 'page_view', '{"cookie": "c-1"}')).reason_code;
+
+-- A statement that fails after quarantining a row leaves nothing behind: the
+-- quarantine row rolls back with it, and the next statement of the
+-- transaction does not try to remove the rolled-back row.
+TRUNCATE cdp.rejected_events;
+BEGIN;
+SAVEPOINT s;
+INSERT INTO cdp.events (occurred_at, channel, type, identifiers)
+SELECT '2025-04-06', c, 'page_view', jsonb_build_object('cookie', 'x' || (1 / (2 - i)))
+FROM (VALUES (1, 'fax'), (2, 'web')) v(i, c);
+ROLLBACK TO SAVEPOINT s;
+INSERT INTO cdp.events (occurred_at, channel, type, identifiers)
+VALUES ('2025-04-06', 'web', 'page_view', '{"cookie": "after"}');
+COMMIT;
+SELECT count(*) AS rejected FROM cdp.rejected_events;
+SELECT identifiers FROM cdp.events WHERE occurred_at = '2025-04-06';
+

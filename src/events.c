@@ -1,23 +1,31 @@
 /*
  * events.c
- *	  Glue of the event store: the validating trigger on cdp.events, the raw
- *	  loader view cdp.event_load, cdp.track, cdp.ingest and cdp.check_event.
+ *	  Glue of the event store: the row check of cdp.events, the raw loader
+ *	  view cdp.event_load, cdp.track, cdp.ingest and cdp.check_event.
  *
  * Every path into cdp.events goes through check_event(), so one set of rules
- * (src/core/event_rules.c) decides what is accepted.  Bulk paths divert a
- * bad row to cdp.rejected_events with its raw form and the reason; the row
- * trigger on cdp.events does it for COPY and INSERT, the loader view and
- * cdp.ingest do it before inserting so that the raw form is the one received.
- * cdp.track raises an error instead.
+ * (src/core/event_rules.c) decides what is accepted.  cdp.track raises an
+ * error.  Bulk paths divert a bad row to cdp.rejected_events with its raw
+ * form and the reason:
+ *  - COPY and INSERT: the CHECK constraint events_accept calls
+ *	  cdp_accept_event() for every row.  It always answers true (a failed
+ *	  CHECK would abort the whole load); for an invalid row it writes the
+ *	  quarantine row and remembers the event, and the AFTER STATEMENT trigger
+ *	  cdp_events_purge() deletes the remembered rows when the statement ends.
+ *	  A CHECK, unlike a BEFORE ROW trigger, leaves COPY's multi-row inserts on.
+ *  - the loader view and cdp.ingest check before inserting, so that the raw
+ *	  form kept is the one received.
  *
  * PostgreSQL 15 has no soft input errors: where text must be converted
  * (loader view, cdp.ingest), the input functions run in a subtransaction so
  * that a malformed value becomes a rejection instead of aborting the load.
  *
- * Caches (per backend): the sorted channel names of cdp.channels, and the
- * column numbers of each relation the triggers fire on.  Both are dropped by
- * relcache invalidations; the statement trigger on cdp.channels sends one
- * when the registry changes, so every session sees the change at commit.
+ * Per-backend state: the sorted channel names of cdp.channels and the column
+ * numbers of the loader view, both dropped by relcache invalidations (the
+ * statement trigger on cdp.channels sends one, so every session sees a
+ * registry change at commit); and the list of rows waiting to be purged,
+ * emptied at the end of each statement, at transaction end, and for the
+ * entries of a subtransaction that aborts.
  */
 #include "cdp.h"
 #include "event_rules.h"
@@ -35,6 +43,7 @@
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
 #include "utils/inval.h"
+#include "utils/array.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -42,7 +51,8 @@
 #include "utils/rel.h"
 #include "utils/timestamp.h"
 
-PG_FUNCTION_INFO_V1(cdp_events_check_row);
+PG_FUNCTION_INFO_V1(cdp_accept_event);
+PG_FUNCTION_INFO_V1(cdp_events_purge);
 PG_FUNCTION_INFO_V1(cdp_event_load_row);
 PG_FUNCTION_INFO_V1(cdp_channels_changed);
 PG_FUNCTION_INFO_V1(cdp_track);
@@ -588,17 +598,15 @@ quarantine(const Problem *p, text *source, Jsonb *raw)
 	SPI_finish();
 }
 
-/*
- * Inserts a checked event into cdp.events and returns its event_id, or 0 if
- * the row trigger refused it after all (the registry changed meanwhile).
- */
+/* Inserts a checked event into cdp.events and returns its event_id. */
 static int64
 insert_event(const Event *ev)
 {
 	Datum		values[N_FIELDS];
 	char		nulls[N_FIELDS];
 	int			ret;
-	int64		id = 0;
+	int64		id;
+	bool		isnull;
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
@@ -629,14 +637,9 @@ insert_event(const Event *ev)
 	nulls[5] = ev->amount ? ' ' : 'n';
 	nulls[6] = ev->source ? ' ' : 'n';
 	ret = SPI_execute_plan(insert_plan, values, nulls, false, 0);
-	if (ret != SPI_OK_INSERT_RETURNING)
+	if (ret != SPI_OK_INSERT_RETURNING || SPI_processed != 1)
 		elog(ERROR, "could not insert an event: %s", SPI_result_code_string(ret));
-	if (SPI_processed == 1)
-	{
-		bool		isnull;
-
-		id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	}
+	id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	SPI_finish();
 	return id;
 }
@@ -736,76 +739,193 @@ static const char *const amount_hint = "Write amounts as plain numbers, such as 
 
 /* --- SQL-callable functions --------------------------------------------- */
 
-/* Reads the event fields of a heap tuple. */
+/* Reads the event fields from arguments first .. first + 6 of a function. */
 static void
-tuple_to_event(HeapTuple tuple, TupleDesc desc, const EventColumns *cols, Event *ev)
+args_to_event(FunctionCallInfo fcinfo, int first, Event *ev)
 {
-	bool		isnull;
-	Datum		d;
-
-	d = heap_getattr(tuple, cols->occurred_at, desc, &isnull);
-	ev->has_occurred_at = !isnull;
-	ev->occurred_at = isnull ? 0 : DatumGetTimestampTz(d);
-	d = heap_getattr(tuple, cols->channel, desc, &isnull);
-	ev->channel = isnull ? NULL : DatumGetTextPP(d);
-	d = heap_getattr(tuple, cols->type, desc, &isnull);
-	ev->type = isnull ? NULL : DatumGetTextPP(d);
-	d = heap_getattr(tuple, cols->identifiers, desc, &isnull);
-	ev->identifiers = isnull ? NULL : DatumGetJsonbP(d);
-	d = heap_getattr(tuple, cols->properties, desc, &isnull);
-	ev->properties = isnull ? NULL : DatumGetJsonbP(d);
-	d = heap_getattr(tuple, cols->amount, desc, &isnull);
-	ev->amount = isnull ? NULL : DatumGetNumeric(d);
-	d = heap_getattr(tuple, cols->source, desc, &isnull);
-	ev->source = isnull ? NULL : DatumGetTextPP(d);
+	ev->has_occurred_at = !PG_ARGISNULL(first);
+	ev->occurred_at = PG_ARGISNULL(first) ? 0 : PG_GETARG_TIMESTAMPTZ(first);
+	ev->channel = PG_ARGISNULL(first + 1) ? NULL : PG_GETARG_TEXT_PP(first + 1);
+	ev->type = PG_ARGISNULL(first + 2) ? NULL : PG_GETARG_TEXT_PP(first + 2);
+	ev->identifiers = PG_ARGISNULL(first + 3) ? NULL : PG_GETARG_JSONB_P(first + 3);
+	ev->properties = PG_ARGISNULL(first + 4) ? NULL : PG_GETARG_JSONB_P(first + 4);
+	ev->amount = PG_ARGISNULL(first + 5) ? NULL : PG_GETARG_NUMERIC(first + 5);
+	ev->source = PG_ARGISNULL(first + 6) ? NULL : PG_GETARG_TEXT_PP(first + 6);
 }
 
 /* Checks that a function runs as the kind of trigger it was written for. */
 static TriggerData *
-trigger_data(FunctionCallInfo fcinfo, const char *fname, TriggerEvent timing)
+trigger_data(FunctionCallInfo fcinfo, const char *fname, TriggerEvent timing, bool for_row)
 {
 	TriggerData *td = (TriggerData *) fcinfo->context;
 
 	if (!CALLED_AS_TRIGGER(fcinfo) ||
 		(td->tg_event & TRIGGER_EVENT_TIMINGMASK) != timing ||
-		!TRIGGER_FIRED_FOR_ROW(td->tg_event) ||
+		(TRIGGER_FIRED_FOR_ROW(td->tg_event) != 0) != for_row ||
 		!TRIGGER_FIRED_BY_INSERT(td->tg_event))
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("%s must be fired %s INSERT FOR EACH ROW", fname,
-						timing == TRIGGER_EVENT_BEFORE ? "BEFORE" : "INSTEAD OF")));
+				 errmsg("%s must be fired %s INSERT FOR EACH %s", fname,
+						timing == TRIGGER_EVENT_AFTER ? "AFTER" : "INSTEAD OF",
+						for_row ? "ROW" : "STATEMENT")));
 	return td;
 }
 
+/* --- rows to purge at the end of the statement --------------------------- */
+
+/* A row of cdp.events that was quarantined and must be deleted. */
+typedef struct PendingRow
+{
+	int64		event_id;
+	bool		has_occurred_at;
+	TimestampTz occurred_at;
+	int			nest_level;		/* subtransaction that inserted it */
+} PendingRow;
+
+static PendingRow *pending = NULL;
+static int	n_pending = 0;
+static int	max_pending = 0;
+static bool xact_callbacks_registered = false;
+
+/* Forgets every pending row at transaction end (commit or abort). */
+static void
+pending_xact_callback(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
+		event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT ||
+		event == XACT_EVENT_PREPARE)
+		n_pending = 0;
+}
+
+/* Forgets the pending rows of a subtransaction that aborts. */
+static void
+pending_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+						 SubTransactionId parentSubid, void *arg)
+{
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+	{
+		int			level = GetCurrentTransactionNestLevel();
+
+		while (n_pending > 0 && pending[n_pending - 1].nest_level >= level)
+			n_pending--;
+	}
+}
+
+/* Remembers a quarantined row for deletion at the end of its statement. */
+static void
+remember_rejected_row(int64 event_id, const Event *ev)
+{
+	if (!xact_callbacks_registered)
+	{
+		RegisterXactCallback(pending_xact_callback, NULL);
+		RegisterSubXactCallback(pending_subxact_callback, NULL);
+		xact_callbacks_registered = true;
+	}
+	if (n_pending == max_pending)
+	{
+		int			newmax = max_pending == 0 ? 64 : max_pending * 2;
+
+		pending = pending == NULL
+			? MemoryContextAlloc(TopMemoryContext, sizeof(PendingRow) * newmax)
+			: repalloc(pending, sizeof(PendingRow) * newmax);
+		max_pending = newmax;
+	}
+	pending[n_pending].event_id = event_id;
+	pending[n_pending].has_occurred_at = ev->has_occurred_at;
+	pending[n_pending].occurred_at = ev->occurred_at;
+	pending[n_pending].nest_level = GetCurrentTransactionNestLevel();
+	n_pending++;
+}
+
 /*
- * BEFORE INSERT row trigger of cdp.events: lets a valid row through (with
- * NULL properties made {}), diverts an invalid one to the quarantine.
+ * cdp.accept_event(event_id, occurred_at, ...): the CHECK of cdp.events.
+ * Always true; an invalid row is quarantined and remembered for deletion.
  */
 Datum
-cdp_events_check_row(PG_FUNCTION_ARGS)
+cdp_accept_event(PG_FUNCTION_ARGS)
 {
-	TriggerData *td = trigger_data(fcinfo, "cdp.events_check_row()", TRIGGER_EVENT_BEFORE);
-	Relation	rel = td->tg_relation;
-	HeapTuple	tuple = td->tg_trigtuple;
-	const EventColumns *cols = event_columns(rel);
 	Event		ev;
 	Problem		p;
 
-	tuple_to_event(tuple, RelationGetDescr(rel), cols, &ev);
+	args_to_event(fcinfo, 1, &ev);
+	/* event_id is NOT NULL, checked before this CHECK */
+	Assert(!PG_ARGISNULL(0));
 	if (!check_event(&ev, &p))
 	{
 		quarantine(&p, ev.source, event_to_jsonb(&ev));
-		return PointerGetDatum(NULL);
+		remember_rejected_row(PG_GETARG_INT64(0), &ev);
 	}
-	if (ev.properties == NULL)
-	{
-		int			attnum = cols->properties;
-		Datum		empty = DirectFunctionCall1(jsonb_in, CStringGetDatum("{}"));
-		bool		isnull = false;
+	PG_RETURN_BOOL(true);
+}
 
-		tuple = heap_modify_tuple_by_cols(tuple, RelationGetDescr(rel), 1, &attnum, &empty, &isnull);
+/*
+ * AFTER INSERT statement trigger of cdp.events and its partitions: deletes
+ * the rows quarantined during the statement, and says how many.
+ */
+Datum
+cdp_events_purge(PG_FUNCTION_ARGS)
+{
+	int			start = 0;
+	int			n;
+	int			i;
+	int64		deleted = 0;
+	Datum	   *ids;
+	Datum	   *times;
+	int			n_times = 0;
+	int64		min_id = PG_INT64_MAX;
+	int64		max_id = PG_INT64_MIN;
+	int			level = GetCurrentTransactionNestLevel();
+	Datum		values[4];
+	Oid			types[4] = {INT8ARRAYOID, INT8OID, INT8OID, TIMESTAMPTZARRAYOID};
+	int			ret;
+
+	(void) trigger_data(fcinfo, "cdp.events_purge()", TRIGGER_EVENT_AFTER, false);
+	/* only rows of this (sub)transaction level or deeper, i.e. this statement */
+	while (start < n_pending && pending[start].nest_level < level)
+		start++;
+	n = n_pending - start;
+	if (n == 0)
+		return PointerGetDatum(NULL);
+
+	ids = palloc(sizeof(Datum) * n);
+	times = palloc(sizeof(Datum) * n);
+	for (i = 0; i < n; i++)
+	{
+		const PendingRow *r = &pending[start + i];
+
+		ids[i] = Int64GetDatum(r->event_id);
+		min_id = Min(min_id, r->event_id);
+		max_id = Max(max_id, r->event_id);
+		if (r->has_occurred_at)
+			times[n_times++] = TimestampTzGetDatum(r->occurred_at);
 	}
-	return PointerGetDatum(tuple);
+	n_pending = start;
+
+	values[0] = PointerGetDatum(construct_array(ids, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	values[1] = Int64GetDatum(min_id);
+	values[2] = Int64GetDatum(max_id);
+	values[3] = PointerGetDatum(construct_array(times, n_times, TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	/* occurred_at prunes partitions, the id range uses the BRIN index */
+	ret = SPI_execute_with_args("DELETE FROM cdp.events "
+								"WHERE event_id BETWEEN $2 AND $3 AND event_id = ANY ($1) "
+								"AND (occurred_at = ANY ($4) OR occurred_at IS NULL)",
+								4, types, values, NULL, false, 0);
+	if (ret != SPI_OK_DELETE)
+		elog(ERROR, "could not remove rejected events: %s", SPI_result_code_string(ret));
+	deleted = (int64) SPI_processed;
+	SPI_finish();
+
+	ereport(NOTICE,
+			(errmsg("%d %s rejected and moved to cdp.rejected_events", n,
+					n == 1 ? "event was" : "events were"),
+			 errhint("SELECT reason_code, reason, raw FROM cdp.rejected_events ORDER BY reject_id DESC LIMIT %d;", n)));
+	if (deleted != n)
+		elog(WARNING, "%d events were rejected but " INT64_FORMAT " were removed from cdp.events",
+			 n, deleted);
+	return PointerGetDatum(NULL);
 }
 
 /* The text of a nullable text column, NULL when null or empty. */
@@ -837,7 +957,7 @@ maybe_text(const char *s)
 Datum
 cdp_event_load_row(PG_FUNCTION_ARGS)
 {
-	TriggerData *td = trigger_data(fcinfo, "cdp.event_load_row()", TRIGGER_EVENT_INSTEAD);
+	TriggerData *td = trigger_data(fcinfo, "cdp.event_load_row()", TRIGGER_EVENT_INSTEAD, true);
 	TupleDesc	desc = RelationGetDescr(td->tg_relation);
 	HeapTuple	tuple = td->tg_trigtuple;
 	const EventColumns *cols = event_columns(td->tg_relation);
@@ -871,10 +991,11 @@ cdp_event_load_row(PG_FUNCTION_ARGS)
 		ev.amount = raw[5] ? DatumGetNumeric(in[3].result) : NULL;
 		ok = check_event(&ev, &p);
 	}
-	if (ok && insert_event(&ev) != 0)
-		return PointerGetDatum(tuple);
 	if (ok)
-		return PointerGetDatum(NULL);	/* the row trigger quarantined it */
+	{
+		(void) insert_event(&ev);
+		return PointerGetDatum(tuple);
+	}
 
 	{
 		JsonbParseState *st = NULL;
@@ -901,19 +1022,6 @@ cdp_channels_changed(PG_FUNCTION_ARGS)
 	return PointerGetDatum(NULL);
 }
 
-/* Reads the arguments shared by cdp.track and cdp.check_event. */
-static void
-args_to_event(FunctionCallInfo fcinfo, Event *ev)
-{
-	ev->has_occurred_at = !PG_ARGISNULL(0);
-	ev->occurred_at = PG_ARGISNULL(0) ? 0 : PG_GETARG_TIMESTAMPTZ(0);
-	ev->channel = PG_ARGISNULL(1) ? NULL : PG_GETARG_TEXT_PP(1);
-	ev->type = PG_ARGISNULL(2) ? NULL : PG_GETARG_TEXT_PP(2);
-	ev->identifiers = PG_ARGISNULL(3) ? NULL : PG_GETARG_JSONB_P(3);
-	ev->properties = PG_ARGISNULL(4) ? NULL : PG_GETARG_JSONB_P(4);
-	ev->amount = PG_ARGISNULL(5) ? NULL : PG_GETARG_NUMERIC(5);
-	ev->source = PG_ARGISNULL(6) ? NULL : PG_GETARG_TEXT_PP(6);
-}
 
 /* cdp.track(...): records one event and returns its id, or raises. */
 Datum
@@ -923,15 +1031,10 @@ cdp_track(PG_FUNCTION_ARGS)
 	Problem		p;
 	int64		id;
 
-	args_to_event(fcinfo, &ev);
+	args_to_event(fcinfo, 0, &ev);
 	if (!check_event(&ev, &p))
 		raise_problem(&p);
 	id = insert_event(&ev);
-	if (id == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("event was rejected while it was being stored"),
-				 errhint("See the newest row of cdp.rejected_events; the channel registry may have changed.")));
 	PG_RETURN_INT64(id);
 }
 
@@ -947,7 +1050,7 @@ cdp_check_event(PG_FUNCTION_ARGS)
 
 	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
-	args_to_event(fcinfo, &ev);
+	args_to_event(fcinfo, 0, &ev);
 	if (!check_event(&ev, &p))
 	{
 		values[0] = CStringGetTextDatum(cdp_problem_code(p.code));
@@ -1117,10 +1220,11 @@ cdp_ingest(PG_FUNCTION_ARGS)
 			quarantine(&p, ev.source, elem);
 			rejected++;
 		}
-		else if (insert_event(&ev) != 0)
-			accepted++;
 		else
-			rejected++;			/* the row trigger quarantined it */
+		{
+			(void) insert_event(&ev);
+			accepted++;
+		}
 		MemoryContextSwitchTo(oldcxt);
 		MemoryContextReset(elem_cxt);
 	}

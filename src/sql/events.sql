@@ -66,28 +66,43 @@ INSERT INTO cdp.event_types (type, category, description, builtin) VALUES
 CREATE SEQUENCE cdp.events_event_id_seq AS bigint;
 COMMENT ON SEQUENCE cdp.events_event_id_seq IS 'Event ids; also numbers cdp.rejected_events';
 
+-- The row check of cdp.events.  It is a CHECK constraint rather than a
+-- BEFORE ROW trigger because any row trigger makes COPY insert row by row,
+-- which halves its speed; a CHECK keeps COPY's multi-row inserts.  The
+-- function accepts every row: an invalid one is written to the quarantine
+-- at once and removed from cdp.events by the statement trigger below, so
+-- a bad row never stops a bulk load and never outlives its statement.
+CREATE FUNCTION cdp.accept_event(
+	event_id bigint, occurred_at timestamptz, channel text, type text,
+	identifiers jsonb, properties jsonb, amount numeric, source text)
+RETURNS boolean
+	AS 'MODULE_PATHNAME', 'cdp_accept_event' LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION cdp.accept_event(bigint, timestamptz, text, text, jsonb, jsonb, numeric, text) IS 'Row check of cdp.events: quarantines an invalid row and marks it for removal at the end of the statement; always true';
+
 CREATE TABLE cdp.events (
 	event_id    bigint      NOT NULL DEFAULT nextval('cdp.events_event_id_seq'),
-	occurred_at timestamptz NOT NULL,
+	occurred_at timestamptz,
 	received_at timestamptz NOT NULL DEFAULT now(),
-	channel     text        NOT NULL,
-	type        text        NOT NULL,
-	identifiers jsonb       NOT NULL,
-	properties  jsonb       NOT NULL DEFAULT '{}',
+	channel     text,
+	type        text,
+	identifiers jsonb,
+	properties  jsonb       DEFAULT '{}',
 	amount      numeric,
 	source      text,
-	PRIMARY KEY (event_id, occurred_at)
+	CONSTRAINT events_accept CHECK (cdp.accept_event(event_id, occurred_at, channel, type,
+	                                                 identifiers, properties, amount, source))
 ) PARTITION BY RANGE (occurred_at);
 ALTER SEQUENCE cdp.events_event_id_seq OWNED BY cdp.events.event_id;
+CREATE INDEX events_event_id_idx ON cdp.events USING brin (event_id) WITH (autosummarize = on);
 
-COMMENT ON TABLE cdp.events IS 'Every interaction of every customer, append-only, partitioned by month of occurred_at';
-COMMENT ON COLUMN cdp.events.event_id IS 'Unique id, assigned at load';
-COMMENT ON COLUMN cdp.events.occurred_at IS 'When the interaction happened';
+COMMENT ON TABLE cdp.events IS 'Every interaction of every customer, append-only, partitioned by month of occurred_at; every stored row passed the checks of cdp.check_event';
+COMMENT ON COLUMN cdp.events.event_id IS 'Unique id, assigned at load from cdp.events_event_id_seq (do not supply it)';
+COMMENT ON COLUMN cdp.events.occurred_at IS 'When the interaction happened (never null in a stored row)';
 COMMENT ON COLUMN cdp.events.received_at IS 'When cdp received it (start of the loading transaction)';
-COMMENT ON COLUMN cdp.events.channel IS 'Channel, a key of cdp.channels';
-COMMENT ON COLUMN cdp.events.type IS 'Event type, usually a key of cdp.event_types';
-COMMENT ON COLUMN cdp.events.identifiers IS 'Identifiers seen with the event, kind -> value, e.g. {"cookie":"c-81f","email":"ann@x.org"}';
-COMMENT ON COLUMN cdp.events.properties IS 'Free-form details: product_id, order_id, page, utm_source, traits, ...';
+COMMENT ON COLUMN cdp.events.channel IS 'Channel, a key of cdp.channels (never null in a stored row)';
+COMMENT ON COLUMN cdp.events.type IS 'Event type, usually a key of cdp.event_types (never null in a stored row)';
+COMMENT ON COLUMN cdp.events.identifiers IS 'Identifiers seen with the event, kind -> value, e.g. {"cookie":"c-81f","email":"ann@x.org"} (never null in a stored row)';
+COMMENT ON COLUMN cdp.events.properties IS 'Free-form details: product_id, order_id, page, utm_source, traits, ...; a JSON object, or null for none';
 COMMENT ON COLUMN cdp.events.amount IS 'Money: order value of a purchase (positive), refund of a return (negative)';
 COMMENT ON COLUMN cdp.events.source IS 'System that sent the event (web-sdk, pos, crm, ...)';
 
@@ -122,12 +137,30 @@ COMMENT ON VIEW cdp.event_load IS 'Write-only loader with text columns: COPY or 
 
 -- C entry points ------------------------------------------------------------
 
-CREATE FUNCTION cdp.events_check_row() RETURNS trigger
-	AS 'MODULE_PATHNAME', 'cdp_events_check_row' LANGUAGE C;
-COMMENT ON FUNCTION cdp.events_check_row() IS 'Trigger: validates each event on its way into cdp.events and diverts invalid ones to cdp.rejected_events';
+CREATE FUNCTION cdp.events_purge() RETURNS trigger
+	AS 'MODULE_PATHNAME', 'cdp_events_purge' LANGUAGE C;
+COMMENT ON FUNCTION cdp.events_purge() IS 'Trigger: at the end of an INSERT or COPY, removes from cdp.events the rows that cdp.accept_event quarantined';
 
-CREATE TRIGGER events_check_row BEFORE INSERT ON cdp.events
-	FOR EACH ROW EXECUTE FUNCTION cdp.events_check_row();
+-- Statement triggers are not inherited: each partition gets its own
+-- (cdp.ensure_partitions adds it), for inserts aimed at a partition.
+CREATE TRIGGER events_purge AFTER INSERT ON cdp.events
+	FOR EACH STATEMENT EXECUTE FUNCTION cdp.events_purge();
+CREATE TRIGGER events_purge AFTER INSERT ON cdp.events_default
+	FOR EACH STATEMENT EXECUTE FUNCTION cdp.events_purge();
+
+CREATE FUNCTION cdp.events_append_only() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+	RAISE EXCEPTION 'cdp.events is append-only'
+		USING ERRCODE = 'feature_not_supported',
+		      DETAIL = 'Events are immutable facts; everything cdp derives from them can be rebuilt.',
+		      HINT = 'Insert a correcting event, or delete the event (retention, erasure) and insert it again.';
+END
+$$;
+COMMENT ON FUNCTION cdp.events_append_only() IS 'Trigger: refuses UPDATE of cdp.events';
+
+CREATE TRIGGER events_append_only BEFORE UPDATE ON cdp.events
+	FOR EACH ROW EXECUTE FUNCTION cdp.events_append_only();
 
 CREATE FUNCTION cdp.event_load_row() RETURNS trigger
 	AS 'MODULE_PATHNAME', 'cdp_event_load_row' LANGUAGE C;

@@ -58,7 +58,7 @@ BEGIN
 		hi := (m + interval '1 month') AT TIME ZONE 'UTC';
 		part := 'events_' || to_char(m, 'YYYYMM');
 		IF to_regclass(format('cdp.%I', part)) IS NULL THEN
-			EXECUTE format('CREATE TABLE cdp.%I (LIKE cdp.events INCLUDING DEFAULTS)', part);
+			EXECUTE format('CREATE TABLE cdp.%I (LIKE cdp.events INCLUDING DEFAULTS INCLUDING CONSTRAINTS)', part);
 			-- The check lets ATTACH skip scanning the new table.
 			EXECUTE format('ALTER TABLE cdp.%I ADD CONSTRAINT %I CHECK (occurred_at >= %L AND occurred_at < %L)',
 			               part, part || '_range', lo, hi);
@@ -74,6 +74,8 @@ BEGIN
 			EXECUTE format('ALTER TABLE cdp.events ATTACH PARTITION cdp.%I FOR VALUES FROM (%L) TO (%L)',
 			               part, lo, hi);
 			EXECUTE format('ALTER TABLE cdp.%I DROP CONSTRAINT %I', part, part || '_range');
+			EXECUTE format('CREATE TRIGGER events_purge AFTER INSERT ON cdp.%I '
+			               'FOR EACH STATEMENT EXECUTE FUNCTION cdp.events_purge()', part);
 			EXECUTE format('COMMENT ON TABLE cdp.%I IS %L', part,
 			               'Events of ' || to_char(m, 'YYYY-MM') || ' (UTC)');
 			created := created + 1;
