@@ -61,7 +61,7 @@ cdp_setup() {
 cdp_start_cluster() {
 	local name=$1 port=$2
 	shift 2
-	CDP_CLUSTER_DIR=/tmp/cdp-$name
+	export CDP_CLUSTER_DIR=/tmp/cdp-$name
 	cdp_stop_cluster "$name"
 	cdp_as_root rm -rf "$CDP_CLUSTER_DIR"
 	mkdir -p "$CDP_CLUSTER_DIR/socket"

@@ -2,7 +2,8 @@
 # The README's test command: installs what is missing, builds and installs
 # cdp, runs the C unit tests of src/core under AddressSanitizer and UBSan,
 # starts a throwaway cluster and runs pg_regress and pgTAP (pg_prove) on it.
-# Prints one closing line: "tests: N passed, N failed".
+# Checks that pg_dump keeps user data. Prints one closing line:
+# "tests: N passed, N failed".
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 cd "$CDP_ROOT"
@@ -48,6 +49,13 @@ if pg_prove -d cdp_tap --ext .sql test/pgtap/ >test/pgtap.log 2>&1; then ok=1; e
 cat test/pgtap.log
 t=$(sed -n 's/^Files=[0-9]*, Tests=\([0-9]*\),.*/\1/p' test/pgtap.log)
 if [ "$ok" -eq 1 ]; then tally pgtap "${t:-0}" 0; else tally pgtap 0 "${t:-1}"; fi
+
+echo "== pg_dump and restore"
+bash test/dump_restore.sh >test/dump.log 2>&1 && dump_ok=1 || dump_ok=0
+grep -E '^(ok|not ok)' test/dump.log || tail -20 test/dump.log
+read -r p f < <(awk '/^dump_restore: / {print $2, $4} END {if (NR == 0) print 0, 1}' test/dump.log)
+[ "$dump_ok" -eq 1 ] || f=$((f > 0 ? f : 1))
+tally dump_restore "$p" "$f"
 
 echo
 if [ ${#failures[@]} -gt 0 ]; then echo "failed suites: ${failures[*]}"; fi

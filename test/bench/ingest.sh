@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Ingest benchmark: COPY of demo events into cdp.events (partitioned, every
+# row checked, bad rows quarantined) against COPY of the same file into a
+# plain unindexed table with the same columns, side by side in one run.
+#
+#   bash test/bench/ingest.sh [EVENTS ...]        default: 1000000 10000000
+#
+# Each size is loaded ROUNDS times (default 2) into each table, alternating,
+# after a CHECKPOINT; the best time of each is reported.  Prints rows/s for
+# both and the ratio cdp / plain (goal: 0.5 or more).
+set -euo pipefail
+. "$(dirname "$0")/../lib.sh"
+cd "$CDP_ROOT"
+
+sizes=("$@")
+[ ${#sizes[@]} -gt 0 ] || sizes=(1000000 10000000)
+rounds=${ROUNDS:-2}
+port=${CDP_BENCH_PORT:-54332}
+
+cdp_setup
+make -s demo-gen
+trap 'cdp_stop_cluster bench' EXIT
+cdp_start_cluster bench "$port" "shared_buffers = 2GB" "max_wal_size = 16GB" \
+	"checkpoint_timeout = 30min" "maintenance_work_mem = 1GB"
+cdp_psql -c "CREATE EXTENSION cdp" -c "SET client_min_messages = warning" \
+	-c "SELECT cdp.ensure_partitions('2025-01-01', '2025-12-31')" >/dev/null
+cdp_psql -c "CREATE TABLE plain_events (event_id bigint, occurred_at timestamptz,
+	received_at timestamptz DEFAULT now(), channel text, type text, identifiers jsonb,
+	properties jsonb, amount numeric, source text)"
+
+cols="occurred_at, channel, type, identifiers, properties, amount, source"
+
+# Loads a file into a table after a checkpoint; prints the seconds it took.
+load() {
+	local table=$1 file=$2 t0 t1
+	cdp_psql -c "TRUNCATE $table" -c "CHECKPOINT" >/dev/null
+	t0=$(date +%s.%N)
+	cdp_psql -c "SET client_min_messages = warning" \
+		-c "COPY $table ($cols) FROM '$file' WITH (FORMAT csv, HEADER true)" >/dev/null
+	t1=$(date +%s.%N)
+	echo "$t1 - $t0" | awk '{ split($0, a, " - "); printf "%.3f\n", a[1] - a[2] }'
+}
+
+printf '\n%-10s %12s %12s %14s %14s %7s\n' events "plain s" "cdp s" "plain rows/s" "cdp rows/s" ratio
+for n in "${sizes[@]}"; do
+	file=$CDP_CLUSTER_DIR/events-$n.csv
+	contrib/demo/cdp-demo-gen --events "$n" --seed 42 --start 2025-01-01 --days 365 \
+		--events-out "$file" 2>/dev/null
+	chmod 644 "$file"
+	best_plain=
+	best_cdp=
+	for ((r = 1; r <= rounds; r++)); do
+		p=$(load plain_events "$file")
+		c=$(load cdp.events "$file")
+		best_plain=$(printf '%s\n%s\n' "${best_plain:-$p}" "$p" | sort -g | head -1)
+		best_cdp=$(printf '%s\n%s\n' "${best_cdp:-$c}" "$c" | sort -g | head -1)
+	done
+	stored=$(cdp_psql -At -c "SELECT count(*) FROM cdp.events")
+	rejected=$(cdp_psql -At -c "SELECT count(*) FROM cdp.rejected_events")
+	awk -v n="$n" -v p="$best_plain" -v c="$best_cdp" 'BEGIN {
+		printf "%-10d %12.2f %12.2f %14.0f %14.0f %7.2f\n", n, p, c, n / p, n / c, p / c }'
+	echo "           (cdp.events holds $stored rows; $rejected quarantined)"
+	rm -f "$file"
+done
+echo
+echo "ratio = cdp rows/s / plain rows/s (best of $rounds rounds each, same file, same cluster)"
