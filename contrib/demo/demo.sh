@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# The README's main command: installs what is missing, builds and installs
+# cdp, starts a throwaway PostgreSQL cluster with pg_cron and cdp preloaded,
+# loads the demo retailer and prints what the platform knows.
+#
+#   bash contrib/demo/demo.sh [EVENTS]     default 200000; the cluster keeps
+#                                          running for you to explore
+#   bash contrib/demo/demo.sh stop         stops it
+set -euo pipefail
+. "$(dirname "$0")/../../test/lib.sh"
+cd "$CDP_ROOT"
+
+port=${CDP_DEMO_PORT:-54329}
+if [ "${1:-}" = stop ]; then
+	cdp_stop_cluster demo
+	echo "demo cluster stopped"
+	exit 0
+fi
+events=${1:-200000}
+case $events in
+	'' | *[!0-9]*) echo "usage: $0 [EVENTS | stop]" >&2; exit 2 ;;
+esac
+
+cdp_setup
+make -s demo-gen
+echo "== starting a throwaway cluster on port $port"
+cdp_start_cluster demo "$port" "shared_buffers = 512MB" "max_wal_size = 4GB"
+cdp_psql -c "CREATE EXTENSION pg_cron" -c "CREATE EXTENSION cdp"
+
+echo "== generating $events demo events"
+data=$CDP_CLUSTER_DIR/demo-events.csv
+contrib/demo/cdp-demo-gen --events "$events" --seed 42 --start 2025-01-01 --days 365 \
+	--events-out "$data" --truth-out "$CDP_CLUSTER_DIR/demo-truth.csv" \
+	--persons-out "$CDP_CLUSTER_DIR/demo-persons.csv"
+chmod 644 "$CDP_CLUSTER_DIR"/demo-*.csv
+
+echo "== loading"
+cdp_psql <<SQL
+\set QUIET off
+SET client_min_messages = warning;
+-- monthly partitions for the demo year, then the file with COPY
+SELECT cdp.ensure_partitions('2025-01-01', '2025-12-31') AS partitions_created;
+\timing on
+COPY cdp.events (occurred_at, channel, type, identifiers, properties, amount, source)
+	FROM '$data' WITH (FORMAT csv, HEADER true);
+\timing off
+-- a real feed also sends broken events: they are quarantined, not lost
+SELECT * FROM cdp.ingest('[
+  {"occurred_at": "2025-06-01 10:00:00+00", "channel": "web", "type": "page_view", "identifiers": {"cookie": "c-demo"}},
+  {"occurred_at": "2025-06-01 10:00:00+00", "channel": "Web", "type": "page_view", "identifiers": {"cookie": "c-demo"}},
+  {"occurred_at": "2099-01-01 00:00:00+00", "channel": "web", "type": "page_view", "identifiers": {"cookie": "c-demo"}},
+  {"occurred_at": "2025-06-01 10:00:00+00", "channel": "store", "type": "purchase", "identifiers": {}, "amount": 12},
+  {"occurred_at": "01/06/2025", "channel": "store", "type": "purchase", "identifiers": {"loyalty_card": "L1"}, "amount": "12,50"}
+]');
+-- keep partitions ahead of time, every night at 03:00
+SELECT cron.schedule('cdp-partitions', '0 3 * * *',
+	\$\$SELECT cdp.ensure_partitions(now(), now() + interval '3 months')\$\$) AS cron_job;
+ANALYZE cdp.events;
+SQL
+
+echo
+echo "== what cdp knows"
+cdp_psql <<'SQL'
+\pset footer off
+\echo 'Events by channel'
+SELECT e.channel, c.online, count(*) AS events, count(*) FILTER (WHERE e.type = 'purchase') AS purchases,
+       round(sum(e.amount) FILTER (WHERE e.type IN ('purchase', 'return')), 2) AS net_revenue
+FROM cdp.events e JOIN cdp.channels c USING (channel)
+GROUP BY e.channel, c.online ORDER BY events DESC;
+\echo 'Events by type'
+SELECT e.type, t.category, count(*) AS events, count(DISTINCT e.channel) AS channels
+FROM cdp.events e LEFT JOIN cdp.event_types t USING (type)
+GROUP BY e.type, t.category ORDER BY events DESC;
+\echo 'Partitions'
+SELECT partition, range_from::date AS month, estimated_rows, pg_size_pretty(total_bytes) AS size
+FROM cdp.event_partitions WHERE estimated_rows > 0 OR is_default ORDER BY range_from NULLS FIRST;
+\echo 'Quarantine'
+SELECT reason_code, reason, raw FROM cdp.rejected_events ORDER BY reject_id;
+\echo 'Scheduled jobs'
+SELECT jobname, schedule, command FROM cron.job;
+SQL
+
+cat <<EOF
+
+The demo cluster is still running. Explore it with:
+  $PGBIN/psql -h $PGHOST -p $PGPORT -U $PGUSER cdp
+Stop it with:
+  bash contrib/demo/demo.sh stop
+EOF
