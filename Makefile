@@ -7,7 +7,7 @@ EXTVERSION = $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" cdp.control)
 
 MODULE_big = cdp
 CORE_SRCS = $(sort $(wildcard src/core/*.c))
-OBJS = src/cdp.o src/events.o $(CORE_SRCS:.c=.o)
+OBJS = src/cdp.o src/events.o src/ingest.o $(CORE_SRCS:.c=.o)
 
 # The install script is built from one SQL file per area, in this order.
 SQL_PARTS = src/sql/header.sql src/sql/events.sql src/sql/partitions.sql

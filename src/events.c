@@ -1,34 +1,28 @@
 /*
  * events.c
- *	  Glue of the event store: the row check of cdp.events, the raw loader
- *	  view cdp.event_load, cdp.track, cdp.ingest and cdp.check_event.
+ *	  The rules of the event store and the paths that take typed events: the
+ *	  row check of cdp.events (COPY, INSERT), cdp.track and cdp.check_event.
+ *	  The text entry points (loader view, cdp.ingest) are in ingest.c.
  *
  * Every path into cdp.events goes through check_event(), so one set of rules
  * (src/core/event_rules.c) decides what is accepted.  cdp.track raises an
- * error.  Bulk paths divert a bad row to cdp.rejected_events with its raw
- * form and the reason:
- *  - COPY and INSERT: the CHECK constraint events_accept calls
- *	  cdp_accept_event() for every row.  It always answers true (a failed
- *	  CHECK would abort the whole load); for an invalid row it writes the
- *	  quarantine row and remembers the event, and the AFTER STATEMENT trigger
- *	  cdp_events_purge() deletes the remembered rows when the statement ends.
- *	  A CHECK, unlike a BEFORE ROW trigger, leaves COPY's multi-row inserts on.
- *  - the loader view and cdp.ingest check before inserting, so that the raw
- *	  form kept is the one received.
+ * error.  COPY and INSERT divert a bad row to cdp.rejected_events with its
+ * raw form and the reason: the CHECK constraint events_accept calls
+ * cdp_accept_event() for every row.  It always answers true (a failed CHECK
+ * would abort the whole load); for an invalid row it writes the quarantine
+ * row and remembers the event, and the AFTER STATEMENT trigger
+ * cdp_events_purge() deletes the remembered rows when the statement ends.  A
+ * CHECK, unlike a BEFORE ROW trigger, leaves COPY's multi-row inserts on.
  *
- * PostgreSQL 15 has no soft input errors: where text must be converted
- * (loader view, cdp.ingest), the input functions run in a subtransaction so
- * that a malformed value becomes a rejection instead of aborting the load.
- *
- * Per-backend state: the sorted channel names of cdp.channels and the column
- * numbers of the loader view, both dropped by relcache invalidations (the
- * statement trigger on cdp.channels sends one, so every session sees a
- * registry change at commit); and the list of rows waiting to be purged,
- * emptied at the end of each statement, at transaction end, and for the
- * entries of a subtransaction that aborts.
+ * Per-backend state: the sorted channel names of cdp.channels, dropped by a
+ * relcache invalidation (the statement trigger on cdp.channels sends one, so
+ * every session sees a registry change at commit); and the list of rows
+ * waiting to be purged, emptied at the end of each statement, at transaction
+ * end, and for the entries of a subtransaction that aborts.
  */
 #include "cdp.h"
 #include "event_rules.h"
+#include "events.h"
 
 #include "access/htup_details.h"
 #include "access/xact.h"
@@ -41,7 +35,6 @@
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
-#include "utils/hsearch.h"
 #include "utils/inval.h"
 #include "utils/array.h"
 #include "utils/jsonb.h"
@@ -53,48 +46,11 @@
 
 PG_FUNCTION_INFO_V1(cdp_accept_event);
 PG_FUNCTION_INFO_V1(cdp_events_purge);
-PG_FUNCTION_INFO_V1(cdp_event_load_row);
 PG_FUNCTION_INFO_V1(cdp_channels_changed);
 PG_FUNCTION_INFO_V1(cdp_track);
-PG_FUNCTION_INFO_V1(cdp_ingest);
 PG_FUNCTION_INFO_V1(cdp_check_event);
 
-/* An event with typed fields; NULL pointers are SQL NULLs. */
-typedef struct Event
-{
-	bool		has_occurred_at;
-	TimestampTz occurred_at;
-	text	   *channel;
-	text	   *type;
-	Jsonb	   *identifiers;
-	Jsonb	   *properties;
-	Numeric		amount;
-	text	   *source;
-} Event;
-
-/* Why an event is refused. */
-typedef struct Problem
-{
-	CdpProblem	code;
-	char	   *message;
-	const char *hint;
-} Problem;
-
-/* Column numbers of the event fields in one relation (table or view). */
-typedef struct EventColumns
-{
-	Oid			relid;			/* hash key */
-	AttrNumber	occurred_at;
-	AttrNumber	channel;
-	AttrNumber	type;
-	AttrNumber	identifiers;
-	AttrNumber	properties;
-	AttrNumber	amount;
-	AttrNumber	source;
-} EventColumns;
-
-#define N_FIELDS 7
-static const char *const field_names[N_FIELDS] = {
+const char *const cdp_field_names[N_FIELDS] = {
 	"occurred_at", "channel", "type", "identifiers", "properties", "amount", "source"
 };
 
@@ -109,7 +65,6 @@ static bool channels_valid = false;
 static const char **channel_names = NULL;
 static int	n_channels = 0;
 static char *channel_list = NULL;	/* "app, call_center, ..." for hints */
-static HTAB *column_cache = NULL;
 
 static SPIPlanPtr insert_plan = NULL;
 static SPIPlanPtr reject_plan = NULL;
@@ -120,16 +75,6 @@ invalidate_caches(Datum arg, Oid relid)
 {
 	if (relid == InvalidOid || relid == channels_relid)
 		channels_valid = false;
-	if (column_cache != NULL)
-	{
-		if (relid == InvalidOid)
-		{
-			hash_destroy(column_cache);
-			column_cache = NULL;
-		}
-		else
-			(void) hash_search(column_cache, &relid, HASH_REMOVE, NULL);
-	}
 }
 
 /* Creates the cache memory context and registers the invalidation callback once. */
@@ -202,58 +147,8 @@ load_channels(void)
 	PG_END_TRY();
 }
 
-/* Finds the column numbers of the event fields in a relation. */
-static const EventColumns *
-event_columns(Relation rel)
-{
-	Oid			relid = RelationGetRelid(rel);
-	EventColumns *cols;
-	bool		found;
-	AttrNumber	attnums[N_FIELDS];
-	int			i;
-
-	init_caches();
-	if (column_cache == NULL)
-	{
-		HASHCTL		ctl;
-
-		ctl.keysize = sizeof(Oid);
-		ctl.entrysize = sizeof(EventColumns);
-		ctl.hcxt = cache_cxt;
-		column_cache = hash_create("cdp event columns", 64, &ctl,
-								   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-	}
-	cols = hash_search(column_cache, &relid, HASH_FIND, NULL);
-	if (cols != NULL)
-		return cols;
-
-	for (i = 0; i < N_FIELDS; i++)
-	{
-		attnums[i] = SPI_fnumber(RelationGetDescr(rel), field_names[i]);
-		if (attnums[i] <= 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_UNDEFINED_COLUMN),
-					 errmsg("relation \"%s\" has no column \"%s\"",
-							RelationGetRelationName(rel), field_names[i]),
-					 errhint("cdp event triggers belong on cdp.events and cdp.event_load only.")));
-	}
-	cols = hash_search(column_cache, &relid, HASH_ENTER, &found);
-	cols->occurred_at = attnums[0];
-	cols->channel = attnums[1];
-	cols->type = attnums[2];
-	cols->identifiers = attnums[3];
-	cols->properties = attnums[4];
-	cols->amount = attnums[5];
-	cols->source = attnums[6];
-	return cols;
-}
-
 /* Sets *p to a problem with a formatted message; returns false for chaining. */
-static bool
-fail(Problem *p, CdpProblem code, const char *hint, const char *fmt,...)
-pg_attribute_printf(4, 5);
-
-static bool
+bool
 fail(Problem *p, CdpProblem code, const char *hint, const char *fmt,...)
 {
 	StringInfoData buf;
@@ -278,7 +173,7 @@ fail(Problem *p, CdpProblem code, const char *hint, const char *fmt,...)
 }
 
 /* A value for a message: at most 80 bytes (whole characters), then "...". */
-static char *
+char *
 shown(const char *s, int len)
 {
 	int			cut;
@@ -296,28 +191,37 @@ shown_text(text *t)
 	return shown(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
 }
 
-/* Name of the JSON type of a non-object document, for messages. */
-static const char *
+/* A JSON value's type name, for messages. */
+const char *
+jbv_kind(const JsonbValue *v)
+{
+	switch (v->type)
+	{
+		case jbvNull:
+			return "null";
+		case jbvString:
+			return "a string";
+		case jbvNumeric:
+			return "a number";
+		case jbvBool:
+			return "a boolean";
+		case jbvBinary:
+			return JsonContainerIsArray(v->val.binary.data) ? "an array" : "an object";
+		default:
+			return "a value";
+	}
+}
+
+/* Name of the JSON type of a document, for messages. */
+const char *
 json_kind(Jsonb *jb)
 {
+	JsonbValue	v;
+
 	if (JB_ROOT_IS_SCALAR(jb))
 	{
-		JsonbValue	v;
-
 		JsonbExtractScalar(&jb->root, &v);
-		switch (v.type)
-		{
-			case jbvNull:
-				return "null";
-			case jbvString:
-				return "a string";
-			case jbvNumeric:
-				return "a number";
-			case jbvBool:
-				return "a boolean";
-			default:
-				return "a scalar";
-		}
+		return jbv_kind(&v);
 	}
 	return JB_ROOT_IS_ARRAY(jb) ? "an array" : "an object";
 }
@@ -370,7 +274,7 @@ check_identifiers(Jsonb *ids, Problem *p)
 }
 
 /* Applies every rule to an event; on failure fills *p and returns false. */
-static bool
+bool
 check_event(const Event *ev, Problem *p)
 {
 	const char *why;
@@ -470,7 +374,7 @@ raise_problem(const Problem *p)
 /* --- building raw rows for the quarantine ------------------------------- */
 
 /* Adds key: string (or null) to an object being built. */
-static void
+void
 push_string(JsonbParseState **st, const char *key, const char *val, int len)
 {
 	JsonbValue	k;
@@ -567,7 +471,7 @@ event_to_jsonb(const Event *ev)
 }
 
 /* Stores a refused row in cdp.rejected_events. */
-static void
+void
 quarantine(const Problem *p, text *source, Jsonb *raw)
 {
 	Datum		values[4];
@@ -599,7 +503,7 @@ quarantine(const Problem *p, text *source, Jsonb *raw)
 }
 
 /* Inserts a checked event into cdp.events and returns its event_id. */
-static int64
+int64
 insert_event(const Event *ev)
 {
 	Datum		values[N_FIELDS];
@@ -644,99 +548,6 @@ insert_event(const Event *ev)
 	return id;
 }
 
-/* --- converting text input safely ---------------------------------------- */
-
-/* One text value to convert, and where its result goes. */
-typedef struct TextInput
-{
-	const char *field;
-	const char *text;			/* NULL: nothing to convert */
-	Oid			type;			/* TIMESTAMPTZOID, JSONBOID or NUMERICOID */
-	CdpProblem	problem;
-	const char *hint;
-	Datum		result;
-} TextInput;
-
-/* Calls the input function of one of the types an event field has. */
-static Datum
-input_value(Oid type, const char *s)
-{
-	switch (type)
-	{
-		case TIMESTAMPTZOID:
-			return DirectFunctionCall3(timestamptz_in, CStringGetDatum(s),
-									   ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
-		case JSONBOID:
-			return DirectFunctionCall1(jsonb_in, CStringGetDatum(s));
-		case NUMERICOID:
-			return DirectFunctionCall3(numeric_in, CStringGetDatum(s),
-									   ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
-		default:
-			elog(ERROR, "unexpected input type %u", type);
-	}
-	return (Datum) 0;			/* keep compiler quiet */
-}
-
-/*
- * Converts text values with their input functions inside one subtransaction;
- * a conversion error becomes a problem naming the field.
- */
-static bool
-convert_inputs(TextInput *in, int n, Problem *p)
-{
-	MemoryContext oldcxt = CurrentMemoryContext;
-	ResourceOwner oldowner = CurrentResourceOwner;
-	volatile int current = -1;
-	bool		any = false;
-	int			i;
-
-	for (i = 0; i < n; i++)
-		any |= (in[i].text != NULL);
-	if (!any)
-		return true;
-
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(oldcxt);
-	PG_TRY();
-	{
-		for (i = 0; i < n; i++)
-		{
-			if (in[i].text == NULL)
-				continue;
-			current = i;
-			in[i].result = input_value(in[i].type, in[i].text);
-		}
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcxt);
-		CurrentResourceOwner = oldowner;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-		const TextInput *bad;
-
-		MemoryContextSwitchTo(oldcxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcxt);
-		CurrentResourceOwner = oldowner;
-		if (current < 0)
-			ReThrowError(edata);
-		bad = &in[current];
-		return fail(p, bad->problem, bad->hint, "invalid %s \"%s\": %s%s%s", bad->field,
-					shown(bad->text, strlen(bad->text)), edata->message,
-					edata->detail ? ": " : "", edata->detail ? edata->detail : "");
-	}
-	PG_END_TRY();
-	return true;
-}
-
-static const char *const occurred_at_hint = "Write times in ISO 8601, such as 2025-03-04 10:22:13+00.";
-static const char *const amount_hint = "Write amounts as plain numbers, such as 19.99 or -5.",
-		   *const identifiers_hint = "Give identifiers as a JSON object, such as {\"email\": \"ann@x.org\"}.",
-		   *const properties_hint = "Give properties as a JSON object, or leave them empty.";
-
 /* --- SQL-callable functions --------------------------------------------- */
 
 /* Reads the event fields from arguments first .. first + 6 of a function. */
@@ -754,7 +565,7 @@ args_to_event(FunctionCallInfo fcinfo, int first, Event *ev)
 }
 
 /* Checks that a function runs as the kind of trigger it was written for. */
-static TriggerData *
+TriggerData *
 trigger_data(FunctionCallInfo fcinfo, const char *fname, TriggerEvent timing, bool for_row)
 {
 	TriggerData *td = (TriggerData *) fcinfo->context;
@@ -928,86 +739,6 @@ cdp_events_purge(PG_FUNCTION_ARGS)
 	return PointerGetDatum(NULL);
 }
 
-/* The text of a nullable text column, NULL when null or empty. */
-static char *
-raw_field(HeapTuple tuple, TupleDesc desc, AttrNumber attnum)
-{
-	bool		isnull;
-	Datum		d = heap_getattr(tuple, attnum, desc, &isnull);
-	char	   *s;
-
-	if (isnull)
-		return NULL;
-	s = TextDatumGetCString(d);
-	return s[0] == '\0' ? NULL : s;
-}
-
-/* Text of a string as a text datum, or NULL. */
-static text *
-maybe_text(const char *s)
-{
-	return s ? cstring_to_text(s) : NULL;
-}
-
-/*
- * INSTEAD OF INSERT row trigger of the view cdp.event_load: converts the text
- * columns, checks the event, and stores it in cdp.events or in the quarantine
- * with the row exactly as received.  Empty strings count as absent.
- */
-Datum
-cdp_event_load_row(PG_FUNCTION_ARGS)
-{
-	TriggerData *td = trigger_data(fcinfo, "cdp.event_load_row()", TRIGGER_EVENT_INSTEAD, true);
-	TupleDesc	desc = RelationGetDescr(td->tg_relation);
-	HeapTuple	tuple = td->tg_trigtuple;
-	const EventColumns *cols = event_columns(td->tg_relation);
-	char	   *raw[N_FIELDS];
-	TextInput	in[4];
-	Event		ev;
-	Problem		p;
-	bool		ok;
-	int			i;
-	const AttrNumber attnums[N_FIELDS] = {cols->occurred_at, cols->channel, cols->type,
-		cols->identifiers, cols->properties, cols->amount, cols->source};
-
-	for (i = 0; i < N_FIELDS; i++)
-		raw[i] = raw_field(tuple, desc, attnums[i]);
-
-	in[0] = (TextInput) {"occurred_at", raw[0], TIMESTAMPTZOID, CDP_INVALID_OCCURRED_AT, occurred_at_hint};
-	in[1] = (TextInput) {"identifiers", raw[3], JSONBOID, CDP_INVALID_IDENTIFIERS, identifiers_hint};
-	in[2] = (TextInput) {"properties", raw[4], JSONBOID, CDP_INVALID_PROPERTIES, properties_hint};
-	in[3] = (TextInput) {"amount", raw[5], NUMERICOID, CDP_INVALID_AMOUNT, amount_hint};
-
-	ev.channel = maybe_text(raw[1]);
-	ev.type = maybe_text(raw[2]);
-	ev.source = maybe_text(raw[6]);
-	ok = convert_inputs(in, 4, &p);
-	if (ok)
-	{
-		ev.has_occurred_at = raw[0] != NULL;
-		ev.occurred_at = raw[0] ? DatumGetTimestampTz(in[0].result) : 0;
-		ev.identifiers = raw[3] ? DatumGetJsonbP(in[1].result) : NULL;
-		ev.properties = raw[4] ? DatumGetJsonbP(in[2].result) : NULL;
-		ev.amount = raw[5] ? DatumGetNumeric(in[3].result) : NULL;
-		ok = check_event(&ev, &p);
-	}
-	if (ok)
-	{
-		(void) insert_event(&ev);
-		return PointerGetDatum(tuple);
-	}
-
-	{
-		JsonbParseState *st = NULL;
-
-		pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
-		for (i = 0; i < N_FIELDS; i++)
-			push_string(&st, field_names[i], raw[i], raw[i] ? strlen(raw[i]) : 0);
-		quarantine(&p, ev.source, JsonbValueToJsonb(pushJsonbValue(&st, WJB_END_OBJECT, NULL)));
-	}
-	return PointerGetDatum(NULL);
-}
-
 /* AFTER statement trigger of cdp.channels: every session reloads the registry. */
 Datum
 cdp_channels_changed(PG_FUNCTION_ARGS)
@@ -1060,177 +791,3 @@ cdp_check_event(PG_FUNCTION_ARGS)
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls)));
 }
 
-/* A JSON string or null as a text datum; false if it is another JSON type. */
-static bool
-json_text(const JsonbValue *v, text **out)
-{
-	*out = NULL;
-	if (v == NULL || v->type == jbvNull)
-		return true;
-	if (v->type != jbvString)
-		return false;
-	*out = cstring_to_text_with_len(v->val.string.val, v->val.string.len);
-	return true;
-}
-
-/* A JSON value as a document of its own, or NULL for JSON null / absent. */
-static Jsonb *
-json_document(const JsonbValue *v)
-{
-	if (v == NULL || v->type == jbvNull)
-		return NULL;
-	return JsonbValueToJsonb((JsonbValue *) v);
-}
-
-/* A JSON value's type name, for messages. */
-static const char *
-jbv_kind(const JsonbValue *v)
-{
-	switch (v->type)
-	{
-		case jbvString:
-			return "a string";
-		case jbvNumeric:
-			return "a number";
-		case jbvBool:
-			return "a boolean";
-		case jbvBinary:
-			return JsonContainerIsArray(v->val.binary.data) ? "an array" : "an object";
-		default:
-			return "a value";
-	}
-}
-
-/*
- * Turns one element of a cdp.ingest batch into an event; false with *p set
- * when it is not an object, has an unknown field, or a field of the wrong type.
- */
-static bool
-element_to_event(Jsonb *elem, int index, Event *ev, Problem *p)
-{
-	JsonbValue *fields[N_FIELDS] = {NULL};
-	JsonbIterator *it;
-	JsonbValue	key;
-	JsonbValue	val;
-	JsonbIteratorToken tok;
-	TextInput	in[2];
-	char	   *occurred_at = NULL;
-	char	   *amount = NULL;
-
-	if (!JB_ROOT_IS_OBJECT(elem))
-		return fail(p, CDP_INVALID_EVENT, "Each element of the array is an object such as {\"occurred_at\": ..., \"channel\": ..., ...}.",
-					"event %d of the batch is %s, not an object", index, json_kind(elem));
-
-	it = JsonbIteratorInit(&elem->root);
-	while ((tok = JsonbIteratorNext(&it, &key, true)) != WJB_DONE)
-	{
-		int			f;
-
-		if (tok != WJB_KEY)
-			continue;
-		for (f = 0; f < N_FIELDS; f++)
-			if (strlen(field_names[f]) == key.val.string.len &&
-				memcmp(field_names[f], key.val.string.val, key.val.string.len) == 0)
-				break;
-		if (f == N_FIELDS)
-			return fail(p, CDP_UNKNOWN_FIELD,
-						"Fields are occurred_at, channel, type, identifiers, properties, amount and source.",
-						"event %d of the batch has an unknown field \"%s\"", index,
-						shown(key.val.string.val, key.val.string.len));
-		tok = JsonbIteratorNext(&it, &val, true);
-		Assert(tok == WJB_VALUE);
-		fields[f] = palloc(sizeof(JsonbValue));
-		*fields[f] = val;
-	}
-
-	if (fields[0] && fields[0]->type == jbvString)
-		occurred_at = pnstrdup(fields[0]->val.string.val, fields[0]->val.string.len);
-	else if (fields[0] && fields[0]->type != jbvNull)
-		return fail(p, CDP_INVALID_OCCURRED_AT, occurred_at_hint,
-					"occurred_at must be a string, not %s", jbv_kind(fields[0]));
-	if (!json_text(fields[1], &ev->channel))
-		return fail(p, CDP_UNKNOWN_CHANNEL, NULL, "channel must be a string, not %s", jbv_kind(fields[1]));
-	if (!json_text(fields[2], &ev->type))
-		return fail(p, CDP_INVALID_TYPE, NULL, "type must be a string, not %s", jbv_kind(fields[2]));
-	if (!json_text(fields[6], &ev->source))
-		return fail(p, CDP_INVALID_SOURCE, NULL, "source must be a string, not %s", jbv_kind(fields[6]));
-	ev->identifiers = json_document(fields[3]);
-	ev->properties = json_document(fields[4]);
-	ev->amount = NULL;
-	if (fields[5] && fields[5]->type == jbvNumeric)
-		ev->amount = fields[5]->val.numeric;
-	else if (fields[5] && fields[5]->type == jbvString)
-		amount = pnstrdup(fields[5]->val.string.val, fields[5]->val.string.len);
-	else if (fields[5] && fields[5]->type != jbvNull)
-		return fail(p, CDP_INVALID_AMOUNT, amount_hint, "amount must be a number, not %s", jbv_kind(fields[5]));
-
-	in[0] = (TextInput) {"occurred_at", occurred_at, TIMESTAMPTZOID, CDP_INVALID_OCCURRED_AT, occurred_at_hint};
-	in[1] = (TextInput) {"amount", amount, NUMERICOID, CDP_INVALID_AMOUNT, amount_hint};
-	if (!convert_inputs(in, 2, p))
-		return false;
-	ev->has_occurred_at = occurred_at != NULL;
-	ev->occurred_at = occurred_at ? DatumGetTimestampTz(in[0].result) : 0;
-	if (amount)
-		ev->amount = DatumGetNumeric(in[1].result);
-	return check_event(ev, p);
-}
-
-/* cdp.ingest(events jsonb): records a JSON array of events; returns counts. */
-Datum
-cdp_ingest(PG_FUNCTION_ARGS)
-{
-	Jsonb	   *batch = PG_GETARG_JSONB_P(0);
-	MemoryContext elem_cxt;
-	MemoryContext oldcxt;
-	JsonbIterator *it;
-	JsonbValue	v;
-	JsonbIteratorToken tok;
-	int64		accepted = 0;
-	int64		rejected = 0;
-	int			index = 0;
-	TupleDesc	desc;
-	Datum		values[2];
-	bool		nulls[2] = {false, false};
-
-	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "return type must be a row type");
-	if (!JB_ROOT_IS_ARRAY(batch) || JB_ROOT_IS_SCALAR(batch))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("events must be a JSON array, not %s", json_kind(batch)),
-				 errhint("Pass [{\"occurred_at\": ..., \"channel\": ..., \"type\": ..., \"identifiers\": {...}}, ...].")));
-
-	elem_cxt = AllocSetContextCreate(CurrentMemoryContext, "cdp ingest element", ALLOCSET_DEFAULT_SIZES);
-	it = JsonbIteratorInit(&batch->root);
-	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
-	{
-		Jsonb	   *elem;
-		Event		ev;
-		Problem		p;
-
-		if (tok != WJB_ELEM)
-			continue;
-		CHECK_FOR_INTERRUPTS();
-		index++;
-		oldcxt = MemoryContextSwitchTo(elem_cxt);
-		elem = JsonbValueToJsonb(&v);
-		memset(&ev, 0, sizeof(ev));
-		if (!element_to_event(elem, index, &ev, &p))
-		{
-			quarantine(&p, ev.source, elem);
-			rejected++;
-		}
-		else
-		{
-			(void) insert_event(&ev);
-			accepted++;
-		}
-		MemoryContextSwitchTo(oldcxt);
-		MemoryContextReset(elem_cxt);
-	}
-	MemoryContextDelete(elem_cxt);
-
-	values[0] = Int64GetDatum(accepted);
-	values[1] = Int64GetDatum(rejected);
-	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls)));
-}

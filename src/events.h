@@ -1,0 +1,57 @@
+/*
+ * events.h
+ *	  What the glue files of the event store share: an event with typed
+ *	  fields, the problem that refuses one, and the functions that check,
+ *	  store and quarantine events (events.c) for the entry points that
+ *	  convert text (ingest.c).
+ */
+#ifndef CDP_EVENTS_H
+#define CDP_EVENTS_H
+
+#include "cdp.h"
+#include "event_rules.h"
+
+#include "commands/trigger.h"
+#include "fmgr.h"
+#include "utils/jsonb.h"
+#include "utils/numeric.h"
+#include "utils/timestamp.h"
+
+/* An event with typed fields; NULL pointers are SQL NULLs. */
+typedef struct Event
+{
+	bool		has_occurred_at;
+	TimestampTz occurred_at;
+	text	   *channel;
+	text	   *type;
+	Jsonb	   *identifiers;
+	Jsonb	   *properties;
+	Numeric		amount;
+	text	   *source;
+} Event;
+
+/* Why an event is refused. */
+typedef struct Problem
+{
+	CdpProblem	code;
+	char	   *message;
+	const char *hint;
+} Problem;
+
+
+/* The event fields in the order of cdp.event_load's columns. */
+#define N_FIELDS 7
+extern const char *const cdp_field_names[N_FIELDS];
+
+extern bool fail(Problem *p, CdpProblem code, const char *hint, const char *fmt,...) pg_attribute_printf(4, 5);
+extern char *shown(const char *s, int len);
+extern const char *jbv_kind(const JsonbValue *v);
+extern const char *json_kind(Jsonb *jb);
+extern bool check_event(const Event *ev, Problem *p);
+extern void quarantine(const Problem *p, text *source, Jsonb *raw);
+extern int64 insert_event(const Event *ev);
+extern void push_string(JsonbParseState **st, const char *key, const char *val, int len);
+extern TriggerData *trigger_data(FunctionCallInfo fcinfo, const char *fname,
+								 TriggerEvent timing, bool for_row);
+
+#endif							/* CDP_EVENTS_H */
