@@ -58,8 +58,7 @@ const char *const cdp_field_names[N_FIELDS] = {
 #define UNIX_EPOCH_TIMESTAMPTZ \
 	((TimestampTz) (UNIX_EPOCH_JDATE - POSTGRES_EPOCH_JDATE) * USECS_PER_DAY)
 
-static MemoryContext cache_cxt = NULL;
-static bool callback_registered = false;
+static MemoryContext channel_cxt = NULL;
 static Oid	channels_relid = InvalidOid;
 static bool channels_valid = false;
 static const char **channel_names = NULL;
@@ -69,33 +68,18 @@ static char *channel_list = NULL;	/* "app, call_center, ..." for hints */
 static SPIPlanPtr insert_plan = NULL;
 static SPIPlanPtr reject_plan = NULL;
 
-/* Drops what a relcache invalidation makes stale. */
+/* Marks the channel cache stale when cdp.channels is invalidated. */
 static void
-invalidate_caches(Datum arg, Oid relid)
+channels_invalidated(Datum arg, Oid relid)
 {
 	if (relid == InvalidOid || relid == channels_relid)
 		channels_valid = false;
-}
-
-/* Creates the cache memory context and registers the invalidation callback once. */
-static void
-init_caches(void)
-{
-	if (cache_cxt == NULL)
-		cache_cxt = AllocSetContextCreate(TopMemoryContext, "cdp event caches",
-										  ALLOCSET_SMALL_SIZES);
-	if (!callback_registered)
-	{
-		CacheRegisterRelcacheCallback(invalidate_caches, (Datum) 0);
-		callback_registered = true;
-	}
 }
 
 /* Reads cdp.channels into the backend's sorted channel array if stale. */
 static void
 load_channels(void)
 {
-	static MemoryContext channel_cxt = NULL;
 	Oid			nsp;
 	int			ret;
 	uint64		i;
@@ -103,9 +87,11 @@ load_channels(void)
 
 	if (channels_valid)
 		return;
-	init_caches();
 	if (channel_cxt == NULL)
-		channel_cxt = AllocSetContextCreate(cache_cxt, "cdp channels", ALLOCSET_SMALL_SIZES);
+	{
+		channel_cxt = AllocSetContextCreate(TopMemoryContext, "cdp channels", ALLOCSET_SMALL_SIZES);
+		CacheRegisterRelcacheCallback(channels_invalidated, (Datum) 0);
+	}
 	else
 		MemoryContextReset(channel_cxt);
 	channel_names = NULL;
