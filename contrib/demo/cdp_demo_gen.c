@@ -20,6 +20,10 @@
  *   by construction: bijections of the person id), so the ground truth only
  *   needs a bit mask per person telling which raw forms were written; the
  *   strings are re-derived at the end.  Memory is O(persons).
+ * - Person ids come in pairs (2k-1, 2k).  A hash of (seed, k) alone decides
+ *   whether a pair is two drive-by visitors (one short anonymous session
+ *   each) or two persons of the full model, so the full-model persons are the
+ *   same as with --visitor-share 0, only with the visitors' ids left out.
  */
 #include <errno.h>
 #include <math.h>
@@ -39,15 +43,18 @@
 #define BG_ALPHA 4.0
 #define BG_A 0.8          /* dropout p ~ Beta(a, b), applied after each purchase */
 #define BG_B 3.2
-#define P_ANON 0.15       /* persons who never identify themselves */
+#define VISITOR_SHARE 0.85 /* default share of person ids that are drive-by visitors */
+#define P_VISITOR_APP 0.3 /* visitors on the app (the others on the web) */
+#define P_ANON 0.15       /* full-model persons who never identify themselves */
 #define P_PHONE 0.88      /* of identified persons */
-#define P_LOYALTY 0.706   /* of identified persons (about 60 % overall) */
-#define P_ACCOUNT 0.588   /* of identified persons (about 50 % overall) */
+#define P_LOYALTY 0.706   /* of identified persons (about 60 % of non-visitors) */
+#define P_ACCOUNT 0.588   /* of identified persons (about 50 % of non-visitors) */
 #define P_HH_SHARE 0.04   /* pairs of persons (2k-1, 2k) sharing a device/cookie */
 #define BROWSE_BASE 0.15  /* browse sessions / week = engage * (BASE + K * lambda) */
 #define BROWSE_K 2.0
 #define DEAD_BROWSE 0.08  /* browsing rate multiplier after dropout */
 #define P_JUNK_COOKIE 0.005
+#define P_EMAIL_REACH 0.05 /* share of opted-in persons in each e-mail campaign (was 0.35) */
 
 /* ---- random numbers: splitmix64 seeding, xoshiro256** ------------------ */
 typedef struct { uint64_t s[4]; } rng_t;
@@ -320,6 +327,7 @@ static int g_days = 365, g_start_year;
 static char (*g_daystr)[12];   /* "YYYY-MM-DD " for every day of the window */
 static uint64_t g_ckey, g_dkey, g_ph_b, g_loy_b, g_cust_b;
 static uint32_t g_hh_thresh;
+static double g_visitor_share = VISITOR_SHARE;
 
 static inline void sb_ts(sb_t *b, int64_t t)
 {
@@ -388,6 +396,7 @@ enum { SH_NONE, SH_OWN_COOKIE, SH_OWN_DEVICE, SH_USE_COOKIE, SH_USE_DEVICE };
 
 typedef struct {
     uint32_t pid;
+    int visitor;     /* drive-by visitor: one anonymous session, nothing else */
     int anon, fn, ln, ln2, city, city2, lang, by, bm, bd;
     char pc[32], pc2[32];
     int64_t move_t, rename_t, acq_t;
@@ -410,13 +419,27 @@ static int household_shares(uint32_t owner_pid)
     return (uint32_t)(mix64(g_seed ^ mix64((uint64_t)owner_pid * 0xA24BAED4963EE407ULL + 77)) >> 32) < g_hh_thresh;
 }
 
+/* Both ids of a pair (2k-1, 2k) are visitors or neither is, so households
+ * (always such a pair) are as frequent among the other persons as without
+ * visitors, and the other persons are unchanged. */
+static int is_visitor(uint32_t pid)
+{
+    uint64_t k = ((uint64_t)pid + 1) >> 1;
+    uint64_t h = mix64(g_seed ^ mix64(k * 0xC2B2AE3D27D4EB4FULL + 0x165667B19E3779F9ULL));
+    return (double)(h >> 11) * (1.0 / 9007199254740992.0) < g_visitor_share;
+}
+
 static void make_postcode(rng_t *r, int city, char *out)
 {
     static const char L[] = "ABDEFGHJLNPQRSTUWXYZ";
     const city_t *c = &CITIES[city];
     const char *area = c->areas[ri(r, c->nareas)];
     int dist = 1 + ri(r, c->maxdist), sec = ri(r, 10);
-    snprintf(out, 32, "%s%d %d%c%c", area, dist, sec, L[ri(r, 20)], L[ri(r, 20)]);
+    /* random draws are kept in separate statements throughout: the order in
+     * which function arguments or operands are evaluated is unspecified (the
+     * order chosen everywhere is the one gcc used, so its output is unchanged) */
+    char l2 = L[ri(r, 20)], l1 = L[ri(r, 20)];
+    snprintf(out, 32, "%s%d %d%c%c", area, dist, sec, l1, l2);
 }
 
 static void lower_copy(char *dst, const char *src)
@@ -439,6 +462,28 @@ static void hex16(char *out, const char *prefix, uint64_t v)
     out[n + 16] = 0;
 }
 
+/* a drive-by visitor: a fresh cookie (web) or device id (app), no profile */
+static void make_visitor(uint32_t pid, person_t *p)
+{
+    rng_t r;
+    rng_seed(&r, g_seed, pid, 11);
+    p->visitor = p->anon = 1;
+    p->acq_app = rp(&r, P_VISITOR_APP);
+    if (p->acq_app) {
+        p->ndv = 1;
+        hex16(p->dv[0], "d-", mix64(((uint64_t)pid << 3) ^ g_dkey));
+    } else {
+        p->nck = 1;
+        hex16(p->ck[0], "c-", mix64(((uint64_t)pid << 3) ^ g_ckey));
+    }
+    p->lambda = 0.0;
+    p->pdrop = 1.0;
+    for (int i = 0; i < 3; i++) p->fav[i] = wpick(&r, cat_w, NCAT);
+    int day = ri(&r, g_days), hour = hour_pick(&r, TK_ONLINE);
+    p->acq_t = g_start + (int64_t)day * DAY_S + hour * 3600 + ri(&r, 3600);
+    p->move_t = p->rename_t = NEVER;
+}
+
 static void make_person(uint32_t pid, person_t *p)
 {
     rng_t r;
@@ -446,6 +491,7 @@ static void make_person(uint32_t pid, person_t *p)
     int hh_owner = 0, hh_partner = 0;
     memset(p, 0, sizeof *p);
     p->pid = pid;
+    if (is_visitor(pid)) { make_visitor(pid, p); return; }
     if (pid & 1) hh_owner = household_shares(pid);
     else hh_partner = household_shares(pid - 1);
     if (hh_partner) make_person(pid - 1, &own);
@@ -539,7 +585,8 @@ static void make_person(uint32_t pid, person_t *p)
     int kind = TK_ONLINE;
     if (!p->anon && !p->has_cust && p->has_loy) kind = TK_STORE;
     p->acq_app = kind == TK_ONLINE && p->ndv > 0 && rp(&r, p->anon ? 0.5 : 0.25);
-    p->acq_t = g_start + (int64_t)day * DAY_S + hour_pick(&r, kind) * 3600 + ri(&r, 3600);
+    int hour = hour_pick(&r, kind);
+    p->acq_t = g_start + (int64_t)day * DAY_S + hour * 3600 + ri(&r, 3600);
 
     p->email_optin = p->has_email && rp(&r, 0.7);
     p->sms_optin = p->has_phone && rp(&r, 0.3);
@@ -786,7 +833,8 @@ static int64_t retime(gen_t *g, int64_t t, int kind)
 {
     int64_t day = (t - g_start) / DAY_S;
     if (day < 0) day = 0;
-    int64_t nt = g_start + day * DAY_S + (int64_t)hour_pick(&g->r, kind) * 3600 + ri(&g->r, 3600);
+    int64_t hour = hour_pick(&g->r, kind);
+    int64_t nt = g_start + day * DAY_S + hour * 3600 + ri(&g->r, 3600);
     while (nt < g->min_t) nt += DAY_S;
     return nt;
 }
@@ -1160,6 +1208,62 @@ static int pick_entry(gen_t *g)
     return u < 0.35 ? E_DIRECT : u < 0.62 ? E_ORGANIC : u < 0.77 ? E_CPC : u < 0.88 ? E_SOCIAL : E_REFERRAL;
 }
 
+/* the only session of a drive-by visitor: 1 to 8 events, never identified */
+static const int VISIT_LEN_W[8] = {50, 16, 10, 8, 6, 4, 3, 3}; /* 1..8 events, mean 2.43 */
+
+static void visitor_session(gen_t *g, int64_t t)
+{
+    const person_t *p = g->p;
+    rng_t *r = &g->r;
+    sess_t s;
+    memset(&s, 0, sizeof s);
+    s.t = t;
+    s.app = p->acq_app;
+    s.entry = s.app ? E_DIRECT : pick_entry(g);
+    int n = 1 + wpick(r, VISIT_LEN_W, 8);
+    double u = ru(r);
+    if (s.app) ev_page(g, &s, "/home", NULL, 1);
+    else if (u < 0.45) ev_page(g, &s, "/", NULL, 1);
+    else if (u < 0.85) ev_page(g, &s, "/c/", CATS[pick_cat(g)].name, 1);
+    else ev_page(g, &s, "/deals", NULL, 1);
+    int prod = -1, qcat = -1;
+    for (int k = 1; k < n; k++) {
+        step(g, &s, 40);
+        if (prod >= 0) { /* act on the product just viewed: cart (abandoned) or, rarely, wishlist */
+            double a = ru(r);
+            if (a < 0.1) {
+                s.cart += prod_price[prod];
+                ev_product(g, &s, T_ADD, prod);
+                prod = -1;
+                continue;
+            }
+            if (a < 0.104) {
+                ev_product(g, &s, T_WISHLIST, prod);
+                prod = -1;
+                continue;
+            }
+        }
+        prod = -1;
+        u = ru(r);
+        if (u < 0.55) {
+            prod = qcat >= 0 && rp(r, 0.7) ? pick_prod_in(r, qcat) : pick_prod(g);
+            ev_product(g, &s, T_PRODUCT_VIEW, prod);
+        } else if (u < 0.72) {
+            ids_t d;
+            qcat = pick_cat(g);
+            sess_ids(g, &s, &d);
+            ev_begin(g, s.t, sess_ch(&s), T_SEARCH, &d);
+            PSTR(g, "query", CATS[qcat].q[ri(r, 3)]);
+            PINT(g, "results", rp(r, 0.03) ? 0 : 1 + ri(r, 80));
+            ev_end(g, NO_AMOUNT, sess_src(&s));
+        } else if (u < 0.9) {
+            ev_page(g, &s, "/c/", CATS[pick_cat(g)].name, 0);
+        } else {
+            ev_page(g, &s, MISC_PAGES[ri(r, NMISC)], NULL, 0);
+        }
+    }
+}
+
 /* ---- store, call centre, returns ------------------------------------------- */
 static int pick_store(gen_t *g)
 {
@@ -1314,8 +1418,9 @@ static void purchase_occasion(gen_t *g, int64_t tp)
             if (ta > g->min_t && ta < tp - 3600) {
                 int aapp = app_access(p) && rp(r, 0.3);
                 uint32_t aoid = ++g->order_seq;
-                int64_t te = session(g, ta, rp(r, 0.4) ? M_CHECKOUT : M_CART, aapp,
-                                     aapp ? E_DIRECT : pick_entry(g), NULL, items, n, aoid, 0);
+                int aentry = aapp ? E_DIRECT : pick_entry(g);
+                int amode = rp(r, 0.4) ? M_CHECKOUT : M_CART;
+                int64_t te = session(g, ta, amode, aapp, aentry, NULL, items, n, aoid, 0);
                 if (p->has_email && p->email_optin && rp(r, 0.5)) {
                     int64_t tm = te + 3600 + ri(r, 3 * 3600);
                     if (tm < tp - 600) {
@@ -1350,7 +1455,10 @@ static void browse_occasion(gen_t *g, int64_t t)
         if (mode == M_CHECKOUT) oid = ++g->order_seq;
     }
     session(g, t, mode, app, app ? E_DIRECT : pick_entry(g), NULL, items, n, oid, 0);
-    if (!p->anon && rp(r, 0.004)) call_centre(g, t + ri(r, 3 * DAY_S), rp(r, 0.2), 0);
+    if (!p->anon && rp(r, 0.004)) {
+        int complaint = rp(r, 0.2);
+        call_centre(g, t + ri(r, 3 * DAY_S), complaint, 0);
+    }
 }
 
 static void profile_change(gen_t *g, int64_t t)
@@ -1413,7 +1521,7 @@ static void campaigns(gen_t *g)
     if (p->email_optin) {
         for (int i = 0; i < g_nem; i++) {
             const camp_t *c = &g_em_camp[i];
-            if (c->t < from || !rp(r, 0.35)) continue;
+            if (c->t < from || !rp(r, P_EMAIL_REACH)) continue;
             int64_t t = c->t + ri(r, 7200);
             email_event(g, t, T_EMAIL_SENT, p->esp_em, c->id, 0, -1);
             int live = alive(g, t);
@@ -1463,6 +1571,10 @@ static void gen_person(gen_t *g, const person_t *p)
     g->death_t = NEVER;
     g->min_t = p->acq_t + 1800;
     rng_seed(r, g_seed, p->pid, 22);
+    if (p->visitor) {
+        visitor_session(g, p->acq_t);
+        return;
+    }
 
     /* acquisition */
     if (p->anon) {
@@ -1492,8 +1604,9 @@ static void gen_person(gen_t *g, const person_t *p)
             t += 3600.0 + rexp(r) * 5.0 * DAY_S;
             if (t >= (double)g_end) break;
             int app = p->ndv > 0 && rp(r, 0.5);
-            session(g, retime(g, (int64_t)t, TK_ONLINE), rp(r, 0.9) ? M_BROWSE : M_CART, app,
-                    app ? E_DIRECT : pick_entry(g), NULL, NULL, 0, 0, 0);
+            int entry = app ? E_DIRECT : pick_entry(g);
+            int mode = rp(r, 0.9) ? M_BROWSE : M_CART;
+            session(g, retime(g, (int64_t)t, TK_ONLINE), mode, app, entry, NULL, NULL, 0, 0, 0);
         }
         return;
     }
@@ -1528,7 +1641,8 @@ static void gen_person(gen_t *g, const person_t *p)
         for (;;) {
             t += rexp(r) / rate * WEEK_S;
             if (t >= (double)g_end || t >= (double)g->death_t) break;
-            store_visit(g, retime(g, (int64_t)t, TK_STORE), rp(r, 0.5) ? pick_prod(g) : -1);
+            int prod = rp(r, 0.5) ? pick_prod(g) : -1;
+            store_visit(g, retime(g, (int64_t)t, TK_STORE), prod);
         }
     }
     campaigns(g);
@@ -1645,7 +1759,8 @@ static int popcount32(uint32_t x)
 static void usage(FILE *f)
 {
     fprintf(f, "usage: " PROG " [--events N] [--seed S] [--start YYYY-MM-DD] [--days D]\n"
-               "                    [--events-out FILE] [--truth-out FILE] [--persons-out FILE]\n");
+               "                    [--visitor-share F] [--events-out FILE] [--truth-out FILE]\n"
+               "                    [--persons-out FILE]\n");
 }
 
 static void bad_arg(const char *arg, const char *why)
@@ -1685,7 +1800,7 @@ int main(int argc, char **argv)
         }
         int known = !strcmp(name, "--events") || !strcmp(name, "--seed") || !strcmp(name, "--start") ||
                     !strcmp(name, "--days") || !strcmp(name, "--events-out") || !strcmp(name, "--truth-out") ||
-                    !strcmp(name, "--persons-out");
+                    !strcmp(name, "--persons-out") || !strcmp(name, "--visitor-share");
         if (!known) bad_arg(a, "unknown option");
         if (!v) {
             if (i + 1 >= argc) bad_arg(name, "missing value");
@@ -1696,6 +1811,14 @@ int main(int argc, char **argv)
         else if (!strcmp(name, "--days")) {
             g_days = (int)parse_u64(name, v, 36500);
             if (g_days < 1) bad_arg(name, "must be between 1 and 36500");
+        } else if (!strcmp(name, "--visitor-share")) {
+            char *end;
+            double x = 0.0;
+            if (((*v >= '0' && *v <= '9') || *v == '.') && !strpbrk(v, "xX")) x = strtod(v, &end);
+            else end = (char *)v;
+            if (end == v || *end) bad_arg(name, "expected a number between 0 and 1");
+            if (!(x >= 0.0 && x <= 1.0)) bad_arg(name, "must be between 0 and 1");
+            g_visitor_share = x;
         } else if (!strcmp(name, "--start")) start = v;
         else if (!*v) bad_arg(name, "empty file name");
         else if (!strcmp(name, "--events-out")) events_out = v;
@@ -1827,8 +1950,9 @@ int main(int argc, char **argv)
             sb_ts(&tb, p->acq_t);
             ts[tb.len] = 0;
             int n = snprintf(line, sizeof line, "%u,%s,%s,%s,%s,%s,%s,%.6f,%.6f,%s\n",
-                             pid, FIRST[p->fn], LAST[p->ln], p->has_email ? p->em[0] : "",
-                             p->has_phone ? p->ph[0] : "", p->loy, p->cust, p->lambda, p->pdrop, ts);
+                             pid, p->visitor ? "" : FIRST[p->fn], p->visitor ? "" : LAST[p->ln],
+                             p->has_email ? p->em[0] : "", p->has_phone ? p->ph[0] : "", p->loy, p->cust,
+                             p->lambda, p->pdrop, ts);
             out_put(&po, line, (size_t)n);
         }
     }
