@@ -43,6 +43,7 @@ COPY cdp.event_load FROM stdin WITH (FORMAT csv);
 2025-04-03 10:00:00+00,web,page_view,"{""cookie"": ""c-9""}",,,web-sdk
 2025-04-31 10:00:00,web,page_view,"{""cookie"": ""c-9""}",,,web-sdk
 yesterday noon-ish,web,page_view,"{""cookie"": ""c-9""}",,,web-sdk
+03/04/2025 10:00,web,page_view,"{""cookie"": ""c-9""}",,,web-sdk
 2025-04-03 10:01:00+00,web,page_view,"{""cookie"": ""c-9""",,,web-sdk
 2025-04-03 10:02:00+00,web,page_view,"{""cookie"": ""c-9""}",{'a': 1},,web-sdk
 2025-04-03 10:03:00+00,store,purchase,"{""loyalty_card"": ""L1""}",,12;50,pos
@@ -62,6 +63,7 @@ SELECT * FROM cdp.ingest('[
   {"occurred_at": "2025-04-04 10:01:00+00", "channel": "sms", "type": "sms_click", "identifiers": {"phone": "+447700900123"}, "userId": "u1"},
   {"occurred_at": 1743760800, "channel": "sms", "type": "sms_click", "identifiers": {"phone": "+447700900123"}},
   {"occurred_at": "2025-04-04 25:00:00", "channel": "sms", "type": "sms_click", "identifiers": {"phone": "+447700900123"}},
+  {"occurred_at": "now", "channel": "sms", "type": "sms_click", "identifiers": {"phone": "+447700900123"}},
   {"occurred_at": "2025-04-04 10:02:00+00", "channel": 7, "type": "sms_click", "identifiers": {"phone": "+447700900123"}},
   {"occurred_at": "2025-04-04 10:03:00+00", "channel": "sms", "type": ["sms_click"], "identifiers": {"phone": "+447700900123"}},
   {"occurred_at": "2025-04-04 10:04:00+00", "channel": "sms", "type": "sms_click", "identifiers": "+447700900123"},

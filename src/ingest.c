@@ -72,7 +72,18 @@ convert_inputs(TextInput *in, int n, Problem *p)
 	int			i;
 
 	for (i = 0; i < n; i++)
-		any |= (in[i].text != NULL);
+	{
+		const char *why;
+
+		if (in[i].text == NULL)
+			continue;
+		any = true;
+		/* times must be ISO 8601: 01/06/2025 must not depend on DateStyle */
+		if (in[i].type == TIMESTAMPTZOID &&
+			cdp_check_iso_date(in[i].text, strlen(in[i].text), &why) != CDP_OK)
+			return fail(p, in[i].problem, in[i].hint, "invalid %s \"%s\": it %s", in[i].field,
+						shown(in[i].text, strlen(in[i].text)), why);
+	}
 	if (!any)
 		return true;
 

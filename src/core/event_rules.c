@@ -154,6 +154,38 @@ cdp_check_identifier_value(const char *s, size_t len, const char **why)
 	return check_text(s, len, CDP_MAX_IDENTIFIER_LEN, 0, why) ? CDP_OK : CDP_INVALID_IDENTIFIER_VALUE;
 }
 
+static int
+is_digit(char c)
+{
+	return c >= '0' && c <= '9';
+}
+
+/* Checks that a time written as text starts with YYYY-MM-DD. */
+CdpProblem
+cdp_check_iso_date(const char *s, size_t len, const char **why)
+{
+	static const char shape[] = "dddd-dd-dd";
+	size_t		i = 0;
+	size_t		k;
+
+	while (i < len && is_space((unsigned char) s[i]))
+		i++;
+	for (k = 0; shape[k] != '\0'; k++, i++)
+	{
+		if (i >= len || (shape[k] == 'd' ? !is_digit(s[i]) : s[i] != shape[k]))
+		{
+			*why = "does not start with an ISO 8601 date (YYYY-MM-DD)";
+			return CDP_INVALID_OCCURRED_AT;
+		}
+	}
+	if (i < len && s[i] != 'T' && s[i] != 't' && s[i] != ' ')
+	{
+		*why = "does not start with an ISO 8601 date (YYYY-MM-DD)";
+		return CDP_INVALID_OCCURRED_AT;
+	}
+	return CDP_OK;
+}
+
 /* Checks when an event occurred against the receiving time and the floor. */
 CdpProblem
 cdp_check_occurred_at(int64_t occurred_at, int64_t now, int64_t max_skew, int64_t floor)

@@ -58,6 +58,13 @@ extern CdpProblem cdp_check_identifier_kind(const char *s, size_t len, const cha
 extern CdpProblem cdp_check_identifier_value(const char *s, size_t len, const char **why);
 
 /*
+ * Checks that a time written as text starts with an ISO 8601 date
+ * (YYYY-MM-DD, then the end, 'T' or a space), so that 01/06/2025 is never
+ * read as 6 January or 1 June depending on a setting.
+ */
+extern CdpProblem cdp_check_iso_date(const char *s, size_t len, const char **why);
+
+/*
  * Checks when an event occurred, all times in the same unit and epoch:
  * not after now + max_skew, and strictly after floor.
  */

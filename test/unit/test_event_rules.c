@@ -143,6 +143,31 @@ UNIT_TEST(find_name_in_sorted_array)
 	CHECK_EQ_INT(cdp_find_name(names, 0, S("web")), -1);
 }
 
+UNIT_TEST(iso_dates_only)
+{
+	const char *why = NULL;
+
+	CHECK_EQ_INT(cdp_check_iso_date(S("2025-03-04 10:22:13+00"), &why), CDP_OK);
+	CHECK_EQ_INT(cdp_check_iso_date(S("2025-03-04T10:22:13Z"), &why), CDP_OK);
+	CHECK_EQ_INT(cdp_check_iso_date(S("2025-03-04t10:22"), &why), CDP_OK);
+	CHECK_EQ_INT(cdp_check_iso_date(S("  2025-03-04"), &why), CDP_OK);
+	CHECK_EQ_INT(cdp_check_iso_date(S("2025-03-04"), &why), CDP_OK);
+	/* the date itself is checked later by the time input function */
+	CHECK_EQ_INT(cdp_check_iso_date(S("2025-04-31"), &why), CDP_OK);
+	CHECK_EQ_INT(cdp_check_iso_date(S("01/06/2025"), &why), CDP_INVALID_OCCURRED_AT);
+	CHECK_EQ_STR(why, "does not start with an ISO 8601 date (YYYY-MM-DD)");
+	CHECK_EQ_INT(cdp_check_iso_date(S("06.01.2025 10:00"), &why), CDP_INVALID_OCCURRED_AT);
+	CHECK_EQ_INT(cdp_check_iso_date(S("2025-3-4"), &why), CDP_INVALID_OCCURRED_AT);
+	CHECK_EQ_INT(cdp_check_iso_date(S("20250304"), &why), CDP_INVALID_OCCURRED_AT);
+	CHECK_EQ_INT(cdp_check_iso_date(S("2025-03-04x"), &why), CDP_INVALID_OCCURRED_AT);
+	CHECK_EQ_INT(cdp_check_iso_date(S("now"), &why), CDP_INVALID_OCCURRED_AT);
+	CHECK_EQ_INT(cdp_check_iso_date(S("epoch"), &why), CDP_INVALID_OCCURRED_AT);
+	CHECK_EQ_INT(cdp_check_iso_date(S("Mar 4 2025"), &why), CDP_INVALID_OCCURRED_AT);
+	CHECK_EQ_INT(cdp_check_iso_date(S(""), &why), CDP_INVALID_OCCURRED_AT);
+	/* a cut-off string is not read past its length */
+	CHECK_EQ_INT(cdp_check_iso_date("2025-03-04", 7, &why), CDP_INVALID_OCCURRED_AT);
+}
+
 const unit_case unit_tests[] = {
 	UNIT_CASE(problem_codes_are_named),
 	UNIT_CASE(type_checks),
@@ -152,5 +177,6 @@ const unit_case unit_tests[] = {
 	UNIT_CASE(identifier_value_checks),
 	UNIT_CASE(occurred_at_window),
 	UNIT_CASE(find_name_in_sorted_array),
+	UNIT_CASE(iso_dates_only),
 	UNIT_END
 };
