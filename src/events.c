@@ -359,17 +359,25 @@ raise_problem(const Problem *p)
 
 /* --- building raw rows for the quarantine ------------------------------- */
 
-/* Adds key: string (or null) to an object being built. */
-void
-push_string(JsonbParseState **st, const char *key, const char *val, int len)
+/* Adds a key to an object being built. */
+static void
+push_key(JsonbParseState **st, const char *key)
 {
 	JsonbValue	k;
-	JsonbValue	v;
 
 	k.type = jbvString;
 	k.val.string.val = (char *) key;
 	k.val.string.len = strlen(key);
 	pushJsonbValue(st, WJB_KEY, &k);
+}
+
+/* Adds key: string (or null) to an object being built. */
+void
+push_string(JsonbParseState **st, const char *key, const char *val, int len)
+{
+	JsonbValue	v;
+
+	push_key(st, key);
 	if (val == NULL)
 		v.type = jbvNull;
 	else
@@ -395,7 +403,6 @@ push_text(JsonbParseState **st, const char *key, text *t)
 static void
 push_jsonb(JsonbParseState **st, const char *key, Jsonb *jb)
 {
-	JsonbValue	k;
 	JsonbValue	v;
 
 	if (jb == NULL)
@@ -403,10 +410,7 @@ push_jsonb(JsonbParseState **st, const char *key, Jsonb *jb)
 		push_string(st, key, NULL, 0);
 		return;
 	}
-	k.type = jbvString;
-	k.val.string.val = (char *) key;
-	k.val.string.len = strlen(key);
-	pushJsonbValue(st, WJB_KEY, &k);
+	push_key(st, key);
 	if (JB_ROOT_IS_SCALAR(jb))
 		JsonbExtractScalar(&jb->root, &v);
 	else
@@ -418,12 +422,11 @@ push_jsonb(JsonbParseState **st, const char *key, Jsonb *jb)
 	pushJsonbValue(st, WJB_VALUE, &v);
 }
 
-/* The typed event as a JSON object, for rows refused by the trigger. */
+/* The typed event as a JSON object, for rows refused by the row check. */
 static Jsonb *
 event_to_jsonb(const Event *ev)
 {
 	JsonbParseState *st = NULL;
-	JsonbValue	k;
 	JsonbValue	v;
 	JsonbValue *res;
 	char	   *ts = ev->has_occurred_at ? pstrdup(timestamptz_to_str(ev->occurred_at)) : NULL;
@@ -443,10 +446,7 @@ event_to_jsonb(const Event *ev)
 	}
 	else
 	{
-		k.type = jbvString;
-		k.val.string.val = "amount";
-		k.val.string.len = 6;
-		pushJsonbValue(&st, WJB_KEY, &k);
+		push_key(&st, "amount");
 		v.type = jbvNumeric;
 		v.val.numeric = ev->amount;
 		pushJsonbValue(&st, WJB_VALUE, &v);
