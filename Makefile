@@ -7,14 +7,14 @@ EXTVERSION = $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" cdp.control)
 
 MODULE_big = cdp
 CORE_SRCS = $(sort $(wildcard src/core/*.c))
-OBJS = src/cdp.o src/events.o src/ingest.o $(CORE_SRCS:.c=.o)
+OBJS = src/cdp.o src/events.o src/ingest.o src/identity.o src/stitch.o src/rebuild.o $(CORE_SRCS:.c=.o)
 
 # The install script is built from one SQL file per area, in this order.
-SQL_PARTS = src/sql/header.sql src/sql/events.sql src/sql/partitions.sql
+SQL_PARTS = src/sql/header.sql src/sql/events.sql src/sql/partitions.sql src/sql/identity.sql
 DATA_built = cdp--$(EXTVERSION).sql
 DATA = $(wildcard src/sql/cdp--*--*.sql)
 
-REGRESS = events validation quarantine partitions
+REGRESS = events validation quarantine partitions identity
 REGRESS_OPTS = --inputdir=. --outputdir=. --load-extension=cdp
 
 PG_CONFIG ?= pg_config

@@ -9,18 +9,40 @@
 #include "cdp.h"
 
 #include "fmgr.h"
+#include "normalize.h"
 #include "utils/guc.h"
 
 PG_MODULE_MAGIC;
 
+char	   *cdp_default_country = NULL;
 int			cdp_max_clock_skew = 86400;
+bool		cdp_stitch_on_ingest = true;
 
 void		_PG_init(void);
+
+/* Accepts an empty country or one the phone normalizer knows. */
+static bool
+check_default_country(char **newval, void **extra, GucSource source)
+{
+	if (*newval == NULL || (*newval)[0] == '\0' || cdp_phone_country_known(*newval))
+		return true;
+	GUC_check_errdetail("\"%s\" is not an ISO 3166 alpha-2 country code that cdp knows.", *newval);
+	return false;
+}
 
 /* Defines the settings of the cdp.* namespace. */
 void
 _PG_init(void)
 {
+	DefineCustomStringVariable("cdp.default_country",
+							   gettext_noop("Country of phone numbers written without a country code (ISO 3166 alpha-2)."),
+							   gettext_noop("Empty: such numbers are refused. Set it for the whole database: identity resolution must normalize alike in every session."),
+							   &cdp_default_country,
+							   "",
+							   PGC_SUSET,
+							   0,
+							   check_default_country, NULL, NULL);
+
 	DefineCustomIntVariable("cdp.max_clock_skew",
 							gettext_noop("How far in the future of its arrival an event may have occurred."),
 							gettext_noop("Events further in the future are rejected as future_occurred_at."),
@@ -29,6 +51,15 @@ _PG_init(void)
 							PGC_SUSET,
 							GUC_UNIT_S,
 							NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("cdp.stitch_on_ingest",
+							 gettext_noop("Stitch identities as events are stored."),
+							 gettext_noop("Off: events are stored without identity work; run cdp.rebuild_identities() later."),
+							 &cdp_stitch_on_ingest,
+							 true,
+							 PGC_SUSET,
+							 0,
+							 NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("cdp");
 }

@@ -11,7 +11,8 @@
  * cdp_accept_event() for every row.  It always answers true (a failed CHECK
  * would abort the whole load); for an invalid row it writes the quarantine
  * row and remembers the event, and the AFTER STATEMENT trigger
- * cdp_events_purge() deletes the remembered rows when the statement ends.  A
+ * cdp_events_after_insert() deletes the remembered rows when the statement
+ * ends (and then stitches the identities of the stored rows, stitch.c).  A
  * CHECK, unlike a BEFORE ROW trigger, leaves COPY's multi-row inserts on.
  *
  * Per-backend state: the sorted channel names of cdp.channels, dropped by a
@@ -23,6 +24,7 @@
 #include "cdp.h"
 #include "event_rules.h"
 #include "events.h"
+#include "identity.h"
 
 #include "access/htup_details.h"
 #include "access/xact.h"
@@ -45,8 +47,8 @@
 #include "utils/timestamp.h"
 
 PG_FUNCTION_INFO_V1(cdp_accept_event);
-PG_FUNCTION_INFO_V1(cdp_events_purge);
-PG_FUNCTION_INFO_V1(cdp_channels_changed);
+PG_FUNCTION_INFO_V1(cdp_events_after_insert);
+PG_FUNCTION_INFO_V1(cdp_config_changed);
 PG_FUNCTION_INFO_V1(cdp_track);
 PG_FUNCTION_INFO_V1(cdp_check_event);
 
@@ -652,15 +654,16 @@ cdp_accept_event(PG_FUNCTION_ARGS)
 		quarantine(&p, ev.source, event_to_jsonb(&ev));
 		remember_rejected_row(PG_GETARG_INT64(0), &ev);
 	}
+	else if (cdp_stitch_on_ingest)
+		cdp_stitch_remember(PG_GETARG_INT64(0), ev.occurred_at, ev.identifiers);
 	PG_RETURN_BOOL(true);
 }
 
 /*
- * AFTER INSERT statement trigger of cdp.events and its partitions: deletes
- * the rows quarantined during the statement, and says how many.
+ * Deletes the rows quarantined during the statement, and says how many.
  */
-Datum
-cdp_events_purge(PG_FUNCTION_ARGS)
+static void
+purge_rejected_rows(void)
 {
 	int			start = 0;
 	int			n;
@@ -676,13 +679,12 @@ cdp_events_purge(PG_FUNCTION_ARGS)
 	Oid			types[4] = {INT8ARRAYOID, INT8OID, INT8OID, TIMESTAMPTZARRAYOID};
 	int			ret;
 
-	(void) trigger_data(fcinfo, "cdp.events_purge()", TRIGGER_EVENT_AFTER, false);
 	/* only rows of this (sub)transaction level or deeper, i.e. this statement */
 	while (start < n_pending && pending[start].nest_level < level)
 		start++;
 	n = n_pending - start;
 	if (n == 0)
-		return PointerGetDatum(NULL);
+		return;
 
 	ids = palloc(sizeof(Datum) * n);
 	times = palloc(sizeof(Datum) * n);
@@ -722,19 +724,35 @@ cdp_events_purge(PG_FUNCTION_ARGS)
 	if (deleted != n)
 		elog(WARNING, "%d events were rejected but " INT64_FORMAT " were removed from cdp.events",
 			 n, deleted);
+}
+
+/*
+ * AFTER INSERT statement trigger of cdp.events and its partitions: removes
+ * the rows quarantined during the statement, then stitches the identities
+ * of the rows stored.
+ */
+Datum
+cdp_events_after_insert(PG_FUNCTION_ARGS)
+{
+	(void) trigger_data(fcinfo, "cdp.events_after_insert()", TRIGGER_EVENT_AFTER, false);
+	purge_rejected_rows();
+	cdp_stitch_pending();
 	return PointerGetDatum(NULL);
 }
 
-/* AFTER statement trigger of cdp.channels: every session reloads the registry. */
+/*
+ * AFTER statement trigger of the configuration tables (channels, identity
+ * rules, blocklist): every session drops its cached copy at commit.
+ */
 Datum
-cdp_channels_changed(PG_FUNCTION_ARGS)
+cdp_config_changed(PG_FUNCTION_ARGS)
 {
 	TriggerData *td = (TriggerData *) fcinfo->context;
 
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("cdp.channels_changed() must be fired as a trigger")));
+				 errmsg("cdp.config_changed() must be fired as a trigger")));
 	CacheInvalidateRelcacheByRelid(RelationGetRelid(td->tg_relation));
 	return PointerGetDatum(NULL);
 }

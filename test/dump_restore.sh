@@ -49,7 +49,7 @@ same "quarantine" "SELECT string_agg(reason_code || ':' || raw::text, ',' ORDER 
 same "event id sequence" "SELECT last_value FROM cdp.events_event_id_seq"
 same "row check and purge trigger on every partition" \
 	"SELECT string_agg(c.relname || ':' || (SELECT count(*) FROM pg_constraint WHERE conrelid = c.oid AND conname = 'events_accept')
-	        || ':' || (SELECT count(*) FROM pg_trigger WHERE tgrelid = c.oid AND tgname = 'events_purge'), ',' ORDER BY c.relname)
+	        || ':' || (SELECT count(*) FROM pg_trigger WHERE tgrelid = c.oid AND tgname = 'events_after_insert'), ',' ORDER BY c.relname)
 	 FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'cdp.events'::regclass"
 echo "dump_restore: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

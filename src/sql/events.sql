@@ -140,16 +140,16 @@ COMMENT ON VIEW cdp.event_load IS 'Write-only loader with text columns: COPY or 
 
 -- C entry points ------------------------------------------------------------
 
-CREATE FUNCTION cdp.events_purge() RETURNS trigger
-	AS 'MODULE_PATHNAME', 'cdp_events_purge' LANGUAGE C;
-COMMENT ON FUNCTION cdp.events_purge() IS 'Trigger: at the end of an INSERT or COPY, removes from cdp.events the rows that cdp.accept_event quarantined';
+CREATE FUNCTION cdp.events_after_insert() RETURNS trigger
+	AS 'MODULE_PATHNAME', 'cdp_events_after_insert' LANGUAGE C;
+COMMENT ON FUNCTION cdp.events_after_insert() IS 'Trigger: at the end of an INSERT or COPY, removes from cdp.events the rows that cdp.accept_event quarantined, and stitches the identities of the others';
 
 -- Statement triggers are not inherited: each partition gets its own
 -- (cdp.ensure_partitions adds it), for inserts aimed at a partition.
-CREATE TRIGGER events_purge AFTER INSERT ON cdp.events
-	FOR EACH STATEMENT EXECUTE FUNCTION cdp.events_purge();
-CREATE TRIGGER events_purge AFTER INSERT ON cdp.events_default
-	FOR EACH STATEMENT EXECUTE FUNCTION cdp.events_purge();
+CREATE TRIGGER events_after_insert AFTER INSERT ON cdp.events
+	FOR EACH STATEMENT EXECUTE FUNCTION cdp.events_after_insert();
+CREATE TRIGGER events_after_insert AFTER INSERT ON cdp.events_default
+	FOR EACH STATEMENT EXECUTE FUNCTION cdp.events_after_insert();
 
 CREATE FUNCTION cdp.events_append_only() RETURNS trigger
 LANGUAGE plpgsql AS $$
@@ -172,12 +172,12 @@ COMMENT ON FUNCTION cdp.event_load_row() IS 'Trigger: parses a raw text row writ
 CREATE TRIGGER event_load_row INSTEAD OF INSERT ON cdp.event_load
 	FOR EACH ROW EXECUTE FUNCTION cdp.event_load_row();
 
-CREATE FUNCTION cdp.channels_changed() RETURNS trigger
-	AS 'MODULE_PATHNAME', 'cdp_channels_changed' LANGUAGE C;
-COMMENT ON FUNCTION cdp.channels_changed() IS 'Trigger: tells every session that the channel registry changed';
+CREATE FUNCTION cdp.config_changed() RETURNS trigger
+	AS 'MODULE_PATHNAME', 'cdp_config_changed' LANGUAGE C;
+COMMENT ON FUNCTION cdp.config_changed() IS 'Trigger: tells every session that a configuration table (channels, identity rules, blocklist) changed';
 
 CREATE TRIGGER channels_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON cdp.channels
-	FOR EACH STATEMENT EXECUTE FUNCTION cdp.channels_changed();
+	FOR EACH STATEMENT EXECUTE FUNCTION cdp.config_changed();
 
 CREATE FUNCTION cdp.track(
 	occurred_at timestamptz,

@@ -76,8 +76,8 @@ BEGIN
 			EXECUTE format('ALTER TABLE cdp.%I DROP CONSTRAINT %I', part, part || '_range');
 			EXECUTE format('CREATE INDEX %I ON cdp.%I USING brin (event_id) WITH (autosummarize = on)',
 			               part || '_event_id_idx', part);
-			EXECUTE format('CREATE TRIGGER events_purge AFTER INSERT ON cdp.%I '
-			               'FOR EACH STATEMENT EXECUTE FUNCTION cdp.events_purge()', part);
+			EXECUTE format('CREATE TRIGGER events_after_insert AFTER INSERT ON cdp.%I '
+			               'FOR EACH STATEMENT EXECUTE FUNCTION cdp.events_after_insert()', part);
 			EXECUTE format('COMMENT ON TABLE cdp.%I IS %L', part,
 			               'Events of ' || to_char(m, 'YYYY-MM') || ' (UTC)');
 			created := created + 1;

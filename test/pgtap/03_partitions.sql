@@ -17,7 +17,7 @@ SELECT is(cdp.ensure_partitions('2019-01-01', '2019-03-31'), 0, 'creating again 
 -- A new partition carries the row check and the purge trigger.
 SELECT ok(EXISTS (SELECT FROM pg_constraint WHERE conrelid = 'cdp.events_201901'::regclass AND conname = 'events_accept'),
           'new partition has the row check');
-SELECT ok(EXISTS (SELECT FROM pg_trigger WHERE tgrelid = 'cdp.events_201901'::regclass AND tgname = 'events_purge'),
+SELECT ok(EXISTS (SELECT FROM pg_trigger WHERE tgrelid = 'cdp.events_201901'::regclass AND tgname = 'events_after_insert'),
           'new partition has the purge trigger');
 INSERT INTO cdp.events_201901 (occurred_at, channel, type, identifiers)
 VALUES ('2019-01-05', 'fax', 'page_view', '{"cookie": "direct"}'), ('2019-01-05', 'web', 'page_view', '{"cookie": "direct"}');

@@ -1,0 +1,398 @@
+/*
+ * identity.c
+ *	  Glue of identity resolution: the rules and blocklist caches, the SQL
+ *	  normalizers, stitching a batch of events into the stored graph, and
+ *	  cdp.resolve.
+ *
+ * Stitching runs the greedy algorithm of src/core/idgraph.c on the events of
+ * a batch in event_id order, over a small graph loaded from the stored one:
+ * the identifiers the batch carries and, for those already known, their
+ * profiles with their counts per kind.  It then writes what changed: new
+ * identifiers and profiles, merged profiles (forwarding pointers and the
+ * identifiers they held), links, the merge journal, conflicts, refused
+ * identifiers and each event's anchor.  The same batch function serves the
+ * ingest path (the events of one statement, see events.c) and the rebuild
+ * from events, so both make the same decisions.
+ *
+ * Locking: stitching takes one transaction-level advisory lock, so
+ * concurrent loaders stitch one after the other (their COPY work still runs
+ * in parallel) and never see a half-written graph.  It is held until commit.
+ *
+ * Caches (per backend): the rules and the blocklist, dropped by relcache
+ * invalidations that the statement triggers on their tables send.
+ */
+#include "cdp.h"
+#include "events.h"
+#include "identity.h"
+#include "idgraph.h"
+#include "normalize.h"
+
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_collation.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+
+PG_FUNCTION_INFO_V1(cdp_email_sql);
+PG_FUNCTION_INFO_V1(cdp_phone_sql);
+PG_FUNCTION_INFO_V1(cdp_check_identifier);
+PG_FUNCTION_INFO_V1(cdp_resolve);
+
+/* Key of the advisory lock that serializes stitching ("cdp" "id"). */
+#define STITCH_LOCK_KEY1 0x636470
+#define STITCH_LOCK_KEY2 0x6964
+
+/* One entry of cdp.identifier_blocklist. */
+typedef struct BlockEntry
+{
+	char	   *kind;			/* NULL: every kind */
+	text	   *value;
+	bool		is_pattern;
+	char	   *reason;
+} BlockEntry;
+
+static MemoryContext config_cxt = NULL;
+static bool config_valid = false;
+static Oid	rules_relid = InvalidOid;
+static Oid	blocklist_relid = InvalidOid;
+static CdpRule *rules = NULL;		/* sorted by kind (C collation) */
+static const char **rule_kinds = NULL;
+static int	n_rules = 0;
+static BlockEntry *blocklist = NULL;
+static int	n_blocks = 0;
+
+/* Marks the configuration stale when one of its tables is invalidated. */
+static void
+config_invalidated(Datum arg, Oid relid)
+{
+	if (relid == InvalidOid || relid == rules_relid || relid == blocklist_relid)
+		config_valid = false;
+}
+
+/* Reads the rules and the blocklist if stale. */
+static void
+load_config(void)
+{
+	Oid			nsp;
+	uint64		i;
+	int			ret;
+
+	if (config_valid)
+		return;
+	if (config_cxt == NULL)
+	{
+		config_cxt = AllocSetContextCreate(TopMemoryContext, "cdp identity config",
+										   ALLOCSET_SMALL_SIZES);
+		CacheRegisterRelcacheCallback(config_invalidated, (Datum) 0);
+	}
+	else
+		MemoryContextReset(config_cxt);
+	rules = NULL;
+	rule_kinds = NULL;
+	n_rules = 0;
+	blocklist = NULL;
+	n_blocks = 0;
+
+	nsp = get_namespace_oid("cdp", false);
+	rules_relid = get_relname_relid("identity_rules", nsp);
+	blocklist_relid = get_relname_relid("identifier_blocklist", nsp);
+
+	config_valid = true;		/* an invalidation while reading clears it */
+	PG_TRY();
+	{
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		ret = SPI_execute("SELECT kind, priority, max_per_profile, normalizer, merges "
+						  "FROM cdp.identity_rules ORDER BY kind COLLATE \"C\"", true, 0);
+		if (ret != SPI_OK_SELECT)
+			elog(ERROR, "could not read cdp.identity_rules: %s", SPI_result_code_string(ret));
+		if (SPI_processed > CDP_IDGRAPH_MAX_KINDS)
+			ereport(ERROR,
+					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+					 errmsg("cdp.identity_rules has %d kinds, more than %d",
+							(int) SPI_processed, CDP_IDGRAPH_MAX_KINDS)));
+		rules = MemoryContextAllocZero(config_cxt, sizeof(CdpRule) * (SPI_processed + 1));
+		rule_kinds = MemoryContextAllocZero(config_cxt, sizeof(char *) * (SPI_processed + 1));
+		for (i = 0; i < SPI_processed; i++)
+		{
+			HeapTuple	t = SPI_tuptable->vals[i];
+			TupleDesc	d = SPI_tuptable->tupdesc;
+			bool		isnull;
+			char	   *norm = SPI_getvalue(t, d, 4);
+
+			rules[i].kind = MemoryContextStrdup(config_cxt, SPI_getvalue(t, d, 1));
+			rules[i].priority = DatumGetInt32(SPI_getbinval(t, d, 2, &isnull));
+			rules[i].limit = DatumGetInt32(SPI_getbinval(t, d, 3, &isnull));
+			rules[i].normalizer = strcmp(norm, "email") == 0 ? CDP_NORM_EMAIL :
+				strcmp(norm, "phone") == 0 ? CDP_NORM_PHONE :
+				strcmp(norm, "lower") == 0 ? CDP_NORM_LOWER : CDP_NORM_TRIM;
+			rules[i].merges = DatumGetBool(SPI_getbinval(t, d, 5, &isnull));
+			rule_kinds[i] = rules[i].kind;
+		}
+		n_rules = (int) SPI_processed;
+
+		ret = SPI_execute("SELECT kind, lower(value), is_pattern, reason "
+						  "FROM cdp.identifier_blocklist ORDER BY entry_id", true, 0);
+		if (ret != SPI_OK_SELECT)
+			elog(ERROR, "could not read cdp.identifier_blocklist: %s", SPI_result_code_string(ret));
+		blocklist = MemoryContextAllocZero(config_cxt, sizeof(BlockEntry) * (SPI_processed + 1));
+		for (i = 0; i < SPI_processed; i++)
+		{
+			HeapTuple	t = SPI_tuptable->vals[i];
+			TupleDesc	d = SPI_tuptable->tupdesc;
+			char	   *kind = SPI_getvalue(t, d, 1);
+			bool		isnull;
+			MemoryContext old = MemoryContextSwitchTo(config_cxt);
+
+			blocklist[i].kind = kind ? pstrdup(kind) : NULL;
+			blocklist[i].value = cstring_to_text(SPI_getvalue(t, d, 2));
+			blocklist[i].is_pattern = DatumGetBool(SPI_getbinval(t, d, 3, &isnull));
+			blocklist[i].reason = pstrdup(SPI_getvalue(t, d, 4));
+			MemoryContextSwitchTo(old);
+		}
+		n_blocks = (int) SPI_processed;
+		SPI_finish();
+	}
+	PG_CATCH();
+	{
+		config_valid = false;
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+}
+
+/* Rules sorted by kind, loaded if stale. */
+const CdpRule *
+cdp_identity_rules(int *n)
+{
+	load_config();
+	*n = n_rules;
+	return rules;
+}
+
+/* Index of the rule of a kind, or -1. */
+int
+cdp_identity_find_rule(const char *kind, int len)
+{
+	load_config();
+	return cdp_find_name(rule_kinds, n_rules, kind, len);
+}
+
+/* The blocklist entry that a value (normalized or raw) matches, or NULL. */
+static const BlockEntry *
+blocked(const CdpRule *rule, const char *value)
+{
+	text	   *t = NULL;
+	int			i;
+
+	for (i = 0; i < n_blocks; i++)
+	{
+		const BlockEntry *b = &blocklist[i];
+
+		if (b->kind != NULL && strcmp(b->kind, rule->kind) != 0)
+			continue;
+		if (!b->is_pattern)
+		{
+			if (strlen(value) == VARSIZE_ANY_EXHDR(b->value) &&
+				memcmp(value, VARDATA_ANY(b->value), VARSIZE_ANY_EXHDR(b->value)) == 0)
+				return b;
+			continue;
+		}
+		if (t == NULL)
+			t = cstring_to_text(value);
+		if (DatumGetBool(DirectFunctionCall2Coll(textregexeq, C_COLLATION_OID,
+												 PointerGetDatum(t), PointerGetDatum(b->value))))
+			return b;
+	}
+	return NULL;
+}
+
+/* Trimmed, lower-cased copy of a raw value, for the blocklist. */
+static char *
+raw_key(const char *s, int len)
+{
+	char	   *out;
+	int			i;
+
+	while (len > 0 && (unsigned char) s[0] <= ' ')
+		s++, len--;
+	while (len > 0 && (unsigned char) s[len - 1] <= ' ')
+		len--;
+	out = pnstrdup(s, len);
+	for (i = 0; i < len; i++)
+		if (out[i] >= 'A' && out[i] <= 'Z')
+			out[i] += 'a' - 'A';
+	return out;
+}
+
+/*
+ * Normalizes one identifier under its rule: the normalized value, or NULL
+ * with *why saying why it stays out of the graph.
+ */
+char *
+cdp_identity_normalize(int rule_index, const char *raw, int len, const char **why)
+{
+	const CdpRule *rule = &rules[rule_index];
+	char		buf[CDP_MAX_NORMALIZED];
+	int			n;
+	const BlockEntry *b;
+	char	   *value;
+
+	/* junk as written, before it is read as anything */
+	b = blocked(rule, raw_key(raw, len));
+	if (b == NULL)
+	{
+		switch (rule->normalizer)
+		{
+			case CDP_NORM_EMAIL:
+				n = cdp_normalize_email(raw, len, buf, sizeof(buf), why);
+				break;
+			case CDP_NORM_PHONE:
+				n = cdp_normalize_phone(raw, len, cdp_default_country, buf, sizeof(buf), why);
+				break;
+			default:
+				n = cdp_normalize_trim(raw, len, buf, sizeof(buf), why);
+				if (n >= 0 && rule->normalizer == CDP_NORM_LOWER)
+				{
+					int			i;
+
+					for (i = 0; i < n; i++)
+						if (buf[i] >= 'A' && buf[i] <= 'Z')
+							buf[i] += 'a' - 'A';
+				}
+				break;
+		}
+		if (n < 0)
+			return NULL;
+		value = pnstrdup(buf, n);
+		b = blocked(rule, value);
+	}
+	if (b != NULL)
+	{
+		*why = psprintf("is blocked (%s)", b->reason);
+		return NULL;
+	}
+	return value;
+}
+
+/* cdp.normalize_email(text): the normalized address, or NULL if invalid. */
+Datum
+cdp_email_sql(PG_FUNCTION_ARGS)
+{
+	text	   *in = PG_GETARG_TEXT_PP(0);
+	char		buf[CDP_MAX_NORMALIZED];
+	const char *why;
+	int			n = cdp_normalize_email(VARDATA_ANY(in), VARSIZE_ANY_EXHDR(in), buf, sizeof(buf), &why);
+
+	if (n < 0)
+		PG_RETURN_NULL();
+	PG_RETURN_TEXT_P(cstring_to_text_with_len(buf, n));
+}
+
+/* cdp.normalize_phone(text, country): E.164, or NULL if invalid. */
+Datum
+cdp_phone_sql(PG_FUNCTION_ARGS)
+{
+	text	   *in = PG_GETARG_TEXT_PP(0);
+	char	   *country = PG_ARGISNULL(1) ? cdp_default_country : text_to_cstring(PG_GETARG_TEXT_PP(1));
+	char		buf[CDP_MAX_NORMALIZED];
+	const char *why;
+	int			n;
+
+	if (country[0] != '\0' && !cdp_phone_country_known(country))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("unknown country \"%s\"", country),
+				 errhint("Give an ISO 3166 alpha-2 code, such as GB, FR or US.")));
+	n = cdp_normalize_phone(VARDATA_ANY(in), VARSIZE_ANY_EXHDR(in), country, buf, sizeof(buf), &why);
+	if (n < 0)
+		PG_RETURN_NULL();
+	PG_RETURN_TEXT_P(cstring_to_text_with_len(buf, n));
+}
+
+/*
+ * cdp.check_identifier(kind, value): the normalized value identity
+ * resolution would use, or NULL and the reason it would leave it out.
+ */
+Datum
+cdp_check_identifier(PG_FUNCTION_ARGS)
+{
+	text	   *kind = PG_GETARG_TEXT_PP(0);
+	text	   *raw = PG_GETARG_TEXT_PP(1);
+	TupleDesc	desc;
+	Datum		values[2];
+	bool		nulls[2] = {true, true};
+	const char *why = NULL;
+	int			r;
+	char	   *value = NULL;
+
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	r = cdp_identity_find_rule(VARDATA_ANY(kind), VARSIZE_ANY_EXHDR(kind));
+	if (r < 0)
+		why = "has a kind without a rule in cdp.identity_rules";
+	else
+		value = cdp_identity_normalize(r, VARDATA_ANY(raw), VARSIZE_ANY_EXHDR(raw), &why);
+	if (value != NULL)
+	{
+		values[0] = CStringGetTextDatum(value);
+		nulls[0] = false;
+	}
+	else
+	{
+		values[1] = CStringGetTextDatum(why);
+		nulls[1] = false;
+	}
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls)));
+}
+
+/* cdp.resolve(kind, value): the live profile holding an identifier, or NULL. */
+Datum
+cdp_resolve(PG_FUNCTION_ARGS)
+{
+	text	   *kind = PG_GETARG_TEXT_PP(0);
+	text	   *raw = PG_GETARG_TEXT_PP(1);
+	const char *why;
+	char	   *value;
+	int			r;
+	Datum		args[2];
+	Oid			types[2] = {TEXTOID, TEXTOID};
+	int64		profile = 0;
+	bool		found = false;
+
+	r = cdp_identity_find_rule(VARDATA_ANY(kind), VARSIZE_ANY_EXHDR(kind));
+	if (r < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("no identity rule for kind \"%s\"", text_to_cstring(kind)),
+				 errhint("Kinds are the keys of cdp.identity_rules.")));
+	value = cdp_identity_normalize(r, VARDATA_ANY(raw), VARSIZE_ANY_EXHDR(raw), &why);
+	if (value == NULL)
+		PG_RETURN_NULL();
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	args[0] = CStringGetTextDatum(rules[r].kind);
+	args[1] = CStringGetTextDatum(value);
+	if (SPI_execute_with_args("SELECT profile_id FROM cdp.identifiers WHERE kind = $1 AND value = $2",
+							  2, types, args, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read cdp.identifiers");
+	if (SPI_processed == 1)
+	{
+		bool		isnull;
+
+		profile = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		found = !isnull;
+	}
+	SPI_finish();
+	if (!found)
+		PG_RETURN_NULL();
+	PG_RETURN_INT64(profile);
+}

@@ -1,0 +1,49 @@
+/*
+ * identity.h
+ *	  What the identity glue files share: the rules of cdp.identity_rules as
+ *	  cached by identity.c, identifier normalization, and the stitching of
+ *	  events into the graph (stitch.c).
+ */
+#ifndef CDP_IDENTITY_H
+#define CDP_IDENTITY_H
+
+#include "cdp.h"
+
+#include "utils/jsonb.h"
+#include "utils/timestamp.h"
+
+/* One rule of cdp.identity_rules. */
+typedef struct CdpRule
+{
+	char	   *kind;
+	int			priority;
+	int			limit;			/* max_per_profile, 0: none */
+	int			normalizer;		/* CDP_NORM_* */
+	bool		merges;
+} CdpRule;
+
+#define CDP_NORM_EMAIL	0
+#define CDP_NORM_PHONE	1
+#define CDP_NORM_TRIM	2
+#define CDP_NORM_LOWER	3
+
+/* Rules sorted by kind (C collation), loaded if stale; *n gets their number. */
+extern const CdpRule *cdp_identity_rules(int *n);
+
+/* Index of the rule of a kind (len bytes), or -1. */
+extern int	cdp_identity_find_rule(const char *kind, int len);
+
+/* Normalized value of an identifier under its rule, or NULL with *why. */
+extern char *cdp_identity_normalize(int rule_index, const char *raw, int len, const char **why);
+
+/* Remembers a stored event for stitching at the end of its statement. */
+extern void cdp_stitch_remember(int64 event_id, TimestampTz occurred_at, Jsonb *identifiers);
+
+/* Stitches the remembered events of this statement. */
+extern void cdp_stitch_pending(void);
+
+/* Stitches events given in event_id order (rebuild). */
+extern void cdp_stitch_events(int n, const int64 *event_ids, const TimestampTz *occurred,
+							  Jsonb *const *identifiers);
+
+#endif							/* CDP_IDENTITY_H */

@@ -1,0 +1,230 @@
+
+-- ---------------------------------------------------------------------------
+-- Identity: identifiers stitched into profiles (see src/core/idgraph.h for
+-- the linking rules).  Events reference identifiers, never profiles: the
+-- identifier -> profile map below is the only thing merges change.
+-- ---------------------------------------------------------------------------
+
+CREATE TABLE cdp.identity_rules (
+	kind            text    PRIMARY KEY CHECK (kind ~ '^[a-z][a-z0-9_]{0,31}$'),
+	priority        integer NOT NULL UNIQUE CHECK (priority > 0),
+	max_per_profile integer NOT NULL CHECK (max_per_profile BETWEEN 0 AND 10000),
+	normalizer      text    NOT NULL DEFAULT 'trim' CHECK (normalizer IN ('email', 'phone', 'trim', 'lower')),
+	merges          boolean NOT NULL DEFAULT true,
+	builtin         boolean NOT NULL DEFAULT false
+);
+COMMENT ON TABLE cdp.identity_rules IS 'How each identifier kind takes part in identity resolution; kinds without a rule are ignored (and recorded in cdp.identifier_rejections)';
+COMMENT ON COLUMN cdp.identity_rules.kind IS 'Identifier kind, as a key of cdp.events.identifiers';
+COMMENT ON COLUMN cdp.identity_rules.priority IS 'Anchor priority: the identifier of the smallest priority in an event is its anchor, to which the others are linked';
+COMMENT ON COLUMN cdp.identity_rules.max_per_profile IS 'Most distinct values of this kind one profile may hold (0: no limit); a link that would exceed it is refused and recorded as a conflict';
+COMMENT ON COLUMN cdp.identity_rules.normalizer IS 'email, phone (E.164 with cdp.default_country), trim or lower';
+COMMENT ON COLUMN cdp.identity_rules.merges IS 'Whether a link through this kind may merge two existing profiles (if not, it may only join a new identifier to a profile)';
+COMMENT ON COLUMN cdp.identity_rules.builtin IS 'Shipped with cdp (pg_dump keeps only the rows users added or changed)';
+
+INSERT INTO cdp.identity_rules (kind, priority, max_per_profile, normalizer, builtin) VALUES
+	('customer_id',  10,  1, 'trim',  true),
+	('loyalty_card', 20,  1, 'trim',  true),
+	('email',        30,  5, 'email', true),
+	('phone',        40,  3, 'phone', true),
+	('device_id',    50, 10, 'trim',  true),
+	('cookie',       60, 50, 'trim',  true);
+
+CREATE TABLE cdp.identifier_blocklist (
+	entry_id   serial  PRIMARY KEY,
+	kind       text,
+	value      text    NOT NULL,
+	is_pattern boolean NOT NULL DEFAULT false,
+	reason     text    NOT NULL,
+	builtin    boolean NOT NULL DEFAULT false
+);
+COMMENT ON TABLE cdp.identifier_blocklist IS 'Junk identifier values that must never link anything: exact values or regular expressions, matched against the normalized value and the trimmed lower-case raw value';
+COMMENT ON COLUMN cdp.identifier_blocklist.entry_id IS 'Entry number';
+COMMENT ON COLUMN cdp.identifier_blocklist.kind IS 'Kind the entry applies to; NULL for every kind';
+COMMENT ON COLUMN cdp.identifier_blocklist.value IS 'Exact value (lower case), or a regular expression when is_pattern';
+COMMENT ON COLUMN cdp.identifier_blocklist.is_pattern IS 'True if value is a regular expression (PostgreSQL ~ syntax)';
+COMMENT ON COLUMN cdp.identifier_blocklist.reason IS 'Why the value is junk';
+COMMENT ON COLUMN cdp.identifier_blocklist.builtin IS 'Shipped with cdp (pg_dump keeps only the rows users added)';
+
+INSERT INTO cdp.identifier_blocklist (kind, value, is_pattern, reason, builtin) VALUES
+	(NULL, '^[0\s._/-]*$', true, 'only zeros and separators', true),
+	(NULL, '^(null|undefined|none|nil|nan|n/a|na|unknown|anonymous|anon|test|tbd|-|\?+)$', true, 'placeholder word', true),
+	('email', '^(test|tests|noemail|no-email|no_email|nomail|none|noreply|no-reply|fake|null|a|aa|abc|asdf|x|xx|xxx)@', true, 'placeholder mailbox', true),
+	('email', '@(test|example|none|noemail|nomail|fake|email|mail|domain)\.(com|org|net|co\.uk)$', true, 'placeholder domain', true),
+	('email', 'a@a.com', false, 'placeholder address', true),
+	('phone', '(\d)\1{7,}', true, 'a digit repeated eight times or more', true),
+	('phone', '(0123456789|1234567890|9876543210)', true, 'a run of consecutive digits', true),
+	('loyalty_card', '^[a-z]?0+$', true, 'a card number of zeros', true);
+
+CREATE SEQUENCE cdp.profiles_profile_id_seq AS bigint;
+COMMENT ON SEQUENCE cdp.profiles_profile_id_seq IS 'Profile ids';
+
+CREATE TABLE cdp.profiles (
+	profile_id     bigint      PRIMARY KEY DEFAULT nextval('cdp.profiles_profile_id_seq'),
+	created_at     timestamptz NOT NULL DEFAULT now(),
+	first_event_id bigint,
+	merged_into    bigint,
+	merged_at      timestamptz
+);
+COMMENT ON TABLE cdp.profiles IS 'Every profile ever made; a merged-away profile keeps a forwarding pointer to the one that absorbed it';
+COMMENT ON COLUMN cdp.profiles.profile_id IS 'Stable profile id';
+COMMENT ON COLUMN cdp.profiles.created_at IS 'When the profile was made';
+COMMENT ON COLUMN cdp.profiles.first_event_id IS 'Event that made it';
+COMMENT ON COLUMN cdp.profiles.merged_into IS 'Live profile that absorbed this one (NULL for a live profile); always points at a live profile';
+COMMENT ON COLUMN cdp.profiles.merged_at IS 'When it was merged away';
+CREATE INDEX ON cdp.profiles (merged_into) WHERE merged_into IS NOT NULL;
+
+CREATE SEQUENCE cdp.identifiers_identifier_id_seq AS bigint;
+COMMENT ON SEQUENCE cdp.identifiers_identifier_id_seq IS 'Identifier ids';
+
+CREATE TABLE cdp.identifiers (
+	identifier_id         bigint      PRIMARY KEY DEFAULT nextval('cdp.identifiers_identifier_id_seq'),
+	kind                  text        NOT NULL,
+	value                 text        NOT NULL,
+	profile_id            bigint      NOT NULL,
+	first_seen            timestamptz NOT NULL,
+	first_event_id        bigint      NOT NULL,
+	first_anchor_event_id bigint,
+	UNIQUE (kind, value)
+);
+COMMENT ON TABLE cdp.identifiers IS 'Every valid identifier seen in events (normalized) and the live profile it belongs to';
+COMMENT ON COLUMN cdp.identifiers.identifier_id IS 'Identifier id';
+COMMENT ON COLUMN cdp.identifiers.kind IS 'Identifier kind (a key of cdp.identity_rules)';
+COMMENT ON COLUMN cdp.identifiers.value IS 'Normalized value';
+COMMENT ON COLUMN cdp.identifiers.profile_id IS 'Live profile holding it';
+COMMENT ON COLUMN cdp.identifiers.first_seen IS 'occurred_at of the first event that carried it';
+COMMENT ON COLUMN cdp.identifiers.first_event_id IS 'First event that carried it';
+COMMENT ON COLUMN cdp.identifiers.first_anchor_event_id IS 'First event in which it was the anchor (NULL if never); the rebuild replays from it';
+CREATE INDEX ON cdp.identifiers (profile_id);
+
+CREATE TABLE cdp.identity_links (
+	anchor_id     bigint NOT NULL,
+	identifier_id bigint NOT NULL,
+	event_id      bigint NOT NULL,
+	position      smallint NOT NULL,
+	PRIMARY KEY (anchor_id, identifier_id)
+);
+COMMENT ON TABLE cdp.identity_links IS 'The identity graph: the first event in which two identifiers were seen together (anchor and other); refused links are kept too';
+COMMENT ON COLUMN cdp.identity_links.anchor_id IS 'The event''s anchor identifier';
+COMMENT ON COLUMN cdp.identity_links.identifier_id IS 'The other identifier';
+COMMENT ON COLUMN cdp.identity_links.event_id IS 'First event that carried both';
+COMMENT ON COLUMN cdp.identity_links.position IS 'Order of the link within its event (by priority, kind, value)';
+CREATE INDEX ON cdp.identity_links (event_id);
+CREATE INDEX ON cdp.identity_links (identifier_id);
+
+CREATE TABLE cdp.event_anchors (
+	event_id    bigint      NOT NULL,
+	occurred_at timestamptz NOT NULL,
+	anchor_id   bigint      NOT NULL
+);
+COMMENT ON TABLE cdp.event_anchors IS 'Anchor identifier of every stored event that has one; its profile is the anchor''s (cdp.identifiers.profile_id), so merges never touch this table';
+COMMENT ON COLUMN cdp.event_anchors.event_id IS 'Event';
+COMMENT ON COLUMN cdp.event_anchors.occurred_at IS 'When the event occurred (copied for time-range joins)';
+COMMENT ON COLUMN cdp.event_anchors.anchor_id IS 'Its anchor identifier: the one of highest priority among its valid identifiers';
+CREATE INDEX event_anchors_event_id_idx ON cdp.event_anchors USING brin (event_id);
+CREATE INDEX ON cdp.event_anchors (anchor_id);
+
+CREATE TABLE cdp.profile_merges (
+	merge_id      bigserial   PRIMARY KEY,
+	survivor      bigint      NOT NULL,
+	absorbed      bigint      NOT NULL,
+	anchor_id     bigint,
+	identifier_id bigint,
+	event_id      bigint,
+	merged_at     timestamptz NOT NULL DEFAULT now(),
+	method        text        NOT NULL CHECK (method IN ('rule', 'hand')),
+	reason        text,
+	undone_at     timestamptz
+);
+COMMENT ON TABLE cdp.profile_merges IS 'Journal of merges: which profile absorbed which, through which link or by whose hand';
+COMMENT ON COLUMN cdp.profile_merges.merge_id IS 'Merge number';
+COMMENT ON COLUMN cdp.profile_merges.survivor IS 'Profile that was kept';
+COMMENT ON COLUMN cdp.profile_merges.absorbed IS 'Profile merged into it';
+COMMENT ON COLUMN cdp.profile_merges.anchor_id IS 'Anchor identifier of the link that caused it (rule merges)';
+COMMENT ON COLUMN cdp.profile_merges.identifier_id IS 'Other identifier of that link';
+COMMENT ON COLUMN cdp.profile_merges.event_id IS 'Event that carried the link';
+COMMENT ON COLUMN cdp.profile_merges.merged_at IS 'When the merge was made';
+COMMENT ON COLUMN cdp.profile_merges.method IS 'rule (stitching) or hand (cdp.merge_profiles)';
+COMMENT ON COLUMN cdp.profile_merges.reason IS 'Reason given for a merge by hand';
+COMMENT ON COLUMN cdp.profile_merges.undone_at IS 'When the merge was undone, if it was';
+CREATE INDEX ON cdp.profile_merges (absorbed);
+CREATE INDEX ON cdp.profile_merges (survivor);
+
+CREATE TABLE cdp.identity_conflicts (
+	conflict_id   bigserial   PRIMARY KEY,
+	event_id      bigint      NOT NULL,
+	anchor_id     bigint      NOT NULL,
+	identifier_id bigint      NOT NULL,
+	profile_id    bigint      NOT NULL,
+	other_profile bigint      NOT NULL,
+	kind          text,
+	reason        text        NOT NULL CHECK (reason IN ('limit', 'no_merge')),
+	detected_at   timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE cdp.identity_conflicts IS 'Links that were refused because a rule would be broken: the two profiles stay apart';
+COMMENT ON COLUMN cdp.identity_conflicts.conflict_id IS 'Conflict number';
+COMMENT ON COLUMN cdp.identity_conflicts.event_id IS 'Event that carried the link';
+COMMENT ON COLUMN cdp.identity_conflicts.anchor_id IS 'The event''s anchor identifier';
+COMMENT ON COLUMN cdp.identity_conflicts.identifier_id IS 'The identifier kept apart';
+COMMENT ON COLUMN cdp.identity_conflicts.profile_id IS 'The anchor''s profile';
+COMMENT ON COLUMN cdp.identity_conflicts.other_profile IS 'The profile of the identifier kept apart';
+COMMENT ON COLUMN cdp.identity_conflicts.kind IS 'limit: the kind that would exceed max_per_profile';
+COMMENT ON COLUMN cdp.identity_conflicts.reason IS 'limit (max_per_profile) or no_merge (a kind that may not merge profiles)';
+COMMENT ON COLUMN cdp.identity_conflicts.detected_at IS 'When it was found';
+
+CREATE TABLE cdp.identifier_rejections (
+	rejection_id bigserial   PRIMARY KEY,
+	event_id     bigint      NOT NULL,
+	kind         text        NOT NULL,
+	value        text        NOT NULL,
+	reason       text        NOT NULL,
+	detected_at  timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE cdp.identifier_rejections IS 'Identifiers of stored events that did not enter the graph (invalid, blocked, or of a kind without a rule); the events themselves are kept';
+COMMENT ON COLUMN cdp.identifier_rejections.rejection_id IS 'Rejection number';
+COMMENT ON COLUMN cdp.identifier_rejections.event_id IS 'Event that carried it';
+COMMENT ON COLUMN cdp.identifier_rejections.kind IS 'Identifier kind';
+COMMENT ON COLUMN cdp.identifier_rejections.value IS 'Value as sent';
+COMMENT ON COLUMN cdp.identifier_rejections.reason IS 'Why it was left out';
+COMMENT ON COLUMN cdp.identifier_rejections.detected_at IS 'When';
+CREATE INDEX ON cdp.identifier_rejections (event_id);
+
+SELECT pg_catalog.pg_extension_config_dump('cdp.identity_rules', 'WHERE NOT builtin');
+SELECT pg_catalog.pg_extension_config_dump('cdp.identifier_blocklist', 'WHERE NOT builtin');
+SELECT pg_catalog.pg_extension_config_dump('cdp.identifier_blocklist_entry_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('cdp.profiles', '');
+SELECT pg_catalog.pg_extension_config_dump('cdp.profiles_profile_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('cdp.identifiers', '');
+SELECT pg_catalog.pg_extension_config_dump('cdp.identifiers_identifier_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('cdp.identity_links', '');
+SELECT pg_catalog.pg_extension_config_dump('cdp.event_anchors', '');
+SELECT pg_catalog.pg_extension_config_dump('cdp.profile_merges', '');
+SELECT pg_catalog.pg_extension_config_dump('cdp.profile_merges_merge_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('cdp.identity_conflicts', '');
+SELECT pg_catalog.pg_extension_config_dump('cdp.identity_conflicts_conflict_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('cdp.identifier_rejections', '');
+SELECT pg_catalog.pg_extension_config_dump('cdp.identifier_rejections_rejection_id_seq', '');
+
+CREATE TRIGGER identity_rules_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON cdp.identity_rules
+	FOR EACH STATEMENT EXECUTE FUNCTION cdp.config_changed();
+CREATE TRIGGER identifier_blocklist_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON cdp.identifier_blocklist
+	FOR EACH STATEMENT EXECUTE FUNCTION cdp.config_changed();
+
+CREATE FUNCTION cdp.normalize_email(email text) RETURNS text
+	AS 'MODULE_PATHNAME', 'cdp_email_sql' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION cdp.normalize_email(text) IS 'E-mail address trimmed and lower-cased, or NULL if it is not a valid address';
+
+CREATE FUNCTION cdp.normalize_phone(phone text, country text DEFAULT NULL) RETURNS text
+	AS 'MODULE_PATHNAME', 'cdp_phone_sql' LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION cdp.normalize_phone(text, text) IS 'Phone number in E.164 (+447700900123), national numbers read for country (default cdp.default_country); NULL if invalid';
+
+CREATE FUNCTION cdp.check_identifier(kind text, value text, OUT normalized text, OUT reason text)
+	AS 'MODULE_PATHNAME', 'cdp_check_identifier' LANGUAGE C STABLE STRICT;
+COMMENT ON FUNCTION cdp.check_identifier(text, text) IS 'The value identity resolution would use for an identifier (normalized, not blocked), or why it would leave it out';
+
+CREATE FUNCTION cdp.resolve(kind text, value text) RETURNS bigint
+	AS 'MODULE_PATHNAME', 'cdp_resolve' LANGUAGE C STABLE STRICT;
+COMMENT ON FUNCTION cdp.resolve(text, text) IS 'Live profile holding an identifier (normalized first), or NULL if unknown';
+
+CREATE FUNCTION cdp.rebuild_identities(OUT identifiers bigint, OUT links bigint, OUT profiles bigint, OUT changed bigint)
+	AS 'MODULE_PATHNAME', 'cdp_rebuild_identities' LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION cdp.rebuild_identities() IS 'Recomputes every profile in one pass over the stored links with the current limits and merge rules; keeps profile ids where it can; returns counts';
