@@ -39,6 +39,7 @@
 #include "utils/builtins.h"
 #include "utils/inval.h"
 #include "utils/array.h"
+#include "utils/guc.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -654,8 +655,14 @@ cdp_accept_event(PG_FUNCTION_ARGS)
 		quarantine(&p, ev.source, event_to_jsonb(&ev));
 		remember_rejected_row(PG_GETARG_INT64(0), &ev);
 	}
-	else if (cdp_stitch_on_ingest)
+	else if (cdp_stitch_on_ingest && check_function_bodies)
+	{
+		/*
+		 * pg_restore sets check_function_bodies off: restored events are
+		 * not stitched again, their identity tables come from the dump.
+		 */
 		cdp_stitch_remember(PG_GETARG_INT64(0), ev.occurred_at, ev.identifiers);
+	}
 	PG_RETURN_BOOL(true);
 }
 

@@ -20,7 +20,7 @@ INSERT INTO cdp.channels VALUES ('kiosk', false, 'In-store kiosk');
 INSERT INTO cdp.event_types VALUES ('kiosk_scan', 'store', 'A product was scanned at a kiosk');
 INSERT INTO cdp.events (occurred_at, channel, type, identifiers, properties, amount)
 SELECT '2025-01-01'::timestamptz + i * interval '7 hours', (ARRAY['web', 'store', 'kiosk', 'fax'])[1 + i % 4],
-       'kiosk_scan', jsonb_build_object('loyalty_card', 'L' || i), jsonb_build_object('n', i), i / 10.0
+       'kiosk_scan', jsonb_build_object('loyalty_card', 'L' || i, 'cookie', 'c' || (i % 50)), jsonb_build_object('n', i), i / 10.0
 FROM generate_series(1, 400) i;
 SELECT cdp.track('2024-06-01', 'web', 'page_view', '{"cookie": "old"}');
 SQL
@@ -47,7 +47,9 @@ same "channels added by users" "SELECT string_agg(channel, ',' ORDER BY channel)
 same "event types added by users" "SELECT count(*) FROM cdp.event_types"
 same "quarantine" "SELECT string_agg(reason_code || ':' || raw::text, ',' ORDER BY reject_id) FROM cdp.rejected_events"
 same "event id sequence" "SELECT last_value FROM cdp.events_event_id_seq"
-same "row check and purge trigger on every partition" \
+same "identifiers and their profiles" "SELECT md5(string_agg(identifier_id || kind || value || profile_id, ',' ORDER BY identifier_id)) FROM cdp.identifiers"
+same "profiles, links and anchors" "SELECT (SELECT count(*) FROM cdp.profiles) || '/' || (SELECT count(*) FROM cdp.identity_links) || '/' || (SELECT count(*) FROM cdp.event_anchors)"
+same "row check and statement trigger on every partition" \
 	"SELECT string_agg(c.relname || ':' || (SELECT count(*) FROM pg_constraint WHERE conrelid = c.oid AND conname = 'events_accept')
 	        || ':' || (SELECT count(*) FROM pg_trigger WHERE tgrelid = c.oid AND tgname = 'events_after_insert'), ',' ORDER BY c.relname)
 	 FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'cdp.events'::regclass"
