@@ -22,6 +22,7 @@ tally() {
 }
 
 cdp_setup
+make -s demo-gen
 trap 'cdp_stop_cluster test' EXIT
 
 echo "== C unit tests (src/core, -fsanitize=address,undefined)"
@@ -56,6 +57,13 @@ grep -E '^(ok|not ok)' test/dump.log || tail -20 test/dump.log
 read -r p f < <(awk '/^dump_restore: / {print $2, $4} END {if (NR == 0) print 0, 1}' test/dump.log)
 [ "$dump_ok" -eq 1 ] || f=$((f > 0 ? f : 1))
 tally dump_restore "$p" "$f"
+
+echo "== identity resolution on the demo retailer"
+bash test/identity_demo.sh >test/identity.log 2>&1 && id_ok=1 || id_ok=0
+grep -E '^(ok|not ok|#)' test/identity.log || tail -20 test/identity.log
+read -r p f < <(awk '/^identity_demo: / {print $2, $4} END {if (NR == 0) print 0, 1}' test/identity.log)
+[ "$id_ok" -eq 1 ] || f=$((f > 0 ? f : 1))
+tally identity_demo "$p" "$f"
 
 echo
 if [ ${#failures[@]} -gt 0 ]; then echo "failed suites: ${failures[*]}"; fi

@@ -689,8 +689,8 @@ check_national_number(const PhonePlan *plan, const char *nsn, size_t n)
 		return plan->too_long;
 	if ((lengths & LEN(n)) == 0)
 		return plan->bad_length;
-	/* where the trunk prefix is 0, no national number starts with 0 */
-	if (strcmp(plan->trunk, "0") == 0 && nsn[0] == '0')
+	/* where the trunk prefix starts with 0, no national number does */
+	if (plan->trunk[0] == '0' && nsn[0] == '0')
 		return "has an invalid national number";
 	if (plan->flags & PLAN_NANP)
 	{

@@ -48,8 +48,9 @@
  *	  Reads: digits with separators (spaces, tabs, - . / ( ), no-break and
  *	  other Unicode spaces, Unicode hyphens and dashes, invisible formatting
  *	  marks); a single leading "+"; "(0)" right after the country code (or at
- *	  the start of a national number) when the trunk prefix is 0, dropped as
- *	  in "+44 (0)7700 900123".
+ *	  the start of a national number), dropped as in "+44 (0)7700 900123",
+ *	  where the trunk prefix is 0 or the calling code has no plan in the
+ *	  table (Italy has none: "+39 (0)6..." is refused, not guessed).
  *	  International forms: "+CC...", or the default country's international
  *	  prefix then CC ("00" in most countries, "011" in the North American
  *	  Numbering Plan, "0011" in Australia, "010" in Japan, "810" in Russia and
@@ -70,7 +71,12 @@
  *	  fixed length where the plan has several lengths, so that a GB mobile
  *	  number one digit short is refused); in the NANP, 10 digits with an area
  *	  code and an exchange code not starting with 0 or 1; for other calling
- *	  codes, 8 to 15 digits in all, as E.164 allows.
+ *	  codes, 8 to 15 digits in all (15 is E.164's maximum), except the 4- to
+ *	  7-digit numbers of Saint Helena, Niue and Tokelau, which have plans.
+ *	  Default countries (numbering plans of their own): AT AU AX BE BR CH CN
+ *	  CZ DE DK ES FI FR GB (also "UK") GG GR HU IE IL IM IN IT JE JP KZ LU MX
+ *	  NL NO NZ PL PT RO RU SE SG SK TR VA ZA, and the NANP's AG AI AS BB BM
+ *	  BS CA DM DO GD GU JM KN KY LC MP MS PR SX TC TT US VC VG VI.
  *	  Refuses: letters ("has letters"), extensions ("x123", "ext. 123",
  *	  "#123", ";ext=123": "has an extension"), any other character, a + or
  *	  (0) elsewhere, a national number without a (known) default country.

@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Identity resolution on the demo retailer (junk values and shared devices
+# included), on the cluster of test/run.sh (PG* set): graph invariants,
+# quality against the generator's ground truth, the rebuild giving the same
+# partition, and loading in many small statements giving the same partition
+# as one COPY.  Prints "identity_demo: N passed, N failed".
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+cd "$CDP_ROOT"
+
+events=${1:-30000}
+dir=$CDP_CLUSTER_DIR/identity
+passed=0
+failed=0
+mkdir -p "$dir"
+chmod 755 "$dir"
+contrib/demo/cdp-demo-gen --events "$events" --seed 7 --events-out "$dir/events.csv" \
+	--truth-out "$dir/truth.csv" 2>/dev/null
+tail -n +2 "$dir/events.csv" | split -l $((events / 10 + 1)) - "$dir/part-"
+chmod 644 "$dir"/*
+
+# Checks that a query answers what is expected.
+expect() {
+	local what=$1 db=$2 query=$3 want=$4 got
+	got=$(cdp_psql -d "$db" -At -c "$query")
+	if [ "$got" = "$want" ]; then
+		echo "ok - $what"
+		passed=$((passed + 1))
+	else
+		echo "not ok - $what: got '$got', expected '$want'"
+		failed=$((failed + 1))
+	fi
+}
+
+for db in cdp_identity cdp_identity_parts; do
+	cdp_psql -d postgres -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db" >/dev/null
+	cdp_psql -d "$db" -c "ALTER DATABASE $db SET cdp.default_country = 'GB'" >/dev/null
+	cdp_psql -d "$db" -c "SET client_min_messages = warning" -c "CREATE EXTENSION cdp" \
+		-c "SELECT cdp.ensure_partitions('2025-01-01', '2025-12-31')" >/dev/null
+done
+cols="occurred_at, channel, type, identifiers, properties, amount, source"
+cdp_psql -d cdp_identity -c "COPY cdp.events ($cols) FROM '$dir/events.csv' WITH (FORMAT csv, HEADER true)"
+for part in "$dir"/part-*; do
+	cdp_psql -d cdp_identity_parts -c "COPY cdp.events ($cols) FROM '$part' WITH (FORMAT csv)" >/dev/null
+done
+
+db=cdp_identity
+expect "every event is stored" $db "SELECT count(*) FROM cdp.events" "$events"
+expect "every identifier is in a live profile" $db \
+	"SELECT count(*) FROM cdp.identifiers i LEFT JOIN cdp.profiles p USING (profile_id) WHERE p.profile_id IS NULL OR p.merged_into IS NOT NULL" 0
+expect "every merged-away profile forwards to a live one" $db \
+	"SELECT count(*) FROM cdp.profiles p LEFT JOIN cdp.profiles q ON q.profile_id = p.merged_into WHERE p.merged_into IS NOT NULL AND (q.profile_id IS NULL OR q.merged_into IS NOT NULL)" 0
+expect "every absorbed profile of the journal forwards" $db \
+	"SELECT count(*) FROM cdp.profile_merges m JOIN cdp.profiles p ON p.profile_id = m.absorbed WHERE p.merged_into IS NULL" 0
+expect "every live profile holds an identifier" $db \
+	"SELECT count(*) FROM cdp.profiles p WHERE merged_into IS NULL AND NOT EXISTS (SELECT FROM cdp.identifiers i WHERE i.profile_id = p.profile_id)" 0
+expect "every event has one anchor, or identifiers that were all left out" $db \
+	"SELECT count(*) FROM cdp.events e WHERE (SELECT count(*) FROM cdp.event_anchors a WHERE a.event_id = e.event_id) <> 1
+	 AND NOT (NOT EXISTS (SELECT FROM cdp.event_anchors a WHERE a.event_id = e.event_id)
+	          AND (SELECT count(*) FROM cdp.identifier_rejections r WHERE r.event_id = e.event_id) = (SELECT count(*) FROM jsonb_object_keys(e.identifiers)))" 0
+expect "junk values never enter the graph" $db \
+	"SELECT count(*) FROM cdp.identifiers WHERE value IN ('test@test.com', 'noemail@none.com', 'a@a.com', 'undefined', 'null', '0000000000')" 0
+
+quality=$(cdp_psql -d $db -At -F ' ' <<SQL
+CREATE TEMP TABLE truth (kind text, value text, person_id bigint, flag text);
+\copy truth FROM '$dir/truth.csv' WITH (FORMAT csv, HEADER true)
+SET client_min_messages = warning;
+\i test/bench/label_propagation.sql
+\i test/bench/identity_quality.sql
+SQL
+)
+read -r n_ids n_persons n_profiles precision recall linkable <<<"$(echo "$quality" | tail -1)"
+echo "# $n_ids identifiers of $n_persons persons in $n_profiles profiles: precision $precision, recall $recall (linkable pairs: $linkable)"
+expect "precision >= 0.99 against the ground truth" $db "SELECT $precision >= 0.99" t
+expect "recall >= 0.98 of the pairs the events link" $db "SELECT $linkable >= 0.98" t
+
+# one COPY and ten smaller ones give the same partition
+partition="SELECT md5(string_agg(members, '|' ORDER BY members)) FROM (
+	SELECT string_agg(kind || '=' || value, ',' ORDER BY kind, value) AS members
+	FROM cdp.identifiers GROUP BY profile_id) p"
+one=$(cdp_psql -d cdp_identity -At -c "$partition")
+expect "ten statements give the partition of one COPY" cdp_identity_parts "$partition" "$one"
+
+# the rebuild gives the same partition and keeps every profile id
+expect "rebuild changes no profile" $db "SELECT changed FROM cdp.rebuild_identities()" 0
+expect "rebuild keeps the partition" $db "$partition" "$one"
+
+echo "identity_demo: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
