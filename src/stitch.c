@@ -52,6 +52,17 @@ typedef struct Ident
 	int			next;			/* hash chain */
 } Ident;
 
+/* One distinct raw identifier of the batch and what it normalized to. */
+typedef struct RawEntry
+{
+	int			rule;
+	char	   *raw;
+	int			len;
+	int			ident;			/* index in idents, or -1 if left out */
+	const char *why;			/* why it was left out */
+	int			next;			/* hash chain */
+} RawEntry;
+
 /* What happened to one link, to write. */
 typedef struct Outcome
 {
@@ -72,6 +83,10 @@ typedef struct Batch
 	int			max_idents;
 	int		   *buckets;
 	int			n_buckets;
+	RawEntry   *raws;			/* raw forms seen, so each is normalized once */
+	int			n_raws;
+	int			max_raws;
+	int		   *raw_buckets;
 	int64		next_new;		/* provisional labels handed out */
 	int64		current_event;
 	int64	   *new_profile_event;	/* first event of each new profile */
@@ -130,6 +145,51 @@ intern(Batch *b, int rule, char *value, int64 event_id, TimestampTz occurred_at)
 	b->idents[i].next = b->buckets[h & (b->n_buckets - 1)];
 	b->buckets[h & (b->n_buckets - 1)] = i;
 	return i;
+}
+
+/*
+ * The identifier a raw value of a rule stands for: its index in idents, or
+ * -1 with *why.  Each distinct raw form is normalized and checked against
+ * the blocklist once per batch (a cookie repeats on every event of a visit).
+ */
+static int
+resolve_raw(Batch *b, int rule, const char *raw, int len, int64 event_id,
+			TimestampTz occurred_at, const char **why)
+{
+	uint32		h = 2166136261u ^ (uint32) rule;
+	int			i;
+	int			slot;
+	RawEntry   *r;
+	char	   *value;
+
+	for (i = 0; i < len; i++)
+		h = (h ^ (unsigned char) raw[i]) * 16777619u;
+	slot = h & (b->n_buckets - 1);
+	for (i = b->raw_buckets[slot]; i >= 0; i = b->raws[i].next)
+	{
+		r = &b->raws[i];
+		if (r->rule == rule && r->len == len && memcmp(r->raw, raw, len) == 0)
+		{
+			*why = r->why;
+			return r->ident;
+		}
+	}
+	if (b->n_raws == b->max_raws)
+	{
+		b->max_raws *= 2;
+		b->raws = repalloc_huge(b->raws, sizeof(RawEntry) * b->max_raws);
+	}
+	r = &b->raws[b->n_raws];
+	r->rule = rule;
+	r->raw = pnstrdup(raw, len);
+	r->len = len;
+	r->why = NULL;
+	value = cdp_identity_normalize(rule, raw, len, &r->why);
+	r->ident = value ? intern(b, rule, value, event_id, occurred_at) : -1;
+	r->next = b->raw_buckets[slot];
+	b->raw_buckets[slot] = b->n_raws++;
+	*why = r->why;
+	return r->ident;
 }
 
 /* Provisional label of a new profile (callback of the graph). */
@@ -311,6 +371,10 @@ cdp_stitch_events(int n, const int64 *event_ids, const TimestampTz *occurred,
 		;
 	b.buckets = palloc(sizeof(int) * b.n_buckets);
 	memset(b.buckets, -1, sizeof(int) * b.n_buckets);
+	b.raw_buckets = palloc(sizeof(int) * b.n_buckets);
+	memset(b.raw_buckets, -1, sizeof(int) * b.n_buckets);
+	b.max_raws = 1024;
+	b.raws = palloc(sizeof(RawEntry) * b.max_raws);
 	b.max_new = 1024;
 	b.new_profile_event = palloc(sizeof(int64) * b.max_new);
 
@@ -334,7 +398,6 @@ cdp_stitch_events(int n, const int64 *event_ids, const TimestampTz *occurred,
 		{
 			int			r;
 			const char *why = NULL;
-			char	   *value = NULL;
 
 			if (tok != WJB_KEY)
 				continue;
@@ -342,11 +405,13 @@ cdp_stitch_events(int n, const int64 *event_ids, const TimestampTz *occurred,
 			if (val.type != jbvString)
 				continue;		/* cannot happen in a stored event */
 			r = cdp_identity_find_rule(key.val.string.val, key.val.string.len);
+			i = -1;
 			if (r < 0)
 				why = "has a kind without a rule in cdp.identity_rules";
 			else
-				value = cdp_identity_normalize(r, val.val.string.val, val.val.string.len, &why);
-			if (value == NULL)
+				i = resolve_raw(&b, r, val.val.string.val, val.val.string.len,
+								event_ids[e], occurred[e], &why);
+			if (i < 0)
 			{
 				if (n_rej == max_rej)
 				{
@@ -363,7 +428,6 @@ cdp_stitch_events(int n, const int64 *event_ids, const TimestampTz *occurred,
 				n_rej++;
 				continue;
 			}
-			i = intern(&b, r, value, event_ids[e], occurred[e]);
 			for (k = 0; k < ev_n[e] && ev_ids[e][k] != i; k++)
 				;
 			if (k == ev_n[e])

@@ -110,10 +110,11 @@ BEGIN
 	         WHERE NOT is_default AND range_to <= older_than ORDER BY range_from
 	LOOP
 		EXECUTE format('DROP TABLE %s', p.name);
+		DELETE FROM cdp.event_anchors WHERE occurred_at >= p.range_from AND occurred_at < p.range_to;
 		RAISE NOTICE 'dropped % (events from % to %)', p.name, p.range_from, p.range_to;
 		dropped := dropped + 1;
 	END LOOP;
 	RETURN dropped;
 END
 $$;
-COMMENT ON FUNCTION cdp.drop_partitions(timestamptz) IS 'Retention: drops the monthly partitions whose whole range is before older_than; returns how many it dropped';
+COMMENT ON FUNCTION cdp.drop_partitions(timestamptz) IS 'Retention: drops the monthly partitions whose whole range is before older_than, and the anchors of their events; returns how many it dropped';
