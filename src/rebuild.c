@@ -163,10 +163,23 @@ cdp_rebuild_identities(PG_FUNCTION_ARGS)
 
 	PG_TRY();
 	{
-		/* 1. identifiers, in id order: node i is the i-th */
-		cur = SPI_cursor_open_with_args(NULL, "SELECT identifier_id, kind, profile_id, "
-										"coalesce(first_anchor_event_id, 0) FROM cdp.identifiers ORDER BY 1",
-										0, NULL, NULL, NULL, true, 0);
+		/*
+		 * 1. identifiers in id order: node i is the i-th.  The kind comes as
+		 * its rule number.
+		 */
+		{
+			Datum	   *kd = palloc(sizeof(Datum) * n_rules);
+			Oid			kt[1] = {TEXTARRAYOID};
+			Datum		kv[1];
+
+			for (k = 0; k < n_rules; k++)
+				kd[k] = CStringGetTextDatum(rules[k].kind);
+			kv[0] = PointerGetDatum(construct_array(kd, n_rules, TEXTOID, -1, false, TYPALIGN_INT));
+			cur = SPI_cursor_open_with_args(NULL, "SELECT i.identifier_id, coalesce(array_position($1, i.kind), 0) - 1, "
+											"i.profile_id, coalesce(i.first_anchor_event_id, 0) FROM cdp.identifiers i "
+											"ORDER BY 1",
+											1, kt, kv, NULL, true, 0);
+		}
 		for (;;)
 		{
 			uint64		r;
@@ -191,8 +204,7 @@ cdp_rebuild_identities(PG_FUNCTION_ARGS)
 				HeapTuple	t = SPI_tuptable->vals[r];
 				TupleDesc	d = SPI_tuptable->tupdesc;
 				bool		isnull;
-				char	   *kind = SPI_getvalue(t, d, 2);
-				int			rule = cdp_identity_find_rule(kind, strlen(kind));
+				int			rule = DatumGetInt32(SPI_getbinval(t, d, 2, &isnull));
 				int64		fa = DatumGetInt64(SPI_getbinval(t, d, 4, &isnull));
 				int32		node;
 

@@ -28,6 +28,7 @@
 #include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "portability/instr_time.h"
 #include "utils/memutils.h"
 
 #define NEW_LABEL (INT64CONST(1) << 62)
@@ -267,7 +268,15 @@ text_array(char **v, int n)
 static uint64
 run(const char *sql, int nargs, const Oid *types, Datum *values, int expect)
 {
-	int			ret = SPI_execute_with_args(sql, nargs, (Oid *) types, values, NULL, false, 0);
+	instr_time	t0,
+				t1;
+	int			ret;
+
+	INSTR_TIME_SET_CURRENT(t0);
+	ret = SPI_execute_with_args(sql, nargs, (Oid *) types, values, NULL, false, 0);
+	INSTR_TIME_SET_CURRENT(t1);
+	INSTR_TIME_SUBTRACT(t1, t0);
+	elog(DEBUG2, "cdp stitch: %.1f ms, %lu rows: %.60s", INSTR_TIME_GET_MILLISEC(t1), (unsigned long) SPI_processed, sql);
 
 	if (ret != expect)
 		elog(ERROR, "identity stitching failed (%s) in: %s", SPI_result_code_string(ret), sql);
@@ -315,6 +324,16 @@ compare_idents(const void *a, const void *b)
 	return strcmp(x->value, y->value);
 }
 
+/* Orders int64 values. */
+static int
+compare_int64(const void *a, const void *b)
+{
+	int64		x = *(const int64 *) a;
+	int64		y = *(const int64 *) b;
+
+	return x < y ? -1 : x > y;
+}
+
 /* Final label of a label after the merges of the batch. */
 static int64
 final_label(HTAB *absorbed, int64 label)
@@ -359,6 +378,11 @@ cdp_stitch_events(int n, const int64 *event_ids, const TimestampTz *occurred,
 	unsigned char *merges;
 	HTAB	   *absorbed;
 	HASHCTL		ctl;
+	instr_time	t_start;
+	instr_time	t_parsed;
+	instr_time	t_looked_up;
+	instr_time	t_replayed;
+	instr_time	t_written;
 
 	if (n == 0)
 		goto done;
@@ -382,6 +406,8 @@ cdp_stitch_events(int n, const int64 *event_ids, const TimestampTz *occurred,
 		elog(ERROR, "SPI_connect failed");
 	DirectFunctionCall2(pg_advisory_xact_lock_int4, Int32GetDatum(STITCH_LOCK_KEY1),
 						Int32GetDatum(STITCH_LOCK_KEY2));
+
+	INSTR_TIME_SET_CURRENT(t_start);
 
 	/* 1. normalize; the batch's distinct identifiers and each event's list */
 	for (e = 0; e < n; e++)
@@ -437,6 +463,8 @@ cdp_stitch_events(int n, const int64 *event_ids, const TimestampTz *occurred,
 		qsort(ev_ids[e], ev_n[e], sizeof(int), compare_idents);
 	}
 
+	INSTR_TIME_SET_CURRENT(t_parsed);
+
 	/* 2. what is stored of them */
 	if (b.n_idents > 0)
 	{
@@ -453,9 +481,14 @@ cdp_stitch_events(int n, const int64 *event_ids, const TimestampTz *occurred,
 		}
 		args[0] = text_array(kinds, b.n_idents);
 		args[1] = text_array(values, b.n_idents);
-		run("SELECT u.ord::int, i.identifier_id, i.profile_id, coalesce(i.first_anchor_event_id, 0) "
+		/*
+		 * A probe of the unique index per identifier: LIMIT 1 keeps the
+		 * planner from turning it into a join that scans the whole table.
+		 */
+		run("SELECT u.ord::int, i.identifier_id, i.profile_id, i.first_anchor "
 			"FROM unnest($1, $2) WITH ORDINALITY AS u(kind, value, ord) "
-			"JOIN cdp.identifiers i ON i.kind = u.kind AND i.value = u.value",
+			"CROSS JOIN LATERAL (SELECT identifier_id, profile_id, coalesce(first_anchor_event_id, 0) AS first_anchor "
+			"FROM cdp.identifiers WHERE kind = u.kind AND value = u.value LIMIT 1) i",
 			2, types, args, SPI_OK_SELECT);
 		for (r = 0; r < SPI_processed; r++)
 		{
@@ -469,6 +502,8 @@ cdp_stitch_events(int n, const int64 *event_ids, const TimestampTz *occurred,
 			id->first_anchor = DatumGetInt64(SPI_getbinval(t, d, 4, &isnull));
 		}
 	}
+
+	INSTR_TIME_SET_CURRENT(t_looked_up);
 
 	/* 3. the graph: stored profiles with their counts, then the identifiers */
 	limits = palloc(sizeof(int) * b.n_rules);
@@ -490,6 +525,17 @@ cdp_stitch_events(int n, const int64 *event_ids, const TimestampTz *occurred,
 		for (i = 0; i < b.n_idents; i++)
 			if (b.idents[i].profile != 0)
 				stored[n_stored++] = b.idents[i].profile;
+		/* each profile once */
+		if (n_stored > 1)
+		{
+			int			u = 1;
+
+			qsort(stored, n_stored, sizeof(int64), compare_int64);
+			for (i = 1; i < n_stored; i++)
+				if (stored[i] != stored[u - 1])
+					stored[u++] = stored[i];
+			n_stored = u;
+		}
 		ctl.keysize = sizeof(int64);
 		ctl.entrysize = sizeof(int64) * 2;
 		ctl.hcxt = cxt;
@@ -585,6 +631,8 @@ cdp_stitch_events(int n, const int64 *event_ids, const TimestampTz *occurred,
 	}
 	PG_END_TRY();
 
+	INSTR_TIME_SET_CURRENT(t_replayed);
+
 	/* 5. real ids for new profiles and identifiers, final labels */
 	{
 		int64	   *profile_ids = next_ids("cdp.profiles_profile_id_seq", (int) b.next_new);
@@ -669,15 +717,16 @@ cdp_stitch_events(int n, const int64 *event_ids, const TimestampTz *occurred,
 				Oid			types[2] = {INT8ARRAYOID, INT8ARRAYOID};
 				Datum		args[2] = {int8_array(from, n_moved), int8_array(to, n_moved)};
 
+				/* "= ANY ($1)" finds the rows through the index first */
 				run("UPDATE cdp.profiles p SET merged_into = m.t, merged_at = now() "
-					"FROM unnest($1, $2) AS m(f, t) WHERE p.profile_id = m.f",
+					"FROM unnest($1, $2) AS m(f, t) WHERE p.profile_id = ANY ($1) AND p.profile_id = m.f",
 					2, types, args, SPI_OK_UPDATE);
 				/* profiles that forwarded to them forward to the survivor */
 				run("UPDATE cdp.profiles p SET merged_into = m.t "
-					"FROM unnest($1, $2) AS m(f, t) WHERE p.merged_into = m.f",
+					"FROM unnest($1, $2) AS m(f, t) WHERE p.merged_into = ANY ($1) AND p.merged_into = m.f",
 					2, types, args, SPI_OK_UPDATE);
 				run("UPDATE cdp.identifiers i SET profile_id = m.t "
-					"FROM unnest($1, $2) AS m(f, t) WHERE i.profile_id = m.f",
+					"FROM unnest($1, $2) AS m(f, t) WHERE i.profile_id = ANY ($1) AND i.profile_id = m.f",
 					2, types, args, SPI_OK_UPDATE);
 			}
 		}
@@ -743,7 +792,8 @@ cdp_stitch_events(int n, const int64 *event_ids, const TimestampTz *occurred,
 				Datum		args[2] = {int8_array(upd_ids, u), int8_array(upd_anchor, u)};
 
 				run("UPDATE cdp.identifiers i SET first_anchor_event_id = m.a "
-					"FROM unnest($1, $2) AS m(i, a) WHERE i.identifier_id = m.i AND i.first_anchor_event_id IS NULL",
+					"FROM unnest($1, $2) AS m(i, a) WHERE i.identifier_id = ANY ($1) AND i.identifier_id = m.i "
+					"AND i.first_anchor_event_id IS NULL",
 					2, types, args, SPI_OK_UPDATE);
 			}
 		}
@@ -909,6 +959,14 @@ cdp_stitch_events(int n, const int64 *event_ids, const TimestampTz *occurred,
 			"SELECT * FROM unnest($1, $2, $3, $4)", 4, types, args, SPI_OK_INSERT);
 	}
 	SPI_finish();
+	INSTR_TIME_SET_CURRENT(t_written);
+	INSTR_TIME_SUBTRACT(t_written, t_replayed);
+	INSTR_TIME_SUBTRACT(t_replayed, t_looked_up);
+	INSTR_TIME_SUBTRACT(t_looked_up, t_parsed);
+	INSTR_TIME_SUBTRACT(t_parsed, t_start);
+	elog(DEBUG1, "cdp stitch: %d events, %d identifiers: parse %.1f ms, look up %.1f ms, graph %.1f ms, write %.1f ms",
+		 n, b.n_idents, INSTR_TIME_GET_MILLISEC(t_parsed), INSTR_TIME_GET_MILLISEC(t_looked_up),
+		 INSTR_TIME_GET_MILLISEC(t_replayed), INSTR_TIME_GET_MILLISEC(t_written));
 
 done:
 	MemoryContextSwitchTo(old);

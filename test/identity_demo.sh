@@ -32,7 +32,7 @@ expect() {
 	fi
 }
 
-for db in cdp_identity cdp_identity_parts; do
+for db in cdp_identity cdp_identity_parts cdp_identity_concurrent; do
 	cdp_psql -d postgres -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db" >/dev/null
 	cdp_psql -d "$db" -c "ALTER DATABASE $db SET cdp.default_country = 'GB'" >/dev/null
 	cdp_psql -d "$db" -c "SET client_min_messages = warning" -c "CREATE EXTENSION cdp" \
@@ -43,6 +43,22 @@ cdp_psql -d cdp_identity -c "COPY cdp.events ($cols) FROM '$dir/events.csv' WITH
 for part in "$dir"/part-*; do
 	cdp_psql -d cdp_identity_parts -c "COPY cdp.events ($cols) FROM '$part' WITH (FORMAT csv)" >/dev/null
 done
+# four sessions at once, each loading its share of the parts
+pids=()
+for s in 0 1 2 3; do
+	(
+		i=0
+		for part in "$dir"/part-*; do
+			if [ $((i % 4)) -eq "$s" ]; then
+				cdp_psql -d cdp_identity_concurrent -c "COPY cdp.events ($cols) FROM '$part' WITH (FORMAT csv)" >/dev/null
+			fi
+			i=$((i + 1))
+		done
+	) &
+	pids+=($!)
+done
+concurrent_ok=0
+for pid in "${pids[@]}"; do wait "$pid" || concurrent_ok=1; done
 
 db=cdp_identity
 expect "every event is stored" $db "SELECT count(*) FROM cdp.events" "$events"
@@ -73,6 +89,18 @@ read -r n_ids n_persons n_profiles precision recall linkable <<<"$(echo "$qualit
 echo "# $n_ids identifiers of $n_persons persons in $n_profiles profiles: precision $precision, recall $recall (linkable pairs: $linkable)"
 expect "precision >= 0.99 against the ground truth" $db "SELECT $precision >= 0.99" t
 expect "recall >= 0.98 of the pairs the events link" $db "SELECT $linkable >= 0.98" t
+
+# concurrent loaders: no error or deadlock, nothing lost, and the invariants hold
+expect "four concurrent loaders all succeed" cdp_identity_concurrent "SELECT $concurrent_ok" 0
+expect "concurrent loaders store every event" cdp_identity_concurrent "SELECT count(*) FROM cdp.events" "$events"
+expect "concurrent loaders: every identifier in one live profile" cdp_identity_concurrent \
+	"SELECT count(*) FROM cdp.identifiers i LEFT JOIN cdp.profiles p USING (profile_id) WHERE p.profile_id IS NULL OR p.merged_into IS NOT NULL" 0
+expect "concurrent loaders: journal consistent" cdp_identity_concurrent \
+	"SELECT count(*) FROM cdp.profile_merges m JOIN cdp.profiles p ON p.profile_id = m.absorbed WHERE p.merged_into IS NULL" 0
+expect "concurrent loaders: every event anchored once at most" cdp_identity_concurrent \
+	"SELECT count(*) FROM (SELECT event_id FROM cdp.event_anchors GROUP BY 1 HAVING count(*) > 1) x" 0
+expect "concurrent loaders: a rebuild agrees with what they built" cdp_identity_concurrent \
+	"SELECT changed FROM cdp.rebuild_identities()" 0
 
 # one COPY and ten smaller ones give the same partition
 partition="SELECT md5(string_agg(members, '|' ORDER BY members)) FROM (

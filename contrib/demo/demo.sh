@@ -24,7 +24,8 @@ esac
 cdp_setup
 make -s demo-gen
 echo "== starting a throwaway cluster on port $port"
-cdp_start_cluster demo "$port" "shared_buffers = 512MB" "max_wal_size = 4GB"
+cdp_start_cluster demo "$port" "shared_buffers = 512MB" "max_wal_size = 4GB" \
+	"cdp.default_country = 'GB'"	# the demo retailer is British: 07700 900123 is +447700900123
 cdp_psql -c "CREATE EXTENSION pg_cron" -c "CREATE EXTENSION cdp"
 
 echo "== generating $events demo events"
@@ -78,6 +79,31 @@ FROM cdp.event_partitions WHERE estimated_rows > 0 OR is_default ORDER BY range_
 SELECT reason_code, reason, raw FROM cdp.rejected_events ORDER BY reject_id;
 \echo 'Scheduled jobs'
 SELECT jobname, schedule, command FROM cron.job;
+
+\echo 'Identity: identifiers stitched into profiles at ingest'
+SELECT kind, count(*) AS identifiers, count(DISTINCT profile_id) AS profiles
+FROM cdp.identifiers GROUP BY kind ORDER BY min((SELECT priority FROM cdp.identity_rules r WHERE r.kind = identifiers.kind));
+SELECT (SELECT count(*) FROM cdp.profiles WHERE merged_into IS NULL) AS live_profiles,
+       (SELECT count(*) FROM cdp.profile_merges) AS merges,
+       (SELECT count(*) FROM cdp.identity_conflicts) AS conflicts_refused,
+       (SELECT count(*) FROM cdp.identifier_rejections) AS identifiers_left_out;
+\echo 'Identifiers left out of the graph, and why'
+SELECT kind, reason, count(*) AS occurrences, min(value) AS example
+FROM cdp.identifier_rejections GROUP BY kind, reason ORDER BY occurrences DESC LIMIT 8;
+\echo 'Links refused (shared devices, two accounts on one card, ...)'
+SELECT c.reason, c.kind AS over_limit, i.kind AS kept_apart, count(*) AS conflicts
+FROM cdp.identity_conflicts c JOIN cdp.identifiers i ON i.identifier_id = c.identifier_id
+GROUP BY 1, 2, 3 ORDER BY conflicts DESC;
+\echo 'One customer seen across channels (the profile with the most channels)'
+WITH p AS (
+	SELECT i.profile_id, count(DISTINCT e.channel) AS channels, count(*) AS events
+	FROM cdp.event_anchors a JOIN cdp.identifiers i ON i.identifier_id = a.anchor_id
+	JOIN cdp.events e ON e.event_id = a.event_id AND e.occurred_at = a.occurred_at
+	GROUP BY 1 ORDER BY channels DESC, events DESC, 1 LIMIT 1)
+SELECT p.profile_id, p.channels, p.events,
+       (SELECT string_agg(kind || '=' || value, ', ' ORDER BY kind, value) FROM cdp.identifiers i
+        WHERE i.profile_id = p.profile_id) AS identifiers
+FROM p;
 SQL
 
 cat <<EOF

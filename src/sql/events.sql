@@ -110,7 +110,7 @@ COMMENT ON TABLE cdp.events_default IS 'Events outside every monthly partition; 
 -- Each partition has its own BRIN index on event_id (cheap to keep up at
 -- load, finds recent ids); not a partitioned index, which pg_dump cannot
 -- restore for the partitions of an extension's table.
-CREATE INDEX events_default_event_id_idx ON cdp.events_default USING brin (event_id) WITH (autosummarize = on);
+CREATE INDEX events_default_event_id_idx ON cdp.events_default USING brin (event_id);
 
 CREATE TABLE cdp.rejected_events (
 	reject_id   bigint      PRIMARY KEY DEFAULT nextval('cdp.events_event_id_seq'),

@@ -229,4 +229,4 @@ COMMENT ON FUNCTION cdp.resolve(text, text) IS 'Live profile holding an identifi
 
 CREATE FUNCTION cdp.rebuild_identities(OUT identifiers bigint, OUT links bigint, OUT profiles bigint, OUT changed bigint)
 	AS 'MODULE_PATHNAME', 'cdp_rebuild_identities' LANGUAGE C VOLATILE;
-COMMENT ON FUNCTION cdp.rebuild_identities() IS 'Recomputes every profile in one pass over the stored links with the current limits and merge rules; keeps profile ids where it can; returns counts';
+COMMENT ON FUNCTION cdp.rebuild_identities() IS 'Recomputes every profile in one pass over the stored links with the current limits and merge rules; keeps profile ids where it can; returns the identifiers, the links replayed, the live profiles and how many identifiers changed profile';

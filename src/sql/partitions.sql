@@ -74,7 +74,7 @@ BEGIN
 			EXECUTE format('ALTER TABLE cdp.events ATTACH PARTITION cdp.%I FOR VALUES FROM (%L) TO (%L)',
 			               part, lo, hi);
 			EXECUTE format('ALTER TABLE cdp.%I DROP CONSTRAINT %I', part, part || '_range');
-			EXECUTE format('CREATE INDEX %I ON cdp.%I USING brin (event_id) WITH (autosummarize = on)',
+			EXECUTE format('CREATE INDEX %I ON cdp.%I USING brin (event_id)',
 			               part || '_event_id_idx', part);
 			EXECUTE format('CREATE TRIGGER events_after_insert AFTER INSERT ON cdp.%I '
 			               'FOR EACH STATEMENT EXECUTE FUNCTION cdp.events_after_insert()', part);
