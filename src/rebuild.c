@@ -280,10 +280,8 @@ cdp_rebuild_identities(PG_FUNCTION_ARGS)
 			int64		i;
 			int64	   *upd_id = palloc_extended(sizeof(int64) * (n_ids + 1), MCXT_ALLOC_HUGE);
 			int64	   *upd_prof = palloc_extended(sizeof(int64) * (n_ids + 1), MCXT_ALLOC_HUGE);
+			int64	   *upd_old = palloc_extended(sizeof(int64) * (n_ids + 1), MCXT_ALLOC_HUGE);
 			int64	   *new_ids;
-			int64	   *fw_from;
-			int64	   *fw_to;
-			int64		n_fw = 0;
 			Oid			types2[2] = {INT8ARRAYOID, INT8ARRAYOID};
 
 			for (i = 0; i < n_ids; i++)
@@ -341,6 +339,7 @@ cdp_rebuild_identities(PG_FUNCTION_ARGS)
 				{
 					upd_id[changed] = ids[i];
 					upd_prof[changed] = p;
+					upd_old[changed] = old_profile[i];
 					changed++;
 				}
 			}
@@ -367,22 +366,10 @@ cdp_rebuild_identities(PG_FUNCTION_ARGS)
 						"WHERE merged_into IS NOT NULL "
 						"AND EXISTS (SELECT FROM cdp.identifiers i WHERE i.profile_id = p.profile_id)",
 						false, 0);
-			fw_from = palloc_extended(sizeof(int64) * (n_ids + 1), MCXT_ALLOC_HUGE);
-			fw_to = palloc_extended(sizeof(int64) * (n_ids + 1), MCXT_ALLOC_HUGE);
-			for (i = 0; i < n_ids; i++)
+			if (changed > 0)
 			{
-				int64		p = final[cdp_idgraph_profile(g, (int32) i)];
-
-				if (p != old_profile[i])
-				{
-					fw_from[n_fw] = old_profile[i];
-					fw_to[n_fw] = p;
-					n_fw++;
-				}
-			}
-			if (n_fw > 0)
-			{
-				Datum		v2[2] = {int8s(fw_from, (int) n_fw), int8s(fw_to, (int) n_fw)};
+				/* a profile an identifier left forwards to where it went */
+				Datum		v2[2] = {int8s(upd_old, (int) changed), int8s(upd_prof, (int) changed)};
 
 				/* the first identifier (lowest id) of an unused profile decides */
 				SPI_execute_with_args("UPDATE cdp.profiles p SET merged_into = f.t, merged_at = now() "

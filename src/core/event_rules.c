@@ -5,6 +5,7 @@
  * Pure C, no PostgreSQL headers: unit-tested in test/unit.
  */
 #include "event_rules.h"
+#include "ascii.h"
 
 #include <string.h>
 
@@ -38,19 +39,6 @@ cdp_problem_code(CdpProblem problem)
 	return problem_codes[problem];
 }
 
-static int
-is_space(unsigned char c)
-{
-	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
-}
-
-/* True if the byte is an ASCII control character (UTF-8 continuation bytes are not). */
-static int
-is_control(unsigned char c)
-{
-	return c < 0x20 || c == 0x7f;
-}
-
 /*
  * Common checks of a free text field: not blank, at most maxlen bytes, no
  * control characters, and (when trimmed is set) no surrounding white space.
@@ -75,9 +63,9 @@ check_text(const char *s, size_t len, size_t maxlen, int trimmed, const char **w
 	{
 		unsigned char c = (unsigned char) s[i];
 
-		if (!is_space(c))
+		if (!cdp_is_space(c))
 			blank = 0;
-		if (is_control(c) && !(c == ' ' || (!trimmed && c == '\t')))
+		if (cdp_is_control(c) && !(c == ' ' || (!trimmed && c == '\t')))
 		{
 			*why = "contains a control character";
 			return 0;
@@ -88,7 +76,7 @@ check_text(const char *s, size_t len, size_t maxlen, int trimmed, const char **w
 		*why = "is blank";
 		return 0;
 	}
-	if (trimmed && (is_space((unsigned char) s[0]) || is_space((unsigned char) s[len - 1])))
+	if (trimmed && (cdp_is_space((unsigned char) s[0]) || cdp_is_space((unsigned char) s[len - 1])))
 	{
 		*why = "has leading or trailing white space";
 		return 0;
@@ -154,12 +142,6 @@ cdp_check_identifier_value(const char *s, size_t len, const char **why)
 	return check_text(s, len, CDP_MAX_IDENTIFIER_LEN, 0, why) ? CDP_OK : CDP_INVALID_IDENTIFIER_VALUE;
 }
 
-static int
-is_digit(char c)
-{
-	return c >= '0' && c <= '9';
-}
-
 /* Checks that a time written as text starts with YYYY-MM-DD. */
 CdpProblem
 cdp_check_iso_date(const char *s, size_t len, const char **why)
@@ -168,11 +150,11 @@ cdp_check_iso_date(const char *s, size_t len, const char **why)
 	size_t		i = 0;
 	size_t		k;
 
-	while (i < len && is_space((unsigned char) s[i]))
+	while (i < len && cdp_is_space((unsigned char) s[i]))
 		i++;
 	for (k = 0; shape[k] != '\0'; k++, i++)
 	{
-		if (i >= len || (shape[k] == 'd' ? !is_digit(s[i]) : s[i] != shape[k]))
+		if (i >= len || (shape[k] == 'd' ? !cdp_is_digit(s[i]) : s[i] != shape[k]))
 		{
 			*why = "does not start with an ISO 8601 date (YYYY-MM-DD)";
 			return CDP_INVALID_OCCURRED_AT;

@@ -8,6 +8,7 @@
  * outsz bytes of output.
  */
 #include "normalize.h"
+#include "ascii.h"
 
 #include <stdint.h>
 #include <string.h>
@@ -26,27 +27,6 @@ refuse(const char **why, char *out, size_t outsz, const char *reason)
 	if (out != NULL && outsz > 0)
 		out[0] = '\0';
 	return -1;
-}
-
-/* True for the ASCII white space characters. */
-static int
-is_space(unsigned char c)
-{
-	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
-}
-
-/* True for ASCII control characters (C0 and DEL). */
-static int
-is_control(unsigned char c)
-{
-	return c < 0x20 || c == 0x7f;
-}
-
-/* True for an ASCII digit. */
-static int
-is_digit(unsigned char c)
-{
-	return c >= '0' && c <= '9';
 }
 
 /* True for an ASCII letter. */
@@ -128,7 +108,7 @@ trim_span(const unsigned char *u, size_t *b, size_t *e)
 {
 	for (;;)
 	{
-		if (*b < *e && is_space(u[*b]))
+		if (*b < *e && cdp_is_space(u[*b]))
 			(*b)++;
 		else if (*e - *b >= 2 && u[*b] == 0xc2 && u[*b + 1] == 0xa0)
 			*b += 2;
@@ -137,7 +117,7 @@ trim_span(const unsigned char *u, size_t *b, size_t *e)
 	}
 	for (;;)
 	{
-		if (*e > *b && is_space(u[*e - 1]))
+		if (*e > *b && cdp_is_space(u[*e - 1]))
 			(*e)--;
 		else if (*e - *b >= 2 && u[*e - 2] == 0xc2 && u[*e - 1] == 0xa0)
 			*e -= 2;
@@ -155,7 +135,7 @@ trim_span(const unsigned char *u, size_t *b, size_t *e)
 static int
 is_atext(unsigned char c)
 {
-	return is_alpha(c) || is_digit(c) || (c != '\0' && strchr("!#$%&'*+/=?^_`{|}~-", c) != NULL);
+	return is_alpha(c) || cdp_is_digit(c) || (c != '\0' && strchr("!#$%&'*+/=?^_`{|}~-", c) != NULL);
 }
 
 /*
@@ -248,9 +228,9 @@ check_domain(const unsigned char *p, size_t n)
 		}
 		else if (c < 0x80)
 		{
-			if (!(is_alpha(c) || is_digit(c) || c == '-'))
+			if (!(is_alpha(c) || cdp_is_digit(c) || c == '-'))
 				return "has an invalid character in the domain";
-			if (!is_digit(c))
+			if (!cdp_is_digit(c))
 				all_digits = 0;
 			i++;
 		}
@@ -298,9 +278,9 @@ cdp_normalize_email(const char *s, size_t len, char *out, size_t outsz, const ch
 		return refuse(why, out, outsz, "has a quoted local part");
 	for (i = b; i < e; i++)
 	{
-		if (is_space(u[i]))
+		if (cdp_is_space(u[i]))
 			return refuse(why, out, outsz, "contains white space");
-		if (is_control(u[i]))
+		if (cdp_is_control(u[i]))
 			return refuse(why, out, outsz, "contains a control character");
 		if (u[i] == '@')
 		{
@@ -350,7 +330,7 @@ cdp_normalize_trim(const char *s, size_t len, char *out, size_t outsz, const cha
 	for (i = b; i < e; i++)
 	{
 		/* C0, DEL, and C1 controls (U+0080..U+009F, UTF-8 C2 80..C2 9F) */
-		if (is_control(u[i]) ||
+		if (cdp_is_control(u[i]) ||
 			(u[i] == 0xc2 && i + 1 < e && u[i + 1] >= 0x80 && u[i + 1] <= 0x9f))
 			return refuse(why, out, outsz, "contains a control character");
 	}
@@ -753,9 +733,9 @@ is_extension(const unsigned char *u, size_t i, size_t e)
 	i += strlen(markers[k]);
 	while (i < e && (u[i] == '.' || u[i] == ':' || u[i] == '=' || u[i] == ' ' || u[i] == '\t'))
 		i++;
-	while (i < e && (is_digit(u[i]) || u[i] == ' ' || u[i] == '\t'))
+	while (i < e && (cdp_is_digit(u[i]) || u[i] == ' ' || u[i] == '\t'))
 	{
-		if (is_digit(u[i]))
+		if (cdp_is_digit(u[i]))
 			ndigits++;
 		i++;
 	}
@@ -818,7 +798,7 @@ cdp_normalize_phone(const char *s, size_t len, const char *country, char *out, s
 		unsigned long cp;
 		int			k;
 
-		if (is_digit(c))
+		if (cdp_is_digit(c))
 		{
 			if (ndigits < PHONE_MAX_DIGITS)
 				digits[ndigits] = (char) c;
@@ -858,7 +838,7 @@ cdp_normalize_phone(const char *s, size_t len, const char *country, char *out, s
 			if (is_alpha(u[j]))
 				return refuse(why, out, outsz, "has letters");
 		}
-		if (is_control(u[i]))
+		if (cdp_is_control(u[i]))
 			return refuse(why, out, outsz, "contains a control character");
 		return refuse(why, out, outsz, "has an invalid character");
 	}
