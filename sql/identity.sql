@@ -60,6 +60,12 @@ SELECT e.type, i.kind AS anchor_kind FROM cdp.events e
 JOIN cdp.event_anchors a USING (event_id) JOIN cdp.identifiers i ON i.identifier_id = a.anchor_id
 WHERE e.occurred_at >= '2025-05-01' ORDER BY e.occurred_at;
 
+-- The single customer view: Anna across web and store, and Bob.
+SELECT identifiers, first_seen, last_seen, events, channels, orders, revenue
+FROM cdp.customer_360
+WHERE profile_id IN (cdp.resolve('customer_id', 'A-1001'), cdp.resolve('customer_id', 'A-1002'))
+ORDER BY first_seen;
+
 -- A rebuild from the links gives the same profiles, with the same ids.
 CREATE TEMP TABLE before AS SELECT identifier_id, profile_id FROM cdp.identifiers;
 SELECT identifiers, links, profiles, changed FROM cdp.rebuild_identities();

@@ -94,16 +94,10 @@ FROM cdp.identifier_rejections GROUP BY kind, reason ORDER BY occurrences DESC L
 SELECT c.reason, c.kind AS over_limit, i.kind AS kept_apart, count(*) AS conflicts
 FROM cdp.identity_conflicts c JOIN cdp.identifiers i ON i.identifier_id = c.identifier_id
 GROUP BY 1, 2, 3 ORDER BY conflicts DESC;
-\echo 'One customer seen across channels (the profile with the most channels)'
-WITH p AS (
-	SELECT i.profile_id, count(DISTINCT e.channel) AS channels, count(*) AS events
-	FROM cdp.event_anchors a JOIN cdp.identifiers i ON i.identifier_id = a.anchor_id
-	JOIN cdp.events e ON e.event_id = a.event_id AND e.occurred_at = a.occurred_at
-	GROUP BY 1 ORDER BY channels DESC, events DESC, 1 LIMIT 1)
-SELECT p.profile_id, p.channels, p.events,
-       (SELECT string_agg(kind || '=' || value, ', ' ORDER BY kind, value) FROM cdp.identifiers i
-        WHERE i.profile_id = p.profile_id) AS identifiers
-FROM p;
+\echo 'The single customer view: the customer seen on the most channels'
+\x on
+SELECT * FROM cdp.customer_360 ORDER BY cardinality(channels) DESC, events DESC, profile_id LIMIT 1;
+\x off
 SQL
 
 cat <<EOF
