@@ -60,6 +60,27 @@ SELECT e.type, i.kind AS anchor_kind FROM cdp.events e
 JOIN cdp.event_anchors a USING (event_id) JOIN cdp.identifiers i ON i.identifier_id = a.anchor_id
 WHERE e.occurred_at >= '2025-05-01' ORDER BY e.occurred_at;
 
+-- A subtransaction that aborts inside a statement (an exception block in a
+-- function) does not make the statement forget the events stored before it.
+CREATE FUNCTION pg_temp.flaky(i int) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+	BEGIN
+		PERFORM 1 / (i - 2);
+	EXCEPTION WHEN division_by_zero THEN NULL;
+	END;
+	RETURN 'c-flaky-' || i;
+END $$;
+INSERT INTO cdp.events (occurred_at, channel, type, identifiers)
+SELECT '2025-05-07', 'web', 'page_view', jsonb_build_object('cookie', pg_temp.flaky(i)) FROM generate_series(1, 3) i;
+SELECT value FROM cdp.identifiers WHERE value LIKE 'c-flaky-%' ORDER BY value;
+
+-- With no rule at all, identifiers are recorded as left out and events still load.
+BEGIN;
+DELETE FROM cdp.identity_rules;
+SELECT cdp.track('2025-05-08', 'web', 'page_view', '{"cookie": "c-norule"}') > 0 AS stored;
+SELECT reason FROM cdp.identifier_rejections WHERE value = 'c-norule';
+ROLLBACK;
+
 -- The single customer view: Anna across web and store, and Bob.
 SELECT identifiers, first_seen, last_seen, events, channels, orders, revenue
 FROM cdp.customer_360

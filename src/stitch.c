@@ -100,6 +100,7 @@ typedef struct Remembered
 	int64		event_id;
 	TimestampTz occurred_at;
 	Jsonb	   *identifiers;
+	int			nest_level;		/* subtransaction that stored the event */
 } Remembered;
 
 static MemoryContext remembered_cxt = NULL;
@@ -387,6 +388,9 @@ cdp_stitch_events(int n, const int64 *event_ids, const TimestampTz *occurred,
 	if (n == 0)
 		goto done;
 
+	INSTR_TIME_SET_ZERO(t_parsed);
+	INSTR_TIME_SET_ZERO(t_looked_up);
+	INSTR_TIME_SET_ZERO(t_replayed);
 	memset(&b, 0, sizeof(b));
 	b.rules = cdp_identity_rules(&b.n_rules);
 	b.max_idents = 1024;
@@ -465,8 +469,11 @@ cdp_stitch_events(int n, const int64 *event_ids, const TimestampTz *occurred,
 
 	INSTR_TIME_SET_CURRENT(t_parsed);
 
+	/* with no valid identifier (or no rule at all) only rejections remain */
+	if (b.n_idents == 0)
+		goto rejections;
+
 	/* 2. what is stored of them */
-	if (b.n_idents > 0)
 	{
 		char	  **kinds = palloc(sizeof(char *) * b.n_idents);
 		char	  **values = palloc(sizeof(char *) * b.n_idents);
@@ -945,6 +952,7 @@ cdp_stitch_events(int n, const int64 *event_ids, const TimestampTz *occurred,
 #undef REAL
 	}
 
+rejections:
 	/* refused identifiers */
 	if (n_rej > 0)
 	{
@@ -991,13 +999,21 @@ stitch_xact_callback(XactEvent event, void *arg)
 	}
 }
 
-/* A subtransaction that aborts takes its events with it (its rows are gone). */
+/*
+ * A subtransaction that aborts takes its events with it (its rows are gone);
+ * those of the levels above it stay to be stitched.
+ */
 static void
 stitch_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 						SubTransactionId parentSubid, void *arg)
 {
 	if (event == SUBXACT_EVENT_ABORT_SUB)
-		n_remembered = 0;
+	{
+		int			level = GetCurrentTransactionNestLevel();
+
+		while (n_remembered > 0 && remembered[n_remembered - 1].nest_level >= level)
+			n_remembered--;
+	}
 }
 
 /* Remembers a stored event for stitching at the end of its statement. */
@@ -1024,6 +1040,7 @@ cdp_stitch_remember(int64 event_id, TimestampTz occurred_at, Jsonb *identifiers)
 	remembered[n_remembered].event_id = event_id;
 	remembered[n_remembered].occurred_at = occurred_at;
 	remembered[n_remembered].identifiers = (Jsonb *) PG_DETOAST_DATUM_COPY(JsonbPGetDatum(identifiers));
+	remembered[n_remembered].nest_level = GetCurrentTransactionNestLevel();
 	n_remembered++;
 	MemoryContextSwitchTo(old);
 	if (n_remembered >= STITCH_BATCH)
