@@ -81,8 +81,24 @@ SELECT cdp.track('2025-05-08', 'web', 'page_view', '{"cookie": "c-norule"}') > 0
 SELECT reason FROM cdp.identifier_rejections WHERE value = 'c-norule';
 ROLLBACK;
 
+-- The golden record: the most recent city, the most trusted birth date.
+SELECT cdp.track('2025-05-09', 'web', 'profile_update', '{"customer_id": "A-1001"}',
+                 '{"traits": {"city": "Bergen", "birth_date": "1990-01-02", "first_name": "Anna"}}', NULL, 'web-sdk') > 0 AS ok;
+SELECT cdp.track('2025-05-10', 'store', 'profile_update', '{"loyalty_card": "L-555"}',
+                 '{"traits": {"city": "Oslo", "birth_date": "1990-02-01"}}', NULL, 'pos') > 0 AS ok;
+SELECT cdp.track('2025-05-11', 'web', 'profile_update', '{"cookie": "c-anna"}',
+                 '{"traits": {"birth_date": "1999-09-09", "first_name": null}}', NULL, 'web-sdk') > 0 AS ok;
+SELECT trait, value, source, method, times_seen FROM cdp.profile_traits
+WHERE profile_id = cdp.resolve('customer_id', 'A-1001') ORDER BY trait;
+-- Bergen was sent twice, Oslo once and last: most_frequent keeps Bergen
+SELECT cdp.track('2025-05-09 12:00', 'app', 'profile_update', '{"customer_id": "A-1001"}',
+                 '{"traits": {"city": "Bergen"}}', NULL, 'app-sdk') > 0 AS ok;
+INSERT INTO cdp.trait_rules VALUES ('city', 'most_frequent', NULL);
+SELECT value FROM cdp.profile_traits WHERE profile_id = cdp.resolve('customer_id', 'A-1001') AND trait = 'city';
+INSERT INTO cdp.trait_rules VALUES ('nickname', 'source_priority', '{}');
+
 -- The single customer view: Anna across web and store, and Bob.
-SELECT identifiers, first_seen, last_seen, events, channels, orders, revenue
+SELECT identifiers, traits, first_seen, last_seen, events, channels, orders, revenue
 FROM cdp.customer_360
 WHERE profile_id IN (cdp.resolve('customer_id', 'A-1001'), cdp.resolve('customer_id', 'A-1002'))
 ORDER BY first_seen;

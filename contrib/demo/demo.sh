@@ -56,7 +56,7 @@ SELECT * FROM cdp.ingest('[
 -- keep partitions ahead of time, every night at 03:00
 SELECT cron.schedule('cdp-partitions', '0 3 * * *',
 	\$\$SELECT cdp.ensure_partitions(now(), now() + interval '3 months')\$\$) AS cron_job;
-ANALYZE cdp.events;
+ANALYZE;  -- statistics for every table after a bulk load (the views need them)
 SQL
 
 echo

@@ -231,6 +231,54 @@ CREATE FUNCTION cdp.rebuild_identities(OUT identifiers bigint, OUT links bigint,
 	AS 'MODULE_PATHNAME', 'cdp_rebuild_identities' LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION cdp.rebuild_identities() IS 'Recomputes every profile in one pass over the stored links with the current limits and merge rules; keeps profile ids where it can; returns the identifiers, the links replayed, the live profiles and how many identifiers changed profile';
 
+-- The golden record: traits (first_name, birth_date, postal_code, ...) sent
+-- in events' properties.traits, one value per profile and trait chosen by
+-- the trait's survivorship rule.
+CREATE TABLE cdp.trait_rules (
+	trait   text    PRIMARY KEY,
+	method  text    NOT NULL DEFAULT 'most_recent'
+	                CHECK (method IN ('most_recent', 'most_frequent', 'source_priority')),
+	sources text[]  CONSTRAINT source_priority_needs_sources
+	                CHECK (method <> 'source_priority' OR cardinality(sources) > 0),
+	builtin boolean NOT NULL DEFAULT false
+);
+COMMENT ON TABLE cdp.trait_rules IS 'Survivorship of each trait in the golden record; traits without a rule take the most recent value';
+COMMENT ON COLUMN cdp.trait_rules.trait IS 'Key in properties.traits';
+COMMENT ON COLUMN cdp.trait_rules.method IS 'most_recent, most_frequent (ties: most recent) or source_priority (the first source of sources that sent it, then most recent)';
+COMMENT ON COLUMN cdp.trait_rules.sources IS 'For source_priority: sources from most to least trusted, e.g. {crm,pos,web-sdk}';
+COMMENT ON COLUMN cdp.trait_rules.builtin IS 'Shipped with cdp (pg_dump keeps only the rows users added)';
+INSERT INTO cdp.trait_rules (trait, method, sources, builtin) VALUES
+	('birth_date', 'source_priority', '{crm,pos,app-sdk,web-sdk}', true);
+SELECT pg_catalog.pg_extension_config_dump('cdp.trait_rules', 'WHERE NOT builtin');
+
+CREATE VIEW cdp.profile_traits AS
+WITH observed AS (
+	SELECT i.profile_id, t.key AS trait, t.value, e.occurred_at, e.event_id, e.source
+	FROM cdp.events e
+	JOIN cdp.event_anchors a ON a.event_id = e.event_id AND a.occurred_at = e.occurred_at
+	JOIN cdp.identifiers i ON i.identifier_id = a.anchor_id
+	CROSS JOIN LATERAL jsonb_each(e.properties -> 'traits') t
+	WHERE jsonb_typeof(e.properties -> 'traits') = 'object' AND t.value <> 'null'),
+ranked AS (
+	SELECT o.*, coalesce(r.method, 'most_recent') AS method,
+	       count(*) OVER (PARTITION BY o.profile_id, o.trait, o.value) AS frequency,
+	       coalesce(array_position(r.sources, o.source), 2147483647) AS source_rank
+	FROM observed o LEFT JOIN cdp.trait_rules r ON r.trait = o.trait)
+SELECT DISTINCT ON (profile_id, trait)
+       profile_id, trait, value, occurred_at AS observed_at, source, method, frequency AS times_seen
+FROM ranked
+ORDER BY profile_id, trait,
+         CASE method WHEN 'most_frequent' THEN -frequency WHEN 'source_priority' THEN source_rank ELSE 0 END,
+         occurred_at DESC, event_id DESC;
+COMMENT ON VIEW cdp.profile_traits IS 'Golden record: for each live profile and trait, the value its survivorship rule (cdp.trait_rules) keeps';
+COMMENT ON COLUMN cdp.profile_traits.profile_id IS 'Live profile';
+COMMENT ON COLUMN cdp.profile_traits.trait IS 'Trait name';
+COMMENT ON COLUMN cdp.profile_traits.value IS 'Value kept (JSON)';
+COMMENT ON COLUMN cdp.profile_traits.observed_at IS 'When the kept value was sent';
+COMMENT ON COLUMN cdp.profile_traits.source IS 'Source that sent it';
+COMMENT ON COLUMN cdp.profile_traits.method IS 'Survivorship rule applied';
+COMMENT ON COLUMN cdp.profile_traits.times_seen IS 'How many events sent this value for this profile';
+
 -- The single customer view.  Set-based (hash joins over the whole tables),
 -- as BI tools read it; an application that looks up one profile's activity
 -- often should add the index on cdp.event_anchors (anchor_id).
@@ -251,18 +299,24 @@ act AS (
 	FROM cdp.event_anchors a
 	JOIN cdp.identifiers i ON i.identifier_id = a.anchor_id
 	JOIN cdp.events e ON e.event_id = a.event_id AND e.occurred_at = a.occurred_at
-	GROUP BY i.profile_id)
-SELECT p.profile_id, p.created_at, ids.identifiers, act.first_seen, act.last_seen,
+	GROUP BY i.profile_id),
+traits AS (
+	SELECT profile_id, jsonb_object_agg(trait, value ORDER BY trait) AS traits
+	FROM cdp.profile_traits GROUP BY profile_id)
+SELECT p.profile_id, p.created_at, ids.identifiers, traits.traits,
+       act.first_seen, act.last_seen,
        coalesce(act.events, 0) AS events, coalesce(act.channels, '{}') AS channels,
        coalesce(act.orders, 0) AS orders, coalesce(act.revenue, 0) AS revenue
 FROM cdp.profiles p
 JOIN ids USING (profile_id)
 LEFT JOIN act USING (profile_id)
+LEFT JOIN traits USING (profile_id)
 WHERE p.merged_into IS NULL;
 COMMENT ON VIEW cdp.customer_360 IS 'The single customer view: one row per live profile with its identifiers, activity, orders and revenue across every channel';
 COMMENT ON COLUMN cdp.customer_360.profile_id IS 'Live profile';
 COMMENT ON COLUMN cdp.customer_360.created_at IS 'When the profile was made';
 COMMENT ON COLUMN cdp.customer_360.identifiers IS 'Its identifiers by kind: {"email": ["ann@x.org"], "cookie": [...], ...}';
+COMMENT ON COLUMN cdp.customer_360.traits IS 'Golden record: its traits as kept by cdp.trait_rules';
 COMMENT ON COLUMN cdp.customer_360.first_seen IS 'First event of the profile';
 COMMENT ON COLUMN cdp.customer_360.last_seen IS 'Last event of the profile';
 COMMENT ON COLUMN cdp.customer_360.events IS 'Number of events';
