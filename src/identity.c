@@ -45,9 +45,6 @@ PG_FUNCTION_INFO_V1(cdp_phone_sql);
 PG_FUNCTION_INFO_V1(cdp_check_identifier);
 PG_FUNCTION_INFO_V1(cdp_resolve);
 
-/* Key of the advisory lock that serializes stitching ("cdp" "id"). */
-#define STITCH_LOCK_KEY1 0x636470
-#define STITCH_LOCK_KEY2 0x6964
 
 /* One entry of cdp.identifier_blocklist. */
 typedef struct BlockEntry

@@ -12,6 +12,13 @@
 #include "utils/jsonb.h"
 #include "utils/timestamp.h"
 
+/*
+ * Key of the transaction-level advisory lock that serializes stitching and
+ * rebuilds ("cdp", "id").
+ */
+#define STITCH_LOCK_KEY1 0x636470
+#define STITCH_LOCK_KEY2 0x6964
+
 /* One rule of cdp.identity_rules. */
 typedef struct CdpRule
 {

@@ -33,8 +33,6 @@
 PG_FUNCTION_INFO_V1(cdp_rebuild_identities);
 
 #define FETCH 100000
-#define STITCH_LOCK_KEY1 0x636470
-#define STITCH_LOCK_KEY2 0x6964
 
 /* An identifier's first anchoring, to replay before the links of its event. */
 typedef struct Anchoring

@@ -34,9 +34,6 @@
 #define NEW_LABEL (INT64CONST(1) << 62)
 #define STITCH_BATCH 50000
 
-/* Key of the advisory lock that serializes stitching. */
-#define STITCH_LOCK_KEY1 0x636470
-#define STITCH_LOCK_KEY2 0x6964
 
 /* One distinct identifier of the batch. */
 typedef struct Ident
