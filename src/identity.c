@@ -10,9 +10,9 @@
  * profiles with their counts per kind.  It then writes what changed: new
  * identifiers and profiles, merged profiles (forwarding pointers and the
  * identifiers they held), links, the merge journal, conflicts, refused
- * identifiers and each event's anchor.  The same batch function serves the
- * ingest path (the events of one statement, see events.c) and the rebuild
- * from events, so both make the same decisions.
+ * identifiers and each event's anchor (stitch.c).  The rebuild (rebuild.c)
+ * replays the stored links with the same graph algorithm, so both make the
+ * same decisions.
  *
  * Locking: stitching takes one transaction-level advisory lock, so
  * concurrent loaders stitch one after the other (their COPY work still runs

@@ -49,8 +49,8 @@ extern void cdp_stitch_remember(int64 event_id, TimestampTz occurred_at, Jsonb *
 /* Stitches the remembered events of this statement. */
 extern void cdp_stitch_pending(void);
 
-/* Stitches events given in event_id order (rebuild). */
-extern void cdp_stitch_events(int n, const int64 *event_ids, const TimestampTz *occurred,
-							  Jsonb *const *identifiers);
+/* A bigint[] datum of n values. */
+extern Datum cdp_int8_array(const int64 *v, int n);
+
 
 #endif							/* CDP_IDENTITY_H */

@@ -99,18 +99,6 @@ compare_claim(const void *a, const void *b)
 	return x->label < y->label ? -1 : x->label > y->label;
 }
 
-/* A bigint[] datum. */
-static Datum
-int8s(const int64 *v, int n)
-{
-	Datum	   *d = palloc(sizeof(Datum) * (n > 0 ? n : 1));
-	int			i;
-
-	for (i = 0; i < n; i++)
-		d[i] = Int64GetDatum(v[i]);
-	return PointerGetDatum(construct_array(d, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-}
-
 /* cdp.rebuild_identities(): recomputes every profile; returns counts. */
 Datum
 cdp_rebuild_identities(PG_FUNCTION_ARGS)
@@ -344,14 +332,14 @@ cdp_rebuild_identities(PG_FUNCTION_ARGS)
 			if (n_new > 0)
 			{
 				Oid			t1[1] = {INT8ARRAYOID};
-				Datum		v1[1] = {int8s(new_ids, (int) n_new)};
+				Datum		v1[1] = {cdp_int8_array(new_ids, (int) n_new)};
 
 				SPI_execute_with_args("INSERT INTO cdp.profiles (profile_id) SELECT unnest($1)",
 									  1, t1, v1, NULL, false, 0);
 			}
 			if (changed > 0)
 			{
-				Datum		v2[2] = {int8s(upd_id, (int) changed), int8s(upd_prof, (int) changed)};
+				Datum		v2[2] = {cdp_int8_array(upd_id, (int) changed), cdp_int8_array(upd_prof, (int) changed)};
 
 				if (SPI_execute_with_args("UPDATE cdp.identifiers i SET profile_id = u.p "
 										  "FROM unnest($1, $2) AS u(i, p) WHERE i.identifier_id = u.i",
@@ -367,7 +355,7 @@ cdp_rebuild_identities(PG_FUNCTION_ARGS)
 			if (changed > 0)
 			{
 				/* a profile an identifier left forwards to where it went */
-				Datum		v2[2] = {int8s(upd_old, (int) changed), int8s(upd_prof, (int) changed)};
+				Datum		v2[2] = {cdp_int8_array(upd_old, (int) changed), cdp_int8_array(upd_prof, (int) changed)};
 
 				/* the first identifier (lowest id) of an unused profile decides */
 				SPI_execute_with_args("UPDATE cdp.profiles p SET merged_into = f.t, merged_at = now() "

@@ -209,8 +209,8 @@ new_label(void *arg)
 /* --- SQL helpers ------------------------------------------------------------ */
 
 /* A bigint[] datum. */
-static Datum
-int8_array(const int64 *v, int n)
+Datum
+cdp_int8_array(const int64 *v, int n)
 {
 	Datum	   *d = palloc(sizeof(Datum) * (n > 0 ? n : 1));
 	int			i;
@@ -347,8 +347,8 @@ final_label(HTAB *absorbed, int64 label)
 }
 
 /* Stitches events given in event_id order. */
-void
-cdp_stitch_events(int n, const int64 *event_ids, const TimestampTz *occurred,
+static void
+stitch_events(int n, const int64 *event_ids, const TimestampTz *occurred,
 				  Jsonb *const *identifiers)
 {
 	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext, "cdp stitch", ALLOCSET_DEFAULT_SIZES);
@@ -547,7 +547,7 @@ cdp_stitch_events(int n, const int64 *event_ids, const TimestampTz *occurred,
 		if (n_stored > 0)
 		{
 			Oid			types[1] = {INT8ARRAYOID};
-			Datum		args[1] = {int8_array(stored, n_stored)};
+			Datum		args[1] = {cdp_int8_array(stored, n_stored)};
 			uint64		r;
 			int		   *counts = palloc0(sizeof(int) * b.n_rules);
 			int64		current = 0;
@@ -690,8 +690,8 @@ cdp_stitch_events(int n, const int64 *event_ids, const TimestampTz *occurred,
 				mnull[k] = f == NEW_LABEL + k;
 				md[k] = Int64GetDatum(merged[k]);
 			}
-			args[0] = int8_array(profile_ids, (int) b.next_new);
-			args[1] = int8_array(b.new_profile_event, (int) b.next_new);
+			args[0] = cdp_int8_array(profile_ids, (int) b.next_new);
+			args[1] = cdp_int8_array(b.new_profile_event, (int) b.next_new);
 			args[2] = PointerGetDatum(construct_md_array(md, mnull, 1, dims, lbs, INT8OID, 8,
 														 FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 			run("INSERT INTO cdp.profiles (profile_id, first_event_id, merged_into, merged_at) "
@@ -719,7 +719,7 @@ cdp_stitch_events(int n, const int64 *event_ids, const TimestampTz *occurred,
 			if (n_moved > 0)
 			{
 				Oid			types[2] = {INT8ARRAYOID, INT8ARRAYOID};
-				Datum		args[2] = {int8_array(from, n_moved), int8_array(to, n_moved)};
+				Datum		args[2] = {cdp_int8_array(from, n_moved), cdp_int8_array(to, n_moved)};
 
 				/* "= ANY ($1)" finds the rows through the index first */
 				run("UPDATE cdp.profiles p SET merged_into = m.t, merged_at = now() "
@@ -778,13 +778,13 @@ cdp_stitch_events(int n, const int64 *event_ids, const TimestampTz *occurred,
 				TIMESTAMPTZARRAYOID, INT8ARRAYOID, INT8ARRAYOID};
 				Datum		args[7];
 
-				args[0] = int8_array(ids, m);
+				args[0] = cdp_int8_array(ids, m);
 				args[1] = text_array(kinds, m);
 				args[2] = text_array(values, m);
-				args[3] = int8_array(profs, m);
+				args[3] = cdp_int8_array(profs, m);
 				args[4] = ts_array(seen, m);
-				args[5] = int8_array(firsts, m);
-				args[6] = int8_array(anchors, m);
+				args[5] = cdp_int8_array(firsts, m);
+				args[6] = cdp_int8_array(anchors, m);
 				run("INSERT INTO cdp.identifiers (identifier_id, kind, value, profile_id, first_seen, "
 					"first_event_id, first_anchor_event_id) "
 					"SELECT i, k, v, p, s, f, nullif(a, 0) FROM unnest($1, $2, $3, $4, $5, $6, $7) AS u(i, k, v, p, s, f, a)",
@@ -793,7 +793,7 @@ cdp_stitch_events(int n, const int64 *event_ids, const TimestampTz *occurred,
 			if (u > 0)
 			{
 				Oid			types[2] = {INT8ARRAYOID, INT8ARRAYOID};
-				Datum		args[2] = {int8_array(upd_ids, u), int8_array(upd_anchor, u)};
+				Datum		args[2] = {cdp_int8_array(upd_ids, u), cdp_int8_array(upd_anchor, u)};
 
 				run("UPDATE cdp.identifiers i SET first_anchor_event_id = m.a "
 					"FROM unnest($1, $2) AS m(i, a) WHERE i.identifier_id = ANY ($1) AND i.identifier_id = m.i "
@@ -875,11 +875,11 @@ cdp_stitch_events(int n, const int64 *event_ids, const TimestampTz *occurred,
 				INT8ARRAYOID, TEXTARRAYOID, TEXTARRAYOID};
 				Datum		args[7];
 
-				args[0] = int8_array(ce, nc);
-				args[1] = int8_array(ca, nc);
-				args[2] = int8_array(ci, nc);
-				args[3] = int8_array(cp, nc);
-				args[4] = int8_array(co, nc);
+				args[0] = cdp_int8_array(ce, nc);
+				args[1] = cdp_int8_array(ca, nc);
+				args[2] = cdp_int8_array(ci, nc);
+				args[3] = cdp_int8_array(cp, nc);
+				args[4] = cdp_int8_array(co, nc);
 				args[5] = text_array(ck, nc);
 				args[6] = text_array(cr, nc);
 				/* a pair refused before is not a new conflict */
@@ -894,11 +894,11 @@ cdp_stitch_events(int n, const int64 *event_ids, const TimestampTz *occurred,
 				Oid			types[5] = {INT8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID};
 				Datum		args[5];
 
-				args[0] = int8_array(ms, nm);
-				args[1] = int8_array(mab, nm);
-				args[2] = int8_array(ma, nm);
-				args[3] = int8_array(mi, nm);
-				args[4] = int8_array(me, nm);
+				args[0] = cdp_int8_array(ms, nm);
+				args[1] = cdp_int8_array(mab, nm);
+				args[2] = cdp_int8_array(ma, nm);
+				args[3] = cdp_int8_array(mi, nm);
+				args[4] = cdp_int8_array(me, nm);
 				run("INSERT INTO cdp.profile_merges (survivor, absorbed, anchor_id, identifier_id, event_id, method) "
 					"SELECT s, a, x, i, e, 'rule' FROM unnest($1, $2, $3, $4, $5) AS u(s, a, x, i, e)",
 					5, types, args, SPI_OK_INSERT);
@@ -907,9 +907,9 @@ cdp_stitch_events(int n, const int64 *event_ids, const TimestampTz *occurred,
 				Oid			types[4] = {INT8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID, INT4ARRAYOID};
 				Datum		args[4];
 
-				args[0] = int8_array(la, nl);
-				args[1] = int8_array(lb, nl);
-				args[2] = int8_array(le, nl);
+				args[0] = cdp_int8_array(la, nl);
+				args[1] = cdp_int8_array(lb, nl);
+				args[2] = cdp_int8_array(le, nl);
 				args[3] = int4_array(lp, nl);
 				run("INSERT INTO cdp.identity_links (anchor_id, identifier_id, event_id, position) "
 					"SELECT a, i, e, p FROM unnest($1, $2, $3, $4) AS u(a, i, e, p) "
@@ -939,9 +939,9 @@ cdp_stitch_events(int n, const int64 *event_ids, const TimestampTz *occurred,
 				Oid			types[3] = {INT8ARRAYOID, TIMESTAMPTZARRAYOID, INT8ARRAYOID};
 				Datum		args[3];
 
-				args[0] = int8_array(ae, na);
+				args[0] = cdp_int8_array(ae, na);
 				args[1] = ts_array(at, na);
-				args[2] = int8_array(aa, na);
+				args[2] = cdp_int8_array(aa, na);
 				run("INSERT INTO cdp.event_anchors (event_id, occurred_at, anchor_id) "
 					"SELECT * FROM unnest($1, $2, $3)", 3, types, args, SPI_OK_INSERT);
 			}
@@ -956,7 +956,7 @@ rejections:
 		Oid			types[4] = {INT8ARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID};
 		Datum		args[4];
 
-		args[0] = int8_array(rej_event, n_rej);
+		args[0] = cdp_int8_array(rej_event, n_rej);
 		args[1] = text_array(rej_kind, n_rej);
 		args[2] = text_array(rej_value, n_rej);
 		args[3] = text_array(rej_reason, n_rej);
@@ -1077,7 +1077,7 @@ cdp_stitch_pending(void)
 		docs[i] = remembered[i].identifiers;
 	}
 	n_remembered = 0;			/* taken, even if stitching fails */
-	cdp_stitch_events(n, ids, times, docs);
+	stitch_events(n, ids, times, docs);
 	MemoryContextReset(remembered_cxt);
 	remembered = NULL;
 	max_remembered = 0;
