@@ -1,10 +1,9 @@
 /*
  * identity.c
- *	  Glue of identity resolution: the rules and blocklist caches, the SQL
- *	  normalizers, stitching a batch of events into the stored graph, and
- *	  cdp.resolve.
+ *	  Glue of identity resolution: the rules and blocklist caches, identifier
+ *	  normalization, the SQL normalizers and cdp.resolve.
  *
- * Stitching runs the greedy algorithm of src/core/idgraph.c on the events of
+ * How identities are made (stitch.c, rebuild.c): stitching runs the greedy algorithm of src/core/idgraph.c on the events of
  * a batch in event_id order, over a small graph loaded from the stored one:
  * the identifiers the batch carries and, for those already known, their
  * profiles with their counts per kind.  It then writes what changed: new
