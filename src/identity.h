@@ -49,8 +49,9 @@ extern void cdp_stitch_remember(int64 event_id, TimestampTz occurred_at, Jsonb *
 /* Stitches the remembered events of this statement. */
 extern void cdp_stitch_pending(void);
 
-/* A bigint[] datum of n values. */
-extern Datum cdp_int8_array(const int64 *v, int n);
+/* Array datums for SQL parameters: bigint[] or timestamptz[]; text[]. */
+extern Datum cdp_int64_array(const int64 *v, int n, Oid type);
+extern Datum cdp_text_array(char **v, int n);
 
 
 #endif							/* CDP_IDENTITY_H */

@@ -154,13 +154,13 @@ cdp_rebuild_identities(PG_FUNCTION_ARGS)
 		 * its rule number.
 		 */
 		{
-			Datum	   *kd = palloc(sizeof(Datum) * n_rules);
+			char	  **kinds = palloc(sizeof(char *) * n_rules);
 			Oid			kt[1] = {TEXTARRAYOID};
 			Datum		kv[1];
 
 			for (k = 0; k < n_rules; k++)
-				kd[k] = CStringGetTextDatum(rules[k].kind);
-			kv[0] = PointerGetDatum(construct_array(kd, n_rules, TEXTOID, -1, false, TYPALIGN_INT));
+				kinds[k] = rules[k].kind;
+			kv[0] = cdp_text_array(kinds, n_rules);
 			cur = SPI_cursor_open_with_args(NULL, "SELECT i.identifier_id, coalesce(array_position($1, i.kind), 0) - 1, "
 											"i.profile_id, coalesce(i.first_anchor_event_id, 0) FROM cdp.identifiers i "
 											"ORDER BY 1",
@@ -332,14 +332,14 @@ cdp_rebuild_identities(PG_FUNCTION_ARGS)
 			if (n_new > 0)
 			{
 				Oid			t1[1] = {INT8ARRAYOID};
-				Datum		v1[1] = {cdp_int8_array(new_ids, (int) n_new)};
+				Datum		v1[1] = {cdp_int64_array(new_ids, (int) n_new, INT8OID)};
 
 				SPI_execute_with_args("INSERT INTO cdp.profiles (profile_id) SELECT unnest($1)",
 									  1, t1, v1, NULL, false, 0);
 			}
 			if (changed > 0)
 			{
-				Datum		v2[2] = {cdp_int8_array(upd_id, (int) changed), cdp_int8_array(upd_prof, (int) changed)};
+				Datum		v2[2] = {cdp_int64_array(upd_id, (int) changed, INT8OID), cdp_int64_array(upd_prof, (int) changed, INT8OID)};
 
 				if (SPI_execute_with_args("UPDATE cdp.identifiers i SET profile_id = u.p "
 										  "FROM unnest($1, $2) AS u(i, p) WHERE i.identifier_id = u.i",
@@ -348,14 +348,15 @@ cdp_rebuild_identities(PG_FUNCTION_ARGS)
 			}
 
 			/* live profiles: revive the reused ones, forward the others */
-			SPI_execute("UPDATE cdp.profiles p SET merged_into = NULL, merged_at = NULL "
-						"WHERE merged_into IS NOT NULL "
-						"AND EXISTS (SELECT FROM cdp.identifiers i WHERE i.profile_id = p.profile_id)",
-						false, 0);
 			if (changed > 0)
 			{
 				/* a profile an identifier left forwards to where it went */
-				Datum		v2[2] = {cdp_int8_array(upd_old, (int) changed), cdp_int8_array(upd_prof, (int) changed)};
+				Datum		v2[2] = {cdp_int64_array(upd_old, (int) changed, INT8OID), cdp_int64_array(upd_prof, (int) changed, INT8OID)};
+
+				SPI_execute("UPDATE cdp.profiles p SET merged_into = NULL, merged_at = NULL "
+							"WHERE merged_into IS NOT NULL "
+							"AND EXISTS (SELECT FROM cdp.identifiers i WHERE i.profile_id = p.profile_id)",
+							false, 0);
 
 				/* the first identifier (lowest id) of an unused profile decides */
 				SPI_execute_with_args("UPDATE cdp.profiles p SET merged_into = f.t, merged_at = now() "

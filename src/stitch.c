@@ -208,45 +208,21 @@ new_label(void *arg)
 
 /* --- SQL helpers ------------------------------------------------------------ */
 
-/* A bigint[] datum. */
+/* An array datum of 64-bit values: bigint[] or timestamptz[] (type). */
 Datum
-cdp_int8_array(const int64 *v, int n)
+cdp_int64_array(const int64 *v, int n, Oid type)
 {
 	Datum	   *d = palloc(sizeof(Datum) * (n > 0 ? n : 1));
 	int			i;
 
 	for (i = 0; i < n; i++)
 		d[i] = Int64GetDatum(v[i]);
-	return PointerGetDatum(construct_array(d, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-}
-
-/* A timestamptz[] datum. */
-static Datum
-ts_array(const TimestampTz *v, int n)
-{
-	Datum	   *d = palloc(sizeof(Datum) * (n > 0 ? n : 1));
-	int			i;
-
-	for (i = 0; i < n; i++)
-		d[i] = TimestampTzGetDatum(v[i]);
-	return PointerGetDatum(construct_array(d, n, TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-}
-
-/* An int[] datum. */
-static Datum
-int4_array(const int *v, int n)
-{
-	Datum	   *d = palloc(sizeof(Datum) * (n > 0 ? n : 1));
-	int			i;
-
-	for (i = 0; i < n; i++)
-		d[i] = Int32GetDatum(v[i]);
-	return PointerGetDatum(construct_array(d, n, INT4OID, 4, true, TYPALIGN_INT));
+	return PointerGetDatum(construct_array(d, n, type, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 }
 
 /* A text[] datum from C strings (NULL entries are NULLs). */
-static Datum
-text_array(char **v, int n)
+Datum
+cdp_text_array(char **v, int n)
 {
 	Datum	   *d = palloc(sizeof(Datum) * (n > 0 ? n : 1));
 	bool	   *nulls = palloc(sizeof(bool) * (n > 0 ? n : 1));
@@ -483,8 +459,8 @@ stitch_events(int n, const int64 *event_ids, const TimestampTz *occurred,
 			kinds[i] = b.rules[b.idents[i].rule].kind;
 			values[i] = b.idents[i].value;
 		}
-		args[0] = text_array(kinds, b.n_idents);
-		args[1] = text_array(values, b.n_idents);
+		args[0] = cdp_text_array(kinds, b.n_idents);
+		args[1] = cdp_text_array(values, b.n_idents);
 		/*
 		 * A probe of the unique index per identifier: LIMIT 1 keeps the
 		 * planner from turning it into a join that scans the whole table.
@@ -547,7 +523,7 @@ stitch_events(int n, const int64 *event_ids, const TimestampTz *occurred,
 		if (n_stored > 0)
 		{
 			Oid			types[1] = {INT8ARRAYOID};
-			Datum		args[1] = {cdp_int8_array(stored, n_stored)};
+			Datum		args[1] = {cdp_int64_array(stored, n_stored, INT8OID)};
 			uint64		r;
 			int		   *counts = palloc0(sizeof(int) * b.n_rules);
 			int64		current = 0;
@@ -690,8 +666,8 @@ stitch_events(int n, const int64 *event_ids, const TimestampTz *occurred,
 				mnull[k] = f == NEW_LABEL + k;
 				md[k] = Int64GetDatum(merged[k]);
 			}
-			args[0] = cdp_int8_array(profile_ids, (int) b.next_new);
-			args[1] = cdp_int8_array(b.new_profile_event, (int) b.next_new);
+			args[0] = cdp_int64_array(profile_ids, (int) b.next_new, INT8OID);
+			args[1] = cdp_int64_array(b.new_profile_event, (int) b.next_new, INT8OID);
 			args[2] = PointerGetDatum(construct_md_array(md, mnull, 1, dims, lbs, INT8OID, 8,
 														 FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 			run("INSERT INTO cdp.profiles (profile_id, first_event_id, merged_into, merged_at) "
@@ -719,7 +695,7 @@ stitch_events(int n, const int64 *event_ids, const TimestampTz *occurred,
 			if (n_moved > 0)
 			{
 				Oid			types[2] = {INT8ARRAYOID, INT8ARRAYOID};
-				Datum		args[2] = {cdp_int8_array(from, n_moved), cdp_int8_array(to, n_moved)};
+				Datum		args[2] = {cdp_int64_array(from, n_moved, INT8OID), cdp_int64_array(to, n_moved, INT8OID)};
 
 				/* "= ANY ($1)" finds the rows through the index first */
 				run("UPDATE cdp.profiles p SET merged_into = m.t, merged_at = now() "
@@ -778,13 +754,13 @@ stitch_events(int n, const int64 *event_ids, const TimestampTz *occurred,
 				TIMESTAMPTZARRAYOID, INT8ARRAYOID, INT8ARRAYOID};
 				Datum		args[7];
 
-				args[0] = cdp_int8_array(ids, m);
-				args[1] = text_array(kinds, m);
-				args[2] = text_array(values, m);
-				args[3] = cdp_int8_array(profs, m);
-				args[4] = ts_array(seen, m);
-				args[5] = cdp_int8_array(firsts, m);
-				args[6] = cdp_int8_array(anchors, m);
+				args[0] = cdp_int64_array(ids, m, INT8OID);
+				args[1] = cdp_text_array(kinds, m);
+				args[2] = cdp_text_array(values, m);
+				args[3] = cdp_int64_array(profs, m, INT8OID);
+				args[4] = cdp_int64_array(seen, m, TIMESTAMPTZOID);
+				args[5] = cdp_int64_array(firsts, m, INT8OID);
+				args[6] = cdp_int64_array(anchors, m, INT8OID);
 				run("INSERT INTO cdp.identifiers (identifier_id, kind, value, profile_id, first_seen, "
 					"first_event_id, first_anchor_event_id) "
 					"SELECT i, k, v, p, s, f, nullif(a, 0) FROM unnest($1, $2, $3, $4, $5, $6, $7) AS u(i, k, v, p, s, f, a)",
@@ -793,7 +769,7 @@ stitch_events(int n, const int64 *event_ids, const TimestampTz *occurred,
 			if (u > 0)
 			{
 				Oid			types[2] = {INT8ARRAYOID, INT8ARRAYOID};
-				Datum		args[2] = {cdp_int8_array(upd_ids, u), cdp_int8_array(upd_anchor, u)};
+				Datum		args[2] = {cdp_int64_array(upd_ids, u, INT8OID), cdp_int64_array(upd_anchor, u, INT8OID)};
 
 				run("UPDATE cdp.identifiers i SET first_anchor_event_id = m.a "
 					"FROM unnest($1, $2) AS m(i, a) WHERE i.identifier_id = ANY ($1) AND i.identifier_id = m.i "
@@ -808,7 +784,7 @@ stitch_events(int n, const int64 *event_ids, const TimestampTz *occurred,
 			int64	   *la = palloc(sizeof(int64) * n_out);
 			int64	   *lb = palloc(sizeof(int64) * n_out);
 			int64	   *le = palloc(sizeof(int64) * n_out);
-			int		   *lp = palloc(sizeof(int) * n_out);
+			int64	   *lp = palloc(sizeof(int64) * n_out);
 			int64	   *ms = palloc(sizeof(int64) * n_out);
 			int64	   *mab = palloc(sizeof(int64) * n_out);
 			int64	   *ma = palloc(sizeof(int64) * n_out);
@@ -875,13 +851,13 @@ stitch_events(int n, const int64 *event_ids, const TimestampTz *occurred,
 				INT8ARRAYOID, TEXTARRAYOID, TEXTARRAYOID};
 				Datum		args[7];
 
-				args[0] = cdp_int8_array(ce, nc);
-				args[1] = cdp_int8_array(ca, nc);
-				args[2] = cdp_int8_array(ci, nc);
-				args[3] = cdp_int8_array(cp, nc);
-				args[4] = cdp_int8_array(co, nc);
-				args[5] = text_array(ck, nc);
-				args[6] = text_array(cr, nc);
+				args[0] = cdp_int64_array(ce, nc, INT8OID);
+				args[1] = cdp_int64_array(ca, nc, INT8OID);
+				args[2] = cdp_int64_array(ci, nc, INT8OID);
+				args[3] = cdp_int64_array(cp, nc, INT8OID);
+				args[4] = cdp_int64_array(co, nc, INT8OID);
+				args[5] = cdp_text_array(ck, nc);
+				args[6] = cdp_text_array(cr, nc);
 				/* a pair refused before is not a new conflict */
 				run("INSERT INTO cdp.identity_conflicts (event_id, anchor_id, identifier_id, profile_id, "
 					"other_profile, kind, reason) "
@@ -894,23 +870,23 @@ stitch_events(int n, const int64 *event_ids, const TimestampTz *occurred,
 				Oid			types[5] = {INT8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID};
 				Datum		args[5];
 
-				args[0] = cdp_int8_array(ms, nm);
-				args[1] = cdp_int8_array(mab, nm);
-				args[2] = cdp_int8_array(ma, nm);
-				args[3] = cdp_int8_array(mi, nm);
-				args[4] = cdp_int8_array(me, nm);
+				args[0] = cdp_int64_array(ms, nm, INT8OID);
+				args[1] = cdp_int64_array(mab, nm, INT8OID);
+				args[2] = cdp_int64_array(ma, nm, INT8OID);
+				args[3] = cdp_int64_array(mi, nm, INT8OID);
+				args[4] = cdp_int64_array(me, nm, INT8OID);
 				run("INSERT INTO cdp.profile_merges (survivor, absorbed, anchor_id, identifier_id, event_id, method) "
 					"SELECT s, a, x, i, e, 'rule' FROM unnest($1, $2, $3, $4, $5) AS u(s, a, x, i, e)",
 					5, types, args, SPI_OK_INSERT);
 			}
 			{
-				Oid			types[4] = {INT8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID, INT4ARRAYOID};
+				Oid			types[4] = {INT8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID};
 				Datum		args[4];
 
-				args[0] = cdp_int8_array(la, nl);
-				args[1] = cdp_int8_array(lb, nl);
-				args[2] = cdp_int8_array(le, nl);
-				args[3] = int4_array(lp, nl);
+				args[0] = cdp_int64_array(la, nl, INT8OID);
+				args[1] = cdp_int64_array(lb, nl, INT8OID);
+				args[2] = cdp_int64_array(le, nl, INT8OID);
+				args[3] = cdp_int64_array(lp, nl, INT8OID);
 				run("INSERT INTO cdp.identity_links (anchor_id, identifier_id, event_id, position) "
 					"SELECT a, i, e, p FROM unnest($1, $2, $3, $4) AS u(a, i, e, p) "
 					"ON CONFLICT DO NOTHING",
@@ -939,9 +915,9 @@ stitch_events(int n, const int64 *event_ids, const TimestampTz *occurred,
 				Oid			types[3] = {INT8ARRAYOID, TIMESTAMPTZARRAYOID, INT8ARRAYOID};
 				Datum		args[3];
 
-				args[0] = cdp_int8_array(ae, na);
-				args[1] = ts_array(at, na);
-				args[2] = cdp_int8_array(aa, na);
+				args[0] = cdp_int64_array(ae, na, INT8OID);
+				args[1] = cdp_int64_array(at, na, TIMESTAMPTZOID);
+				args[2] = cdp_int64_array(aa, na, INT8OID);
 				run("INSERT INTO cdp.event_anchors (event_id, occurred_at, anchor_id) "
 					"SELECT * FROM unnest($1, $2, $3)", 3, types, args, SPI_OK_INSERT);
 			}
@@ -956,10 +932,10 @@ rejections:
 		Oid			types[4] = {INT8ARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID};
 		Datum		args[4];
 
-		args[0] = cdp_int8_array(rej_event, n_rej);
-		args[1] = text_array(rej_kind, n_rej);
-		args[2] = text_array(rej_value, n_rej);
-		args[3] = text_array(rej_reason, n_rej);
+		args[0] = cdp_int64_array(rej_event, n_rej, INT8OID);
+		args[1] = cdp_text_array(rej_kind, n_rej);
+		args[2] = cdp_text_array(rej_value, n_rej);
+		args[3] = cdp_text_array(rej_reason, n_rej);
 		run("INSERT INTO cdp.identifier_rejections (event_id, kind, value, reason) "
 			"SELECT * FROM unnest($1, $2, $3, $4)", 4, types, args, SPI_OK_INSERT);
 	}

@@ -21,6 +21,18 @@ tally() {
 	[ "$f" -eq 0 ] || failures+=("$suite")
 }
 
+# Runs a script whose last line is "NAME: N passed, N failed" and tallies it;
+# a script that fails or prints no such line counts one failure at least.
+script_suite() {
+	local name=$1 script=$2 log=test/$1.log ok p f
+	bash "$script" >"$log" 2>&1 && ok=1 || ok=0
+	grep -E '^(ok|not ok|#)' "$log" || tail -20 "$log"
+	read -r p f < <(awk -v n="$name:" '$1 == n {p = $2; f = $4; found = 1}
+		END {if (found) print p, f; else print 0, 1}' "$log")
+	[ "$ok" -eq 1 ] || f=$((f > 0 ? f : 1))
+	tally "$name" "$p" "$f"
+}
+
 cdp_setup
 make -s demo-gen
 trap 'cdp_stop_cluster test' EXIT
@@ -54,18 +66,10 @@ f=$(awk '/^Failed [0-9]+\/[0-9]+ subtests/ {split($2, a, "/"); n += a[1]} END {p
 tally pgtap $(( ${t:-0} - f > 0 ? ${t:-0} - f : 0 )) "$f"
 
 echo "== pg_dump and restore"
-bash test/dump_restore.sh >test/dump.log 2>&1 && dump_ok=1 || dump_ok=0
-grep -E '^(ok|not ok)' test/dump.log || tail -20 test/dump.log
-read -r p f < <(awk '/^dump_restore: / {print $2, $4} END {if (NR == 0) print 0, 1}' test/dump.log)
-[ "$dump_ok" -eq 1 ] || f=$((f > 0 ? f : 1))
-tally dump_restore "$p" "$f"
+script_suite dump_restore test/dump_restore.sh
 
 echo "== identity resolution on the demo retailer"
-bash test/identity_demo.sh >test/identity.log 2>&1 && id_ok=1 || id_ok=0
-grep -E '^(ok|not ok|#)' test/identity.log || tail -20 test/identity.log
-read -r p f < <(awk '/^identity_demo: / {print $2, $4} END {if (NR == 0) print 0, 1}' test/identity.log)
-[ "$id_ok" -eq 1 ] || f=$((f > 0 ? f : 1))
-tally identity_demo "$p" "$f"
+script_suite identity_demo test/identity_demo.sh
 
 echo
 if [ ${#failures[@]} -gt 0 ]; then echo "failed suites: ${failures[*]}"; fi
