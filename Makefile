@@ -14,7 +14,7 @@ SQL_PARTS = src/sql/header.sql src/sql/events.sql src/sql/partitions.sql src/sql
 DATA_built = cdp--$(EXTVERSION).sql
 DATA = $(wildcard src/sql/cdp--*--*.sql)
 
-REGRESS = events validation quarantine partitions identity
+REGRESS = events validation quarantine partitions identity identity_overrides
 REGRESS_OPTS = --inputdir=. --outputdir=. --load-extension=cdp
 
 PG_CONFIG ?= pg_config

@@ -11,10 +11,19 @@
  * (a refused link stays refused, a repeated link changes nothing), so the
  * partition is the same as the incremental one under the same rules.
  *
- * Profile ids stay stable: each profile of the result takes the oldest
- * stored profile id among its identifiers, unless an older part of a split
- * profile took it; the rest get new ids, and stored profiles no longer used
- * forward to the profile that now holds their first identifier.
+ * Decisions made by hand (cdp.identity_overrides) are replayed too: pairs
+ * declared apart by cdp.unmerge from the start, merges by hand after the
+ * links of the events that were stored when they were made.
+ *
+ * Profile ids stay stable: each profile of the result keeps the stored id
+ * of its identifiers, preferring the part of a split profile that holds
+ * identifiers born in it; a part left without one takes back the profile
+ * one of its identifiers was born in (how cdp.unmerge restores the
+ * absorbed profile), else a new id.  Stored profiles no longer used
+ * forward to the profile that now holds their first identifier.  Every
+ * identifier that changes profile is journaled in cdp.identifier_moves.
+ *
+ * cdp.unmerge(merge_id) records its decision and runs the same rebuild.
  *
  * Reads with cursors in batches, reports progress with NOTICEs, and checks
  * for interrupts, so a long rebuild can be followed and cancelled.
@@ -31,6 +40,7 @@
 #include "utils/memutils.h"
 
 PG_FUNCTION_INFO_V1(cdp_rebuild_identities);
+PG_FUNCTION_INFO_V1(cdp_unmerge);
 
 #define FETCH 100000
 
@@ -81,27 +91,59 @@ node_of(const int64 *ids, int32 n, int64 id)
 	return -1;
 }
 
-/* A candidate stable id for a profile of the result. */
+/* A merge by hand, replayed after the links of event after. */
+typedef struct HandMerge
+{
+	int64		after;
+	int64		merge_id;
+	int32		a;
+	int32		b;
+	bool		force;
+} HandMerge;
+
+/*
+ * A candidate stable id for a profile of the result: rank 0 for the id
+ * its identifiers were born in and still hold, 1 for an id they hold, 2
+ * for an id one was born in.
+ */
 typedef struct Claim
 {
+	int32		rank;
 	int64		old_id;
 	int64		label;
 } Claim;
 
+/* Orders claims by rank, then id, then label. */
 static int
 compare_claim(const void *a, const void *b)
 {
 	const Claim *x = a;
 	const Claim *y = b;
 
+	if (x->rank != y->rank)
+		return x->rank < y->rank ? -1 : 1;
 	if (x->old_id != y->old_id)
 		return x->old_id < y->old_id ? -1 : 1;
 	return x->label < y->label ? -1 : x->label > y->label;
 }
 
-/* cdp.rebuild_identities(): recomputes every profile; returns counts. */
-Datum
-cdp_rebuild_identities(PG_FUNCTION_ARGS)
+/* Counts of a rebuild. */
+typedef struct RebuildResult
+{
+	int64		identifiers;
+	int64		links;
+	int64		profiles;
+	int64		changed;
+} RebuildResult;
+
+/*
+ * Recomputes every profile from the stored links and the decisions by hand
+ * in force, under the stitching lock; identifiers that change profile are
+ * journaled with cause.  Runs inside an SPI connection; its reads are not
+ * read-only, so that they see what the caller wrote just before.
+ */
+static RebuildResult
+rebuild(const char *cause)
 {
 	int			n_rules;
 	const CdpRule *rules = cdp_identity_rules(&n_rules);
@@ -110,23 +152,20 @@ cdp_rebuild_identities(PG_FUNCTION_ARGS)
 	CdpIdGraph *g;
 	int64	   *ids = NULL;
 	int64	   *old_profile = NULL;
+	int64	   *initial = NULL;
 	bool	   *ruleless = NULL;
 	int32		n_ids = 0;
 	int32		max_ids = 0;
 	Anchoring  *anch = NULL;
 	int32		n_anch = 0;
 	int32		a = 0;
-	int64		n_links = 0;
-	int64		changed = 0;
-	int64		n_profiles;
+	HandMerge  *hand = NULL;
+	int32		n_hand = 0;
+	int32		h = 0;
+	RebuildResult res = {0, 0, 0, 0};
 	Portal		cur;
-	TupleDesc	desc;
-	Datum		result[4];
-	bool		nulls[4] = {false, false, false, false};
 	int			k;
 
-	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "return type must be a row type");
 	if (n_rules == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -142,8 +181,6 @@ cdp_rebuild_identities(PG_FUNCTION_ARGS)
 	if (g == NULL)
 		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
 	DirectFunctionCall2(pg_advisory_xact_lock_int4, Int32GetDatum(STITCH_LOCK_KEY1),
 						Int32GetDatum(STITCH_LOCK_KEY2));
 
@@ -162,9 +199,9 @@ cdp_rebuild_identities(PG_FUNCTION_ARGS)
 				kinds[k] = rules[k].kind;
 			kv[0] = cdp_text_array(kinds, n_rules);
 			cur = SPI_cursor_open_with_args(NULL, "SELECT i.identifier_id, coalesce(array_position($1, i.kind), 0) - 1, "
-											"i.profile_id, coalesce(i.first_anchor_event_id, 0) FROM cdp.identifiers i "
-											"ORDER BY 1",
-											1, kt, kv, NULL, true, 0);
+											"i.profile_id, coalesce(i.first_anchor_event_id, 0), i.initial_profile_id "
+											"FROM cdp.identifiers i ORDER BY 1",
+											1, kt, kv, NULL, false, 0);
 		}
 		for (;;)
 		{
@@ -179,6 +216,8 @@ cdp_rebuild_identities(PG_FUNCTION_ARGS)
 				max_ids = (int32) Max((uint64) max_ids * 2, n_ids + SPI_processed);
 				ids = ids ? repalloc_huge(ids, sizeof(int64) * max_ids) : palloc_extended(sizeof(int64) * max_ids, MCXT_ALLOC_HUGE);
 				old_profile = old_profile ? repalloc_huge(old_profile, sizeof(int64) * max_ids)
+					: palloc_extended(sizeof(int64) * max_ids, MCXT_ALLOC_HUGE);
+				initial = initial ? repalloc_huge(initial, sizeof(int64) * max_ids)
 					: palloc_extended(sizeof(int64) * max_ids, MCXT_ALLOC_HUGE);
 				anch = anch ? repalloc_huge(anch, sizeof(Anchoring) * max_ids)
 					: palloc_extended(sizeof(Anchoring) * max_ids, MCXT_ALLOC_HUGE);
@@ -200,6 +239,7 @@ cdp_rebuild_identities(PG_FUNCTION_ARGS)
 					ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
 				ids[n_ids] = DatumGetInt64(SPI_getbinval(t, d, 1, &isnull));
 				old_profile[n_ids] = DatumGetInt64(SPI_getbinval(t, d, 3, &isnull));
+				initial[n_ids] = DatumGetInt64(SPI_getbinval(t, d, 5, &isnull));
 				ruleless[n_ids] = rule < 0;
 				if (rule < 0)
 					cdp_idgraph_ensure_profile(g, node);
@@ -218,51 +258,111 @@ cdp_rebuild_identities(PG_FUNCTION_ARGS)
 			qsort(anch, n_anch, sizeof(Anchoring), compare_anchoring);
 		ereport(NOTICE, (errmsg("rebuild: %d identifiers read", n_ids)));
 
-		/* 2. links in event order, each event's anchors first */
-		cur = SPI_cursor_open_with_args(NULL, "SELECT anchor_id, identifier_id, event_id "
-										"FROM cdp.identity_links ORDER BY event_id, position",
-										0, NULL, NULL, NULL, true, 0);
-		for (;;)
+		/* 2. decisions by hand: pairs apart now, merges in event order */
 		{
 			uint64		r;
 
+		if (SPI_execute("SELECT action = 'merge', identifier_a, identifier_b, after_event_id, force, merge_id "
+						"FROM cdp.identity_overrides WHERE lifted_at IS NULL ORDER BY after_event_id, override_id",
+						false, 0) != SPI_OK_SELECT)
+			elog(ERROR, "could not read cdp.identity_overrides");
+		hand = palloc(sizeof(HandMerge) * (SPI_processed + 1));
+		for (r = 0; r < SPI_processed; r++)
+		{
+			HeapTuple	t = SPI_tuptable->vals[r];
+			TupleDesc	d = SPI_tuptable->tupdesc;
+			bool		isnull;
+			int32		na = node_of(ids, n_ids, DatumGetInt64(SPI_getbinval(t, d, 2, &isnull)));
+			int32		nb = node_of(ids, n_ids, DatumGetInt64(SPI_getbinval(t, d, 3, &isnull)));
+
+			if (na < 0 || nb < 0)
+				continue;		/* an identifier deleted by hand */
+			if (!DatumGetBool(SPI_getbinval(t, d, 1, &isnull)))
+			{
+				cdp_idgraph_keep_apart(g, na, nb);
+				continue;
+			}
+			hand[n_hand].a = na;
+			hand[n_hand].b = nb;
+			hand[n_hand].after = DatumGetInt64(SPI_getbinval(t, d, 4, &isnull));
+			hand[n_hand].force = DatumGetBool(SPI_getbinval(t, d, 5, &isnull));
+			hand[n_hand].merge_id = DatumGetInt64(SPI_getbinval(t, d, 6, &isnull));
+			n_hand++;
+		}
+		}
+
+		/* 3. links in event order, each event's anchors first */
+		cur = SPI_cursor_open_with_args(NULL, "SELECT anchor_id, identifier_id, event_id "
+										"FROM cdp.identity_links ORDER BY event_id, position",
+										0, NULL, NULL, NULL, false, 0);
+		for (;;)
+		{
+			uint64		r;
+			bool		done;
+
 			CHECK_FOR_INTERRUPTS();
 			SPI_cursor_fetch(cur, true, FETCH);
-			if (SPI_processed == 0)
-				break;
-			for (r = 0; r < SPI_processed; r++)
+			done = SPI_processed == 0;
+			for (r = 0; r <= SPI_processed; r++)
 			{
-				HeapTuple	t = SPI_tuptable->vals[r];
-				TupleDesc	d = SPI_tuptable->tupdesc;
+				HeapTuple	t;
+				TupleDesc	d;
 				bool		isnull;
-				int32		an = node_of(ids, n_ids, DatumGetInt64(SPI_getbinval(t, d, 1, &isnull)));
-				int32		on = node_of(ids, n_ids, DatumGetInt64(SPI_getbinval(t, d, 2, &isnull)));
-				int64		ev = DatumGetInt64(SPI_getbinval(t, d, 3, &isnull));
+				int32		an;
+				int32		on;
+				int64		ev = PG_INT64_MAX;
 
+				if (r < SPI_processed)
+					ev = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 3, &isnull));
+				else if (!done)
+					break;
+				/* merges by hand made before this event, after their events' anchors */
+				while (h < n_hand && hand[h].after < ev)
+				{
+					CdpLink		l;
+
+					while (a < n_anch && anch[a].event_id <= hand[h].after)
+						cdp_idgraph_ensure_profile(g, anch[a++].node);
+					l = cdp_idgraph_merge(g, hand[h].a, hand[h].b, hand[h].force);
+					if (l.outcome != CDP_LINK_MERGED && l.outcome != CDP_LINK_SAME)
+						ereport(NOTICE,
+								(errmsg("rebuild: merge by hand " INT64_FORMAT " no longer applies", hand[h].merge_id),
+								 errdetail("%s", l.outcome == CDP_LINK_APART ? "A later unmerge keeps the two profiles apart." :
+										   "It would break a limit of cdp.identity_rules and was not forced.")));
+					h++;
+				}
 				while (a < n_anch && anch[a].event_id <= ev)
 					cdp_idgraph_ensure_profile(g, anch[a++].node);
+				if (r == SPI_processed)
+					break;
+				t = SPI_tuptable->vals[r];
+				d = SPI_tuptable->tupdesc;
+				an = node_of(ids, n_ids, DatumGetInt64(SPI_getbinval(t, d, 1, &isnull)));
+				on = node_of(ids, n_ids, DatumGetInt64(SPI_getbinval(t, d, 2, &isnull)));
 				if (an < 0 || on < 0 || ruleless[an] || ruleless[on])
 					continue;	/* deleted by hand, or its kind lost its rule */
 				cdp_idgraph_ensure_profile(g, an);
 				(void) cdp_idgraph_link(g, an, on);
-				n_links++;
+				res.links++;
 			}
 			SPI_freetuptable(SPI_tuptable);
-			if (n_links % 1000000 < FETCH)
-				ereport(NOTICE, (errmsg("rebuild: " INT64_FORMAT " links replayed", n_links)));
+			if (done)
+				break;
+			if (res.links % 1000000 < FETCH)
+				ereport(NOTICE, (errmsg("rebuild: " INT64_FORMAT " links replayed", res.links)));
 		}
 		SPI_cursor_close(cur);
-		while (a < n_anch)
-			cdp_idgraph_ensure_profile(g, anch[a++].node);
 
-		/* 3. stable ids: each result profile claims its oldest stored id */
+		/* 4. stable ids */
 		{
 			int64		n_labels = rebuild_next_label;
-			int64	   *best = palloc_extended(sizeof(int64) * (n_labels + 1), MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
+			Claim	   *best = palloc_extended(sizeof(Claim) * (n_labels + 1), MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
 			int64	   *final = palloc_extended(sizeof(int64) * (n_labels + 1), MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
 			Claim	   *claims = palloc_extended(sizeof(Claim) * (n_labels + 1), MCXT_ALLOC_HUGE);
 			int64		n_claims = 0;
 			int64		n_new = 0;
+			int64		max_id = 0;
+			uint8	   *taken;
 			int64		i;
 			int64	   *upd_id = palloc_extended(sizeof(int64) * (n_ids + 1), MCXT_ALLOC_HUGE);
 			int64	   *upd_prof = palloc_extended(sizeof(int64) * (n_ids + 1), MCXT_ALLOC_HUGE);
@@ -270,28 +370,71 @@ cdp_rebuild_identities(PG_FUNCTION_ARGS)
 			int64	   *new_ids;
 			Oid			types2[2] = {INT8ARRAYOID, INT8ARRAYOID};
 
+#define TAKEN(id) (taken[(id) >> 3] & (1 << ((id) & 7)))
+#define TAKE(id) (taken[(id) >> 3] |= (uint8) (1 << ((id) & 7)))
+
+			/* pass 1: each profile of the result claims the id its identifiers hold */
 			for (i = 0; i < n_ids; i++)
 			{
 				int64		l = cdp_idgraph_profile(g, (int32) i);
+				int32		rank = initial[i] == old_profile[i] ? 0 : 1;
 
-				if (best[l] == 0 || old_profile[i] < best[l])
-					best[l] = old_profile[i];
-			}
-			for (i = 1; i <= n_labels; i++)
-				if (best[i] != 0)
+				max_id = Max(max_id, Max(old_profile[i], initial[i]));
+				if (best[l].label == 0 || rank < best[l].rank ||
+					(rank == best[l].rank && old_profile[i] < best[l].old_id))
 				{
-					claims[n_claims].old_id = best[i];
-					claims[n_claims].label = i;
-					n_claims++;
+					best[l].rank = rank;
+					best[l].old_id = old_profile[i];
+					best[l].label = l;
 				}
+			}
+			taken = palloc_extended(max_id / 8 + 1, MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
+			for (i = 1; i <= n_labels; i++)
+				if (best[i].label != 0)
+					claims[n_claims++] = best[i];
 			qsort(claims, n_claims, sizeof(Claim), compare_claim);
 			for (i = 0; i < n_claims; i++)
 			{
-				if (i > 0 && claims[i].old_id == claims[i - 1].old_id)
-					n_new++;	/* a later part of a split profile */
-				else
-					final[claims[i].label] = claims[i].old_id;
+				if (TAKEN(claims[i].old_id))
+					continue;	/* another part of a split profile has it */
+				final[claims[i].label] = claims[i].old_id;
+				TAKE(claims[i].old_id);
 			}
+
+			/* pass 2: a part left without takes back a profile one of its identifiers was born in */
+			{
+				Claim	   *born = NULL;
+				int64		n_born = 0;
+
+				for (i = 0; i < n_ids; i++)
+				{
+					int64		l = cdp_idgraph_profile(g, (int32) i);
+
+					if (final[l] != 0 || initial[i] == 0 || TAKEN(initial[i]))
+						continue;
+					if (born == NULL)
+						born = palloc_extended(sizeof(Claim) * (n_ids + 1), MCXT_ALLOC_HUGE);
+					born[n_born].rank = 2;
+					born[n_born].old_id = initial[i];
+					born[n_born].label = l;
+					n_born++;
+				}
+				if (n_born > 0)
+					qsort(born, n_born, sizeof(Claim), compare_claim);
+				for (i = 0; i < n_born; i++)
+				{
+					if (final[born[i].label] != 0 || TAKEN(born[i].old_id))
+						continue;
+					final[born[i].label] = born[i].old_id;
+					TAKE(born[i].old_id);
+				}
+			}
+#undef TAKEN
+#undef TAKE
+			for (i = 0; i < n_claims; i++)
+				if (final[claims[i].label] == 0)
+					n_new++;
+
 			/* new ids, in label order (older parts first) */
 			{
 				Oid			t1[1] = {INT4OID};
@@ -311,10 +454,10 @@ cdp_rebuild_identities(PG_FUNCTION_ARGS)
 					}
 				}
 				for (i = 1; i <= n_labels; i++)
-					if (best[i] != 0 && final[i] == 0)
+					if (best[i].label != 0 && final[i] == 0)
 						final[i] = new_ids[j++];
 			}
-			n_profiles = n_claims;
+			res.profiles = n_claims;
 
 			/* identifiers whose profile changed */
 			for (i = 0; i < n_ids; i++)
@@ -323,10 +466,10 @@ cdp_rebuild_identities(PG_FUNCTION_ARGS)
 
 				if (p != old_profile[i])
 				{
-					upd_id[changed] = ids[i];
-					upd_prof[changed] = p;
-					upd_old[changed] = old_profile[i];
-					changed++;
+					upd_id[res.changed] = ids[i];
+					upd_prof[res.changed] = p;
+					upd_old[res.changed] = old_profile[i];
+					res.changed++;
 				}
 			}
 			if (n_new > 0)
@@ -337,21 +480,30 @@ cdp_rebuild_identities(PG_FUNCTION_ARGS)
 				SPI_execute_with_args("INSERT INTO cdp.profiles (profile_id) SELECT unnest($1)",
 									  1, t1, v1, NULL, false, 0);
 			}
-			if (changed > 0)
+			if (res.changed > 0)
 			{
-				Datum		v2[2] = {cdp_int64_array(upd_id, (int) changed, INT8OID), cdp_int64_array(upd_prof, (int) changed, INT8OID)};
+				Oid			types4[4] = {INT8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID, TEXTOID};
+				Datum		v4[4] = {cdp_int64_array(upd_id, (int) res.changed, INT8OID),
+					cdp_int64_array(upd_prof, (int) res.changed, INT8OID),
+					cdp_int64_array(upd_old, (int) res.changed, INT8OID),
+				CStringGetTextDatum(cause)};
 
 				if (SPI_execute_with_args("UPDATE cdp.identifiers i SET profile_id = u.p "
 										  "FROM unnest($1, $2) AS u(i, p) WHERE i.identifier_id = u.i",
-										  2, types2, v2, NULL, false, 0) != SPI_OK_UPDATE)
+										  2, types4, v4, NULL, false, 0) != SPI_OK_UPDATE)
 					elog(ERROR, "could not update cdp.identifiers");
+				if (SPI_execute_with_args("INSERT INTO cdp.identifier_moves (identifier_id, from_profile, to_profile, cause) "
+										  "SELECT u.i, u.o, u.p, $4 FROM unnest($1, $2, $3) AS u(i, p, o)",
+										  4, types4, v4, NULL, false, 0) != SPI_OK_INSERT)
+					elog(ERROR, "could not journal moved identifiers");
 			}
 
 			/* live profiles: revive the reused ones, forward the others */
-			if (changed > 0)
+			if (res.changed > 0)
 			{
 				/* a profile an identifier left forwards to where it went */
-				Datum		v2[2] = {cdp_int64_array(upd_old, (int) changed, INT8OID), cdp_int64_array(upd_prof, (int) changed, INT8OID)};
+				Datum		v2[2] = {cdp_int64_array(upd_old, (int) res.changed, INT8OID),
+				cdp_int64_array(upd_prof, (int) res.changed, INT8OID)};
 
 				SPI_execute("UPDATE cdp.profiles p SET merged_into = NULL, merged_at = NULL "
 							"WHERE merged_into IS NOT NULL "
@@ -364,6 +516,15 @@ cdp_rebuild_identities(PG_FUNCTION_ARGS)
 									  "WHERE p.profile_id = f.f AND p.merged_into IS NULL "
 									  "AND NOT EXISTS (SELECT FROM cdp.identifiers i WHERE i.profile_id = p.profile_id)",
 									  2, types2, v2, NULL, false, 0);
+				/*
+				 * a merged-away profile that forwarded to one identifiers left
+				 * forwards to where its first identifier is now
+				 */
+				SPI_execute_with_args("UPDATE cdp.profiles p SET merged_into = f.now_in "
+									  "FROM (SELECT DISTINCT ON (i.initial_profile_id) i.initial_profile_id AS born, "
+									  "i.profile_id AS now_in FROM cdp.identifiers i ORDER BY i.initial_profile_id, i.identifier_id) f "
+									  "WHERE p.merged_into = ANY ($1) AND p.profile_id = f.born AND p.merged_into <> f.now_in",
+									  1, types2, v2, NULL, false, 0);
 				/* chains end at live profiles */
 				do
 					SPI_execute("UPDATE cdp.profiles p SET merged_into = q.merged_into "
@@ -380,11 +541,152 @@ cdp_rebuild_identities(PG_FUNCTION_ARGS)
 	}
 	PG_END_TRY();
 	cdp_idgraph_free(g);
+	res.identifiers = n_ids;
+	return res;
+}
+
+/* cdp.rebuild_identities(): recomputes every profile; returns counts. */
+Datum
+cdp_rebuild_identities(PG_FUNCTION_ARGS)
+{
+	TupleDesc	desc;
+	RebuildResult r;
+	Datum		result[4];
+	bool		nulls[4] = {false, false, false, false};
+
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	r = rebuild("rebuild");
 	SPI_finish();
 
-	result[0] = Int64GetDatum(n_ids);
-	result[1] = Int64GetDatum(n_links);
-	result[2] = Int64GetDatum(n_profiles);
-	result[3] = Int64GetDatum(changed);
+	result[0] = Int64GetDatum(r.identifiers);
+	result[1] = Int64GetDatum(r.links);
+	result[2] = Int64GetDatum(r.profiles);
+	result[3] = Int64GetDatum(r.changed);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), result, nulls)));
+}
+
+/* Current profile of an identifier. */
+static int64
+profile_of(int64 identifier_id)
+{
+	Oid			t[1] = {INT8OID};
+	Datum		v[1] = {Int64GetDatum(identifier_id)};
+	bool		isnull;
+
+	if (SPI_execute_with_args("SELECT profile_id FROM cdp.identifiers WHERE identifier_id = $1",
+							  1, t, v, NULL, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		return 0;
+	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+/*
+ * cdp.unmerge(merge_id, reason): declares the two identifiers of a merge's
+ * link two people and recomputes the graph; returns the profile of each and
+ * how many identifiers moved.
+ */
+Datum
+cdp_unmerge(PG_FUNCTION_ARGS)
+{
+	int64		merge_id;
+	TupleDesc	desc;
+	Oid			t3[2] = {INT8OID, TEXTOID};
+	Datum		v3[2];
+	char		n3[2] = {' ', ' '};
+	HeapTuple	row;
+	TupleDesc	rd;
+	bool		isnull;
+	int64		anchor_id;
+	int64		identifier_id;
+	bool		by_hand;
+	int64		survivor;
+	int64		absorbed;
+	char	   *cause;
+	RebuildResult r;
+	Datum		result[3];
+	bool		nulls[3] = {false, false, false};
+
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	if (PG_ARGISNULL(0))
+		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("merge_id must not be null")));
+	merge_id = PG_GETARG_INT64(0);
+	v3[0] = Int64GetDatum(merge_id);
+	v3[1] = PG_ARGISNULL(1) ? (Datum) 0 : PG_GETARG_DATUM(1);
+	n3[1] = PG_ARGISNULL(1) ? 'n' : ' ';
+	cause = psprintf("unmerge " INT64_FORMAT, merge_id);
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	DirectFunctionCall2(pg_advisory_xact_lock_int4, Int32GetDatum(STITCH_LOCK_KEY1),
+						Int32GetDatum(STITCH_LOCK_KEY2));
+
+	if (SPI_execute_with_args("SELECT anchor_id, identifier_id, method = 'hand', undone_at::text, survivor, absorbed "
+							  "FROM cdp.profile_merges WHERE merge_id = $1 FOR UPDATE",
+							  1, t3, v3, n3, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read cdp.profile_merges");
+	if (SPI_processed != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("merge " INT64_FORMAT " does not exist", merge_id),
+				 errhint("Merges are listed in cdp.profile_merges.")));
+	row = SPI_tuptable->vals[0];
+	rd = SPI_tuptable->tupdesc;
+	{
+		char	   *undone = SPI_getvalue(row, rd, 4);
+
+		if (undone != NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("merge " INT64_FORMAT " was already undone", merge_id),
+					 errdetail("It was undone at %s.", undone)));
+	}
+	anchor_id = DatumGetInt64(SPI_getbinval(row, rd, 1, &isnull));
+	identifier_id = isnull ? 0 : DatumGetInt64(SPI_getbinval(row, rd, 2, &isnull));
+	if (isnull || profile_of(anchor_id) == 0 || profile_of(identifier_id) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("merge " INT64_FORMAT " cannot be undone: an identifier of its link no longer exists", merge_id)));
+	by_hand = DatumGetBool(SPI_getbinval(row, rd, 3, &isnull));
+	survivor = DatumGetInt64(SPI_getbinval(row, rd, 5, &isnull));
+	absorbed = DatumGetInt64(SPI_getbinval(row, rd, 6, &isnull));
+
+	/* the journal, then the decision every later stitching and rebuild honours */
+	SPI_execute_with_args("UPDATE cdp.profile_merges SET undone_at = now() WHERE merge_id = $1",
+						  1, t3, v3, n3, false, 0);
+	if (by_hand)
+		SPI_execute_with_args("UPDATE cdp.identity_overrides SET lifted_at = now() "
+							  "WHERE action = 'merge' AND merge_id = $1 AND lifted_at IS NULL",
+							  1, t3, v3, n3, false, 0);
+	{
+		Oid			t4[4] = {INT8OID, INT8OID, INT8OID, TEXTOID};
+		Datum		v4[4] = {Int64GetDatum(merge_id), Int64GetDatum(anchor_id), Int64GetDatum(identifier_id), v3[1]};
+		char		n4[4] = {' ', ' ', ' ', n3[1]};
+
+		SPI_execute_with_args("INSERT INTO cdp.identity_overrides (action, merge_id, identifier_a, identifier_b, after_event_id, reason) "
+							  "SELECT 'unmerge', $1, $2, $3, CASE WHEN is_called THEN last_value ELSE 0 END, $4 "
+							  "FROM cdp.events_event_id_seq",
+							  4, t4, v4, n4, false, 0);
+	}
+	r = rebuild(cause);
+	{
+		int64		pa = profile_of(anchor_id);
+		int64		pi = profile_of(identifier_id);
+
+		/* the survivor's side first: the link's anchor may have been absorbed */
+		if (pi == survivor || pa == absorbed)
+		{
+			int64		x = pa;
+
+			pa = pi;
+			pi = x;
+		}
+		result[0] = Int64GetDatum(pa);
+		result[1] = Int64GetDatum(pi);
+	}
+	result[2] = Int64GetDatum(r.changed);
+	SPI_finish();
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), result, nulls)));
 }

@@ -557,6 +557,31 @@ stitch_events(int n, const int64 *event_ids, const TimestampTz *occurred,
 				}
 			}
 		}
+		/* profiles split by cdp.unmerge stay apart */
+		if (n_stored > 1)
+		{
+			Oid			types[1] = {INT8ARRAYOID};
+			Datum		args[1] = {cdp_int64_array(stored, n_stored, INT8OID)};
+			uint64		r;
+
+			run("SELECT x.profile_id, y.profile_id FROM cdp.identity_overrides o "
+				"JOIN cdp.identifiers x ON x.identifier_id = o.identifier_a "
+				"JOIN cdp.identifiers y ON y.identifier_id = o.identifier_b "
+				"WHERE o.action = 'unmerge' AND o.lifted_at IS NULL "
+				"AND x.profile_id = ANY ($1) AND y.profile_id = ANY ($1)",
+				1, types, args, SPI_OK_SELECT);
+			for (r = 0; r < SPI_processed; r++)
+			{
+				bool		isnull;
+				int64		pa = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1, &isnull));
+				int64		pb = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 2, &isnull));
+				int64	   *ea = hash_search(profile_nodes, &pa, HASH_FIND, NULL);
+				int64	   *eb = hash_search(profile_nodes, &pb, HASH_FIND, NULL);
+
+				if (ea != NULL && eb != NULL)
+					cdp_idgraph_keep_apart(g, (int32) ea[1], (int32) eb[1]);
+			}
+		}
 		for (i = 0; i < b.n_idents; i++)
 		{
 			b.idents[i].node = cdp_idgraph_add_node(g, b.idents[i].rule);
@@ -762,8 +787,8 @@ stitch_events(int n, const int64 *event_ids, const TimestampTz *occurred,
 				args[5] = cdp_int64_array(firsts, m, INT8OID);
 				args[6] = cdp_int64_array(anchors, m, INT8OID);
 				run("INSERT INTO cdp.identifiers (identifier_id, kind, value, profile_id, first_seen, "
-					"first_event_id, first_anchor_event_id) "
-					"SELECT i, k, v, p, s, f, nullif(a, 0) FROM unnest($1, $2, $3, $4, $5, $6, $7) AS u(i, k, v, p, s, f, a)",
+					"first_event_id, first_anchor_event_id, initial_profile_id) "
+					"SELECT i, k, v, p, s, f, nullif(a, 0), p FROM unnest($1, $2, $3, $4, $5, $6, $7) AS u(i, k, v, p, s, f, a)",
 					7, types, args, SPI_OK_INSERT);
 			}
 			if (u > 0)
@@ -832,13 +857,15 @@ stitch_events(int n, const int64 *event_ids, const TimestampTz *occurred,
 						break;
 					case CDP_LINK_LIMIT:
 					case CDP_LINK_NO_MERGE:
+					case CDP_LINK_APART:
 						ce[nc] = o->event_id;
 						ca[nc] = key[0];
 						ci[nc] = key[1];
 						cp[nc] = REAL(o->link.survivor);
 						co[nc] = REAL(o->link.other);
 						ck[nc] = o->link.outcome == CDP_LINK_LIMIT ? b.rules[o->link.kind].kind : NULL;
-						cr[nc] = o->link.outcome == CDP_LINK_LIMIT ? "limit" : "no_merge";
+						cr[nc] = o->link.outcome == CDP_LINK_LIMIT ? "limit" :
+							o->link.outcome == CDP_LINK_APART ? "kept_apart" : "no_merge";
 						nc++;
 						break;
 					default:

@@ -57,8 +57,23 @@ for s in 0 1 2 3; do
 	) &
 	pids+=($!)
 done
+# ... while a fifth merges profiles by hand and undoes every other merge
+hand_log=$(mktemp)
+(
+	for k in $(seq 1 16); do
+		cdp_psql -d cdp_identity_concurrent -tAc "SELECT cdp.merge_profiles(min(profile_id), max(profile_id), 'concurrency test', force => true)
+			FROM (SELECT profile_id FROM cdp.profiles WHERE merged_into IS NULL ORDER BY random() LIMIT 2) x HAVING count(*) = 2" \
+			>>"$hand_log" 2>&1 || true
+		if [ $((k % 2)) -eq 0 ]; then
+			cdp_psql -d cdp_identity_concurrent -tAc "SELECT cdp.unmerge(m, 'concurrency test') FROM (SELECT max(merge_id) AS m
+				FROM cdp.profile_merges WHERE method = 'hand' AND undone_at IS NULL) x WHERE m IS NOT NULL" >>"$hand_log" 2>&1 || true
+		fi
+	done
+) &
+hand_pid=$!
 concurrent_ok=0
 for pid in "${pids[@]}"; do wait "$pid" || concurrent_ok=1; done
+wait "$hand_pid"
 
 db=cdp_identity
 expect "every event is stored" $db "SELECT count(*) FROM cdp.events" "$events"
@@ -67,7 +82,7 @@ expect "every identifier is in a live profile" $db \
 expect "every merged-away profile forwards to a live one" $db \
 	"SELECT count(*) FROM cdp.profiles p LEFT JOIN cdp.profiles q ON q.profile_id = p.merged_into WHERE p.merged_into IS NOT NULL AND (q.profile_id IS NULL OR q.merged_into IS NOT NULL)" 0
 expect "every absorbed profile of the journal forwards" $db \
-	"SELECT count(*) FROM cdp.profile_merges m JOIN cdp.profiles p ON p.profile_id = m.absorbed WHERE p.merged_into IS NULL" 0
+	"SELECT count(*) FROM cdp.profile_merges m JOIN cdp.profiles p ON p.profile_id = m.absorbed WHERE p.merged_into IS NULL AND m.undone_at IS NULL" 0
 expect "every live profile holds an identifier" $db \
 	"SELECT count(*) FROM cdp.profiles p WHERE merged_into IS NULL AND NOT EXISTS (SELECT FROM cdp.identifiers i WHERE i.profile_id = p.profile_id)" 0
 expect "every event has one anchor, or identifiers that were all left out" $db \
@@ -96,9 +111,20 @@ expect "concurrent loaders store every event" cdp_identity_concurrent "SELECT co
 expect "concurrent loaders: every identifier in one live profile" cdp_identity_concurrent \
 	"SELECT count(*) FROM cdp.identifiers i LEFT JOIN cdp.profiles p USING (profile_id) WHERE p.profile_id IS NULL OR p.merged_into IS NOT NULL" 0
 expect "concurrent loaders: journal consistent" cdp_identity_concurrent \
-	"SELECT count(*) FROM cdp.profile_merges m JOIN cdp.profiles p ON p.profile_id = m.absorbed WHERE p.merged_into IS NULL" 0
+	"SELECT count(*) FROM cdp.profile_merges m JOIN cdp.profiles p ON p.profile_id = m.absorbed WHERE p.merged_into IS NULL AND m.undone_at IS NULL" 0
 expect "concurrent loaders: every event anchored once at most" cdp_identity_concurrent \
 	"SELECT count(*) FROM (SELECT event_id FROM cdp.event_anchors GROUP BY 1 HAVING count(*) > 1) x" 0
+expect "merges by hand during the loads: none failed but on profiles merged meanwhile" cdp_identity_concurrent \
+	"SELECT $(grep -c ERROR "$hand_log") - $(grep -c 'already one profile' "$hand_log")" 0
+expect "merges by hand during the loads: some made, some undone" cdp_identity_concurrent \
+	"SELECT count(*) FILTER (WHERE undone_at IS NULL) > 0 AND count(*) FILTER (WHERE undone_at IS NOT NULL) > 0 FROM cdp.profile_merges WHERE method = 'hand'" t
+expect "merges by hand during the loads: none lost" cdp_identity_concurrent \
+	"SELECT count(*) FROM cdp.profile_merges m JOIN cdp.profiles s ON s.profile_id = m.survivor JOIN cdp.profiles a ON a.profile_id = m.absorbed
+	 WHERE m.method = 'hand' AND m.undone_at IS NULL AND coalesce(s.merged_into, s.profile_id) <> coalesce(a.merged_into, a.profile_id)" 0
+expect "merges undone during the loads stay undone" cdp_identity_concurrent \
+	"SELECT count(*) FROM cdp.identity_overrides o JOIN cdp.identifiers a ON a.identifier_id = o.identifier_a
+	 JOIN cdp.identifiers b ON b.identifier_id = o.identifier_b WHERE o.action = 'unmerge' AND o.lifted_at IS NULL AND a.profile_id = b.profile_id" 0
+rm -f "$hand_log"
 expect "concurrent loaders: a rebuild agrees with what they built" cdp_identity_concurrent \
 	"SELECT changed FROM cdp.rebuild_identities()" 0
 

@@ -6,6 +6,12 @@
  * its own parent); a node in no profile has parent -1.  For each root,
  * size[] is its tree size, label[] the profile label and counts[root *
  * n_kinds + k] the values of kind k.  Arrays grow by doubling.
+ *
+ * Pairs declared apart are kept as lists of entries (the other node of the
+ * pair), one list per root (or per node in no profile), concatenated when
+ * two roots unite; each pair has an entry on both sides, so checking one
+ * side's list finds every pair between two profiles.  The lists are
+ * allocated with the first pair: most graphs have none.
  */
 #include "idgraph.h"
 
@@ -26,6 +32,15 @@ struct CdpIdGraph
 	unsigned char *kind;		/* kind of an identifier node; 255 for a profile stand-in */
 	int64_t    *label;
 	int32_t    *counts;
+	int32_t    *apart_head;		/* per node: first entry of its list, -1 */
+	int32_t    *apart_tail;		/* per node: last entry of its list, -1 */
+	struct
+	{
+		int32_t		other;		/* the node it must stay apart from */
+		int32_t		next;		/* next entry of the list, -1 */
+	}		   *apart;
+	int32_t		n_apart;
+	int32_t		cap_apart;
 };
 
 #define PROFILE_NODE 255
@@ -61,6 +76,9 @@ cdp_idgraph_free(CdpIdGraph *g)
 	free(g->kind);
 	free(g->label);
 	free(g->counts);
+	free(g->apart_head);
+	free(g->apart_tail);
+	free(g->apart);
 	free(g);
 }
 
@@ -88,6 +106,11 @@ grow(CdpIdGraph *g)
 	GROW(kind, unsigned char, cap);
 	GROW(label, int64_t, cap);
 	GROW(counts, int32_t, (size_t) cap * g->n_kinds);
+	if (g->apart_head != NULL)
+	{
+		GROW(apart_head, int32_t, cap);
+		GROW(apart_tail, int32_t, cap);
+	}
 #undef GROW
 	g->cap = cap;
 	return 1;
@@ -107,6 +130,8 @@ new_node(CdpIdGraph *g, unsigned char kind)
 	g->kind[v] = kind;
 	g->label[v] = 0;
 	memset(&g->counts[(size_t) v * g->n_kinds], 0, sizeof(int32_t) * g->n_kinds);
+	if (g->apart_head != NULL)
+		g->apart_head[v] = g->apart_tail[v] = -1;
 	return v;
 }
 
@@ -131,6 +156,89 @@ find(CdpIdGraph *g, int32_t v)
 		v = g->parent[v];
 	}
 	return v;
+}
+
+/* Appends the apart list of node from to that of node to. */
+static void
+move_apart(CdpIdGraph *g, int32_t to, int32_t from)
+{
+	if (g->apart_head == NULL || g->apart_head[from] < 0 || to == from)
+		return;
+	if (g->apart_head[to] < 0)
+		g->apart_head[to] = g->apart_head[from];
+	else
+		g->apart[g->apart_tail[to]].next = g->apart_head[from];
+	g->apart_tail[to] = g->apart_tail[from];
+	g->apart_head[from] = g->apart_tail[from] = -1;
+}
+
+/* Whether a node on owner's apart list is in the profile rooted at root. */
+static int
+kept_apart(CdpIdGraph *g, int32_t owner, int32_t root)
+{
+	int32_t		e;
+
+	if (g->apart_head == NULL)
+		return 0;
+	for (e = g->apart_head[owner]; e >= 0; e = g->apart[e].next)
+		if (find(g, g->apart[e].other) == root)
+			return 1;
+	return 0;
+}
+
+/* Adds an entry "apart from other" to owner's list; 0 when out of memory. */
+static int
+add_apart(CdpIdGraph *g, int32_t owner, int32_t other)
+{
+	int32_t		e;
+
+	if (g->n_apart == g->cap_apart)
+	{
+		int32_t		cap = g->cap_apart == 0 ? 16 : g->cap_apart * 2;
+		void	   *p = realloc(g->apart, sizeof(*g->apart) * (size_t) cap);
+
+		if (p == NULL || cap <= g->cap_apart)
+			return 0;
+		g->apart = p;
+		g->cap_apart = cap;
+	}
+	e = g->n_apart++;
+	g->apart[e].other = other;
+	g->apart[e].next = -1;
+	if (g->apart_head[owner] < 0)
+		g->apart_head[owner] = e;
+	else
+		g->apart[g->apart_tail[owner]].next = e;
+	g->apart_tail[owner] = e;
+	return 1;
+}
+
+/* Declares two nodes apart. */
+int
+cdp_idgraph_keep_apart(CdpIdGraph *g, int32_t a, int32_t b)
+{
+	int32_t		ra = find(g, a);
+	int32_t		rb = find(g, b);
+
+	if (a < 0 || a >= g->n || b < 0 || b >= g->n || a == b || (ra >= 0 && ra == rb))
+		return 0;
+	if (g->apart_head == NULL)
+	{
+		int32_t		v;
+
+		g->apart_head = malloc(sizeof(int32_t) * (size_t) g->cap);
+		g->apart_tail = malloc(sizeof(int32_t) * (size_t) g->cap);
+		if (g->apart_head == NULL || g->apart_tail == NULL)
+		{
+			free(g->apart_head);
+			free(g->apart_tail);
+			g->apart_head = g->apart_tail = NULL;
+			return 0;
+		}
+		for (v = 0; v < g->n; v++)
+			g->apart_head[v] = g->apart_tail[v] = -1;
+	}
+	return add_apart(g, ra >= 0 ? ra : a, b) && add_apart(g, rb >= 0 ? rb : b, a);
 }
 
 /* Brings in a stored profile with its label and counts. */
@@ -159,6 +267,7 @@ cdp_idgraph_place(CdpIdGraph *g, int32_t node, int32_t profile_node)
 		return;
 	g->parent[node] = r;
 	g->size[r] += 1;
+	move_apart(g, r, node);
 }
 
 /* Gives a node in no profile a profile of its own. */
@@ -197,7 +306,44 @@ unite(CdpIdGraph *g, int32_t a, int32_t b)
 	g->label[top] = keep;
 	for (k = 0; k < g->n_kinds; k++)
 		g->counts[(size_t) top * g->n_kinds + k] += g->counts[(size_t) sub * g->n_kinds + k];
+	move_apart(g, top, sub);
 	return top;
+}
+
+/*
+ * Merges the profiles rooted at p (the anchor's) and q unless a pair kept
+ * apart or (without force) a limit forbids it.  A kind only one of them
+ * holds cannot break a limit: a forced profile over a limit can still take
+ * profiles without values of that kind.
+ */
+static void
+merge_roots(CdpIdGraph *g, int32_t p, int32_t q, int force, CdpLink *res)
+{
+	int			nk = g->n_kinds;
+	int			k;
+
+	res->other = g->label[q];
+	if (kept_apart(g, p, q))
+	{
+		res->outcome = CDP_LINK_APART;
+		return;
+	}
+	for (k = 0; k < nk && !force; k++)
+	{
+		int32_t		cp = g->counts[(size_t) p * nk + k];
+		int32_t		cq = g->counts[(size_t) q * nk + k];
+
+		if (g->limits[k] > 0 && cp > 0 && cq > 0 && (int64_t) cp + cq > g->limits[k])
+		{
+			res->outcome = CDP_LINK_LIMIT;
+			res->kind = k;
+			return;
+		}
+	}
+	res->absorbed = g->label[p] < g->label[q] ? g->label[q] : g->label[p];
+	res->survivor = g->label[unite(g, p, q)];
+	res->other = 0;
+	res->outcome = CDP_LINK_MERGED;
 }
 
 /* Links node to the anchor's profile under the rules. */
@@ -223,40 +369,56 @@ cdp_idgraph_link(CdpIdGraph *g, int32_t anchor, int32_t node)
 	if (q < 0)
 	{
 		k = g->kind[node];
-		if (g->limits[k] > 0 && g->counts[(size_t) p * nk + k] >= g->limits[k])
+		if (kept_apart(g, node, p))
+			res.outcome = CDP_LINK_APART;
+		else if (g->limits[k] > 0 && g->counts[(size_t) p * nk + k] >= g->limits[k])
 		{
 			res.outcome = CDP_LINK_LIMIT;
 			res.kind = k;
-			res.other = cdp_idgraph_ensure_profile(g, node);
+		}
+		else
+		{
+			g->parent[node] = p;
+			g->size[p] += 1;
+			g->counts[(size_t) p * nk + k] += 1;
+			move_apart(g, p, node);
+			res.outcome = CDP_LINK_JOINED;
 			return res;
 		}
-		g->parent[node] = p;
-		g->size[p] += 1;
-		g->counts[(size_t) p * nk + k] += 1;
-		res.outcome = CDP_LINK_JOINED;
+		res.other = cdp_idgraph_ensure_profile(g, node);
 		return res;
 	}
 
-	res.other = g->label[q];
 	if ((g->kind[anchor] != PROFILE_NODE && !g->merges[g->kind[anchor]]) || !g->merges[g->kind[node]])
 	{
+		res.other = g->label[q];
 		res.outcome = CDP_LINK_NO_MERGE;
 		return res;
 	}
-	for (k = 0; k < nk; k++)
+	merge_roots(g, p, q, 0, &res);
+	return res;
+}
+
+/* Merges two nodes' profiles by hand. */
+CdpLink
+cdp_idgraph_merge(CdpIdGraph *g, int32_t a, int32_t b, int force)
+{
+	CdpLink		res = {CDP_LINK_SAME, 0, 0, 0, -1};
+	int32_t		p;
+	int32_t		q;
+
+	if (a < 0 || a >= g->n || b < 0 || b >= g->n)
 	{
-		if (g->limits[k] > 0 &&
-			(int64_t) g->counts[(size_t) p * nk + k] + g->counts[(size_t) q * nk + k] > g->limits[k])
-		{
-			res.outcome = CDP_LINK_LIMIT;
-			res.kind = k;
-			return res;
-		}
+		res.outcome = CDP_LINK_NO_MERGE;	/* misuse: nothing is changed */
+		return res;
 	}
-	res.absorbed = g->label[p] < g->label[q] ? g->label[q] : g->label[p];
-	res.survivor = g->label[unite(g, p, q)];
-	res.other = 0;
-	res.outcome = CDP_LINK_MERGED;
+	cdp_idgraph_ensure_profile(g, a);
+	cdp_idgraph_ensure_profile(g, b);
+	p = find(g, a);
+	q = find(g, b);
+	res.survivor = g->label[p];
+	if (p != q)
+		merge_roots(g, p, q, force, &res);
 	return res;
 }
 

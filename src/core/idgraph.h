@@ -10,8 +10,14 @@
  *  - an identifier in no profile joins it if the profile holds fewer values
  *	  of its kind than the limit, else it gets a profile of its own (LIMIT);
  *  - an identifier in another profile merges the two if both kinds may merge
- *	  (else NO_MERGE) and the merged profile stays within every limit (else
- *	  LIMIT); the profile with the smaller label (the older) survives.
+ *	  (else NO_MERGE), no kind of which both hold values would exceed its
+ *	  limit (else LIMIT), and no pair of nodes declared apart would end in
+ *	  one profile (else APART); the profile with the smaller label (the
+ *	  older) survives.
+ * A merge by hand (cdp_idgraph_merge) ignores the merge switches, and may
+ * also be forced past the limits: a forced profile can hold more values of
+ * a kind than its limit, and then accepts no further value of that kind.
+ * Pairs declared apart (cdp.unmerge) are never joined, by link or by hand.
  * Counts only grow, so a refused link stays refused: replaying the first
  * link of each pair gives the same partition as replaying every event.
  *
@@ -37,7 +43,8 @@ typedef enum CdpLinkOutcome
 	CDP_LINK_JOINED,			/* an identifier in no profile joined it */
 	CDP_LINK_MERGED,			/* two profiles became one */
 	CDP_LINK_LIMIT,				/* refused: a kind would exceed its limit */
-	CDP_LINK_NO_MERGE			/* refused: a kind that may not merge profiles */
+	CDP_LINK_NO_MERGE,			/* refused: a kind that may not merge profiles */
+	CDP_LINK_APART				/* refused: the two were declared apart */
 } CdpLinkOutcome;
 
 typedef struct CdpLink
@@ -84,6 +91,19 @@ extern int64_t cdp_idgraph_ensure_profile(CdpIdGraph *g, int32_t node);
 
 /* Links node to the profile of anchor (which must have one). */
 extern CdpLink cdp_idgraph_link(CdpIdGraph *g, int32_t anchor, int32_t node);
+
+/*
+ * Merges the profiles of nodes a and b by hand (a's profile survives if it
+ * is the older); both get a profile first if they have none.  Merge
+ * switches do not apply; limits apply unless force is nonzero.
+ */
+extern CdpLink cdp_idgraph_merge(CdpIdGraph *g, int32_t a, int32_t b, int force);
+
+/*
+ * Declares that nodes a and b must never be in one profile.  Returns 0 if
+ * they already are (or on bad arguments or out of memory), 1 otherwise.
+ */
+extern int	cdp_idgraph_keep_apart(CdpIdGraph *g, int32_t a, int32_t b);
 
 /* Label of a node's profile, 0 if it has none. */
 extern int64_t cdp_idgraph_profile(CdpIdGraph *g, int32_t node);

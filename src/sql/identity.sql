@@ -84,6 +84,8 @@ CREATE TABLE cdp.identifiers (
 	first_seen            timestamptz NOT NULL,
 	first_event_id        bigint      NOT NULL,
 	first_anchor_event_id bigint,
+	initial_profile_id    bigint      NOT NULL,
+	stitched_at           timestamptz NOT NULL DEFAULT now(),
 	UNIQUE (kind, value)
 );
 COMMENT ON TABLE cdp.identifiers IS 'Every valid identifier seen in events (normalized) and the live profile it belongs to';
@@ -94,6 +96,8 @@ COMMENT ON COLUMN cdp.identifiers.profile_id IS 'Live profile holding it';
 COMMENT ON COLUMN cdp.identifiers.first_seen IS 'occurred_at of the first event that carried it';
 COMMENT ON COLUMN cdp.identifiers.first_event_id IS 'First event that carried it';
 COMMENT ON COLUMN cdp.identifiers.first_anchor_event_id IS 'First event in which it was the anchor (NULL if never); the rebuild replays from it';
+COMMENT ON COLUMN cdp.identifiers.initial_profile_id IS 'Profile it was given when it entered the graph; cdp.profile_at follows the journal from there';
+COMMENT ON COLUMN cdp.identifiers.stitched_at IS 'When it entered the graph (transaction time)';
 CREATE INDEX ON cdp.identifiers (profile_id);
 
 CREATE TABLE cdp.identity_links (
@@ -159,7 +163,7 @@ CREATE TABLE cdp.identity_conflicts (
 	profile_id    bigint      NOT NULL,
 	other_profile bigint      NOT NULL,
 	kind          text,
-	reason        text        NOT NULL CHECK (reason IN ('limit', 'no_merge')),
+	reason        text        NOT NULL CHECK (reason IN ('limit', 'no_merge', 'kept_apart')),
 	detected_at   timestamptz NOT NULL DEFAULT now()
 );
 COMMENT ON TABLE cdp.identity_conflicts IS 'Links that were refused because a rule would be broken: the two profiles stay apart';
@@ -170,8 +174,51 @@ COMMENT ON COLUMN cdp.identity_conflicts.identifier_id IS 'The identifier kept a
 COMMENT ON COLUMN cdp.identity_conflicts.profile_id IS 'The anchor''s profile';
 COMMENT ON COLUMN cdp.identity_conflicts.other_profile IS 'The profile of the identifier kept apart';
 COMMENT ON COLUMN cdp.identity_conflicts.kind IS 'limit: the kind that would exceed max_per_profile';
-COMMENT ON COLUMN cdp.identity_conflicts.reason IS 'limit (max_per_profile) or no_merge (a kind that may not merge profiles)';
+COMMENT ON COLUMN cdp.identity_conflicts.reason IS 'limit (max_per_profile), no_merge (a kind that may not merge profiles) or kept_apart (the two profiles were split by cdp.unmerge)';
 COMMENT ON COLUMN cdp.identity_conflicts.detected_at IS 'When it was found';
+
+CREATE TABLE cdp.identity_overrides (
+	override_id    bigserial   PRIMARY KEY,
+	action         text        NOT NULL CHECK (action IN ('merge', 'unmerge')),
+	merge_id       bigint      NOT NULL,
+	identifier_a   bigint      NOT NULL,
+	identifier_b   bigint      NOT NULL,
+	after_event_id bigint      NOT NULL,
+	force          boolean     NOT NULL DEFAULT false,
+	reason         text,
+	made_by        text        NOT NULL DEFAULT current_user,
+	made_at        timestamptz NOT NULL DEFAULT now(),
+	lifted_at      timestamptz
+);
+COMMENT ON TABLE cdp.identity_overrides IS 'Decisions made by hand (cdp.merge_profiles, cdp.unmerge); stitching and every rebuild honour those in force';
+COMMENT ON COLUMN cdp.identity_overrides.override_id IS 'Decision number';
+COMMENT ON COLUMN cdp.identity_overrides.action IS 'merge: the profiles of the two identifiers are one person; unmerge: they are two people, never to be merged again';
+COMMENT ON COLUMN cdp.identity_overrides.merge_id IS 'The merge made (merge) or undone (unmerge), in cdp.profile_merges';
+COMMENT ON COLUMN cdp.identity_overrides.identifier_a IS 'An identifier of the first profile (merge: the survivor''s first; unmerge: the link''s anchor)';
+COMMENT ON COLUMN cdp.identity_overrides.identifier_b IS 'An identifier of the second profile';
+COMMENT ON COLUMN cdp.identity_overrides.after_event_id IS 'Last event id assigned when the decision was made; a rebuild replays a merge after the links of the events up to it';
+COMMENT ON COLUMN cdp.identity_overrides.force IS 'merge: made past the limits of cdp.identity_rules';
+COMMENT ON COLUMN cdp.identity_overrides.reason IS 'Reason given';
+COMMENT ON COLUMN cdp.identity_overrides.made_by IS 'Database user who made it';
+COMMENT ON COLUMN cdp.identity_overrides.made_at IS 'When';
+COMMENT ON COLUMN cdp.identity_overrides.lifted_at IS 'When it stopped being in force (a merge undone, or an unmerge overruled by a later merge by hand)';
+
+CREATE TABLE cdp.identifier_moves (
+	move_id       bigserial   PRIMARY KEY,
+	identifier_id bigint      NOT NULL,
+	from_profile  bigint      NOT NULL,
+	to_profile    bigint      NOT NULL,
+	moved_at      timestamptz NOT NULL DEFAULT now(),
+	cause         text        NOT NULL
+);
+COMMENT ON TABLE cdp.identifier_moves IS 'Journal of identifiers moved between profiles other than by a merge (by cdp.unmerge or cdp.rebuild_identities); with cdp.profile_merges it tells where an identifier was at any time';
+COMMENT ON COLUMN cdp.identifier_moves.move_id IS 'Move number';
+COMMENT ON COLUMN cdp.identifier_moves.identifier_id IS 'Identifier moved';
+COMMENT ON COLUMN cdp.identifier_moves.from_profile IS 'Profile it left';
+COMMENT ON COLUMN cdp.identifier_moves.to_profile IS 'Profile it went to';
+COMMENT ON COLUMN cdp.identifier_moves.moved_at IS 'When';
+COMMENT ON COLUMN cdp.identifier_moves.cause IS 'rebuild, or unmerge <merge_id>';
+CREATE INDEX ON cdp.identifier_moves (identifier_id);
 
 CREATE TABLE cdp.identifier_rejections (
 	rejection_id bigserial   PRIMARY KEY,
@@ -203,6 +250,10 @@ SELECT pg_catalog.pg_extension_config_dump('cdp.profile_merges', '');
 SELECT pg_catalog.pg_extension_config_dump('cdp.profile_merges_merge_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('cdp.identity_conflicts', '');
 SELECT pg_catalog.pg_extension_config_dump('cdp.identity_conflicts_conflict_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('cdp.identity_overrides', '');
+SELECT pg_catalog.pg_extension_config_dump('cdp.identity_overrides_override_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('cdp.identifier_moves', '');
+SELECT pg_catalog.pg_extension_config_dump('cdp.identifier_moves_move_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('cdp.identifier_rejections', '');
 SELECT pg_catalog.pg_extension_config_dump('cdp.identifier_rejections_rejection_id_seq', '');
 
@@ -230,6 +281,137 @@ COMMENT ON FUNCTION cdp.resolve(text, text) IS 'Live profile holding an identifi
 CREATE FUNCTION cdp.rebuild_identities(OUT identifiers bigint, OUT links bigint, OUT profiles bigint, OUT changed bigint)
 	AS 'MODULE_PATHNAME', 'cdp_rebuild_identities' LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION cdp.rebuild_identities() IS 'Recomputes every profile in one pass over the stored links with the current limits and merge rules; keeps profile ids where it can; returns the identifiers, the links replayed, the live profiles and how many identifiers changed profile';
+
+CREATE FUNCTION cdp.merge_profiles(survivor bigint, absorbed bigint, reason text, force boolean DEFAULT false)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	s        bigint;
+	a        bigint;
+	rep_s    bigint;
+	rep_a    bigint;
+	over     record;
+	mid      bigint;
+	last_id  bigint;
+BEGIN
+	IF survivor IS NULL OR absorbed IS NULL THEN
+		RAISE EXCEPTION 'profile ids must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF reason IS NULL OR btrim(reason) = '' THEN
+		RAISE EXCEPTION 'a merge by hand needs a reason'
+			USING ERRCODE = 'invalid_parameter_value',
+			      HINT = 'Say why the two profiles are one person; the reason is kept in cdp.profile_merges.';
+	END IF;
+	-- the stitching lock (STITCH_LOCK_KEY1, STITCH_LOCK_KEY2 in src/identity.h)
+	PERFORM pg_advisory_xact_lock(6513776, 26980);
+
+	SELECT coalesce(p.merged_into, p.profile_id) INTO s FROM cdp.profiles p WHERE p.profile_id = survivor;
+	IF s IS NULL THEN
+		RAISE EXCEPTION 'profile % does not exist', survivor USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	SELECT coalesce(p.merged_into, p.profile_id) INTO a FROM cdp.profiles p WHERE p.profile_id = absorbed;
+	IF a IS NULL THEN
+		RAISE EXCEPTION 'profile % does not exist', absorbed USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF s = a THEN
+		RAISE EXCEPTION 'profiles % and % are already one profile', survivor, absorbed
+			USING ERRCODE = 'invalid_parameter_value',
+			      DETAIL = format('Both resolve to live profile %s.', s);
+	END IF;
+	SELECT min(i.identifier_id) INTO rep_s FROM cdp.identifiers i WHERE i.profile_id = s;
+	SELECT min(i.identifier_id) INTO rep_a FROM cdp.identifiers i WHERE i.profile_id = a;
+	IF rep_s IS NULL OR rep_a IS NULL THEN
+		RAISE EXCEPTION 'profile % has no identifiers', CASE WHEN rep_s IS NULL THEN s ELSE a END
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+			      HINT = 'Only profiles that hold identifiers can be merged.';
+	END IF;
+
+	IF NOT force THEN
+		SELECT r.kind, r.max_per_profile, c.ns + c.na AS n INTO over
+		FROM (SELECT i.kind, count(*) FILTER (WHERE i.profile_id = s) AS ns,
+		             count(*) FILTER (WHERE i.profile_id = a) AS na
+		      FROM cdp.identifiers i WHERE i.profile_id IN (s, a) GROUP BY i.kind) c
+		JOIN cdp.identity_rules r ON r.kind = c.kind
+		WHERE r.max_per_profile > 0 AND c.ns > 0 AND c.na > 0 AND c.ns + c.na > r.max_per_profile
+		ORDER BY r.priority LIMIT 1;
+		IF FOUND THEN
+			RAISE EXCEPTION 'merging profiles % and % would break the limit of kind "%"', s, a, over.kind
+				USING ERRCODE = 'check_violation',
+				      DETAIL = format('The merged profile would hold %s values of kind "%s"; cdp.identity_rules allows %s.',
+				                      over.n, over.kind, over.max_per_profile),
+				      HINT = 'Pass force => true to merge anyway; the merged profile then takes no further value of that kind.';
+		END IF;
+	END IF;
+
+	-- a merge by hand overrules earlier unmerges between the two
+	UPDATE cdp.identity_overrides o SET lifted_at = now()
+	FROM cdp.identifiers x, cdp.identifiers y
+	WHERE o.action = 'unmerge' AND o.lifted_at IS NULL
+	  AND x.identifier_id = o.identifier_a AND y.identifier_id = o.identifier_b
+	  AND ((x.profile_id = s AND y.profile_id = a) OR (x.profile_id = a AND y.profile_id = s));
+
+	SELECT CASE WHEN q.is_called THEN q.last_value ELSE 0 END INTO last_id FROM cdp.events_event_id_seq q;
+	INSERT INTO cdp.profile_merges (survivor, absorbed, anchor_id, identifier_id, method, reason)
+	VALUES (s, a, rep_s, rep_a, 'hand', reason) RETURNING merge_id INTO mid;
+	INSERT INTO cdp.identity_overrides (action, merge_id, identifier_a, identifier_b, after_event_id, force, reason)
+	VALUES ('merge', mid, rep_s, rep_a, last_id, force, reason);
+
+	UPDATE cdp.profiles SET merged_into = s, merged_at = now() WHERE profile_id = a;
+	UPDATE cdp.profiles SET merged_into = s WHERE merged_into = a;
+	UPDATE cdp.identifiers SET profile_id = s WHERE profile_id = a;
+	RETURN mid;
+END
+$$;
+COMMENT ON FUNCTION cdp.merge_profiles(bigint, bigint, text, boolean) IS 'Merges profile absorbed into profile survivor by hand (journaled, honoured by every rebuild); refuses what would break a limit of cdp.identity_rules unless force; returns the merge_id';
+
+CREATE FUNCTION cdp.unmerge(merge_id bigint, reason text DEFAULT NULL,
+                            OUT survivor bigint, OUT restored bigint, OUT moved bigint)
+	AS 'MODULE_PATHNAME', 'cdp_unmerge' LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION cdp.unmerge(bigint, text) IS 'Undoes a merge: the two identifiers of its link are declared two people, and the graph is recomputed from its links without joining them (journaled in cdp.identity_overrides and cdp.identifier_moves); returns the two profiles and how many identifiers moved';
+
+CREATE FUNCTION cdp.profile_at(kind text, value text, at timestamptz) RETURNS bigint
+LANGUAGE plpgsql STABLE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	v      text;
+	id     bigint;
+	cur    bigint;
+	t      timestamptz;
+	last_m bigint := 0;
+	last_v bigint := 0;
+	m      record;
+	mv     record;
+BEGIN
+	v := (cdp.check_identifier(kind, value)).normalized;
+	SELECT i.identifier_id, i.initial_profile_id, i.stitched_at INTO id, cur, t
+	FROM cdp.identifiers i WHERE i.kind = profile_at.kind AND i.value = v;
+	IF id IS NULL OR t > at THEN
+		RETURN NULL;	-- not in the graph at that time
+	END IF;
+	-- follow the journal forward: merges of its profile, moves of it
+	LOOP
+		SELECT pm.merge_id, pm.survivor, pm.merged_at INTO m
+		FROM cdp.profile_merges pm
+		WHERE pm.absorbed = cur AND pm.merged_at >= t AND pm.merged_at <= at AND pm.merge_id > last_m
+		ORDER BY pm.merged_at, pm.merge_id LIMIT 1;
+		SELECT im.move_id, im.to_profile, im.moved_at INTO mv
+		FROM cdp.identifier_moves im
+		WHERE im.identifier_id = id AND im.moved_at >= t AND im.moved_at <= at AND im.move_id > last_v
+		ORDER BY im.moved_at, im.move_id LIMIT 1;
+		IF m.merge_id IS NOT NULL AND (mv.move_id IS NULL OR m.merged_at <= mv.moved_at) THEN
+			cur := m.survivor; t := m.merged_at; last_m := m.merge_id;
+		ELSIF mv.move_id IS NOT NULL THEN
+			cur := mv.to_profile; t := mv.moved_at; last_v := mv.move_id;
+		ELSE
+			RETURN cur;
+		END IF;
+	END LOOP;
+END
+$$;
+COMMENT ON FUNCTION cdp.profile_at(text, text, timestamptz) IS 'Profile that held an identifier at a time (as the graph stood then, by the merge and move journals), or NULL if it was not in the graph yet';
 
 -- The golden record: traits (first_name, birth_date, postal_code, ...) sent
 -- in events' properties.traits, one value per profile and trait chosen by

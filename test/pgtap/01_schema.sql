@@ -40,6 +40,8 @@ SELECT set_eq($$SELECT unnest(extconfig)::regclass::text FROM pg_extension WHERE
 	      'cdp.profiles', 'cdp.profiles_profile_id_seq', 'cdp.identifiers', 'cdp.identifiers_identifier_id_seq',
 	      'cdp.identity_links', 'cdp.event_anchors', 'cdp.profile_merges', 'cdp.profile_merges_merge_id_seq',
 	      'cdp.identity_conflicts', 'cdp.identity_conflicts_conflict_id_seq',
+	      'cdp.identity_overrides', 'cdp.identity_overrides_override_id_seq',
+	      'cdp.identifier_moves', 'cdp.identifier_moves_move_id_seq',
 	      'cdp.identifier_rejections', 'cdp.identifier_rejections_rejection_id_seq', 'cdp.trait_rules'],
 	'user data and configuration are kept by pg_dump');
 SELECT is((SELECT count(*)::int FROM cdp.channels WHERE builtin), 8, 'eight built-in channels');

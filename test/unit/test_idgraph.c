@@ -162,6 +162,83 @@ UNIT_TEST(kind_that_may_not_merge)
 	cdp_idgraph_free(g);
 }
 
+UNIT_TEST(forced_profile_still_takes_other_kinds)
+{
+	CdpIdGraph *g = new_graph();
+	int32_t		c1 = cdp_idgraph_add_node(g, CUSTOMER);
+	int32_t		c2 = cdp_idgraph_add_node(g, CUSTOMER);
+	int32_t		c3 = cdp_idgraph_add_node(g, CUSTOMER);
+	int32_t		k1 = cdp_idgraph_add_node(g, COOKIE);
+	int32_t		k2 = cdp_idgraph_add_node(g, COOKIE);
+	CdpLink		l;
+
+	/* by hand: two customer ids are over the limit of 1 unless forced */
+	l = cdp_idgraph_merge(g, c1, c2, 0);
+	CHECK_EQ_INT(l.outcome, CDP_LINK_LIMIT);
+	CHECK_EQ_INT(l.kind, CUSTOMER);
+	l = cdp_idgraph_merge(g, c1, c2, 1);
+	CHECK_EQ_INT(l.outcome, CDP_LINK_MERGED);
+	CHECK_EQ_INT(l.survivor, 100);
+	CHECK_EQ_INT(l.absorbed, 101);
+	CHECK_EQ_INT(cdp_idgraph_count(g, c1, CUSTOMER), 2);
+	/* the forced profile takes cookies and cookie-only profiles ... */
+	CHECK_EQ_INT(cdp_idgraph_link(g, c1, k1).outcome, CDP_LINK_JOINED);
+	cdp_idgraph_ensure_profile(g, k2);
+	CHECK_EQ_INT(cdp_idgraph_link(g, c1, k2).outcome, CDP_LINK_MERGED);
+	/* ... but no third customer id, by link or by hand */
+	CHECK_EQ_INT(cdp_idgraph_link(g, c1, c3).outcome, CDP_LINK_LIMIT);
+	CHECK_EQ_INT(cdp_idgraph_merge(g, c3, k1, 0).outcome, CDP_LINK_LIMIT);
+	CHECK_EQ_INT(cdp_idgraph_merge(g, c1, k2, 0).outcome, CDP_LINK_SAME);
+	cdp_idgraph_free(g);
+}
+
+UNIT_TEST(merge_by_hand_ignores_merge_switches)
+{
+	CdpIdGraph *g = new_graph();
+	int32_t		e1 = cdp_idgraph_add_node(g, EMAIL);
+	int32_t		ip = cdp_idgraph_add_node(g, IP);
+
+	cdp_idgraph_ensure_profile(g, e1);
+	cdp_idgraph_ensure_profile(g, ip);
+	CHECK_EQ_INT(cdp_idgraph_link(g, e1, ip).outcome, CDP_LINK_NO_MERGE);
+	CHECK_EQ_INT(cdp_idgraph_merge(g, ip, e1, 0).outcome, CDP_LINK_MERGED);
+	CHECK_EQ_INT(cdp_idgraph_profile(g, ip), 100);	/* the older survives */
+	CHECK_EQ_INT(cdp_idgraph_merge(g, -1, e1, 0).outcome, CDP_LINK_NO_MERGE);
+	cdp_idgraph_free(g);
+}
+
+UNIT_TEST(pairs_kept_apart_stay_apart)
+{
+	CdpIdGraph *g = new_graph();
+	int32_t		e1 = cdp_idgraph_add_node(g, EMAIL);
+	int32_t		e2 = cdp_idgraph_add_node(g, EMAIL);
+	int32_t		k1 = cdp_idgraph_add_node(g, COOKIE);
+	int32_t		k2 = cdp_idgraph_add_node(g, COOKIE);
+	int32_t		k3 = cdp_idgraph_add_node(g, COOKIE);
+	CdpLink		l;
+
+	CHECK_EQ_INT(cdp_idgraph_keep_apart(g, e1, e2), 1);
+	CHECK_EQ_INT(cdp_idgraph_keep_apart(g, e1, e1), 0);
+	/* a node in no profile cannot join the profile it is kept apart from */
+	cdp_idgraph_ensure_profile(g, e1);
+	l = cdp_idgraph_link(g, e1, e2);
+	CHECK_EQ_INT(l.outcome, CDP_LINK_APART);
+	CHECK_EQ_INT(l.other, 101);
+	/* the pair moves with its profiles as they grow */
+	CHECK_EQ_INT(cdp_idgraph_link(g, e1, k1).outcome, CDP_LINK_JOINED);
+	CHECK_EQ_INT(cdp_idgraph_link(g, e2, k2).outcome, CDP_LINK_JOINED);
+	cdp_idgraph_ensure_profile(g, k3);
+	CHECK_EQ_INT(cdp_idgraph_link(g, k3, k1).outcome, CDP_LINK_MERGED);
+	CHECK_EQ_INT(cdp_idgraph_link(g, k3, k2).outcome, CDP_LINK_APART);
+	CHECK_EQ_INT(cdp_idgraph_link(g, k2, k1).outcome, CDP_LINK_APART);
+	/* not even by hand, forced */
+	CHECK_EQ_INT(cdp_idgraph_merge(g, k1, k2, 1).outcome, CDP_LINK_APART);
+	CHECK(cdp_idgraph_profile(g, e1) != cdp_idgraph_profile(g, e2));
+	/* a pair already together cannot be declared apart */
+	CHECK_EQ_INT(cdp_idgraph_keep_apart(g, e1, k3), 0);
+	cdp_idgraph_free(g);
+}
+
 UNIT_TEST(misuse_changes_nothing)
 {
 	CdpIdGraph *g = new_graph();
@@ -183,6 +260,7 @@ UNIT_TEST(misuse_changes_nothing)
 #define N_IDS 400
 #define N_EVENTS 3000
 #define MAX_PER_EVENT 4
+#define N_APART 12
 
 typedef struct Event
 {
@@ -251,6 +329,7 @@ UNIT_TEST(incremental_equals_full_replay)
 	static Event ev[N_EVENTS];
 	int64_t		full[N_IDS];
 	int64_t		stored[N_IDS];	/* profile label of each identifier, 0 = unseen */
+	int			apart[N_APART][2];	/* pairs kept apart (odd rounds) */
 	int			round;
 
 	for (round = 0; round < 20; round++)
@@ -261,13 +340,22 @@ UNIT_TEST(incremental_equals_full_replay)
 		int			from;
 		int			chunk = 1 + round * 37;
 
+		int			n_apart = round % 2 ? N_APART : 0;
+
 		rng_state = 0x9E3779B97F4A7C15ULL + round;
 		make_events(ev);
+		for (i = 0; i < n_apart; i++)
+		{
+			apart[i][0] = (int) (rng() % N_IDS);
+			apart[i][1] = (int) (rng() % N_IDS);
+		}
 
-		/* full replay */
+		/* full replay, pairs apart from the start */
 		g = new_graph();
 		for (i = 0; i < N_IDS; i++)
 			node[i] = cdp_idgraph_add_node(g, kind_of(i));
+		for (i = 0; i < n_apart; i++)
+			cdp_idgraph_keep_apart(g, node[apart[i][0]], node[apart[i][1]]);
 		replay(g, ev, 0, N_EVENTS, node);
 		for (i = 0; i < N_IDS; i++)
 			full[i] = cdp_idgraph_profile(g, node[i]);
@@ -316,6 +404,24 @@ UNIT_TEST(incremental_equals_full_replay)
 					cdp_idgraph_place(g, node[id], prof_node[x]);
 				}
 			}
+			/* a pair counts where both sides are in the small graph */
+			for (i = 0; i < n_apart; i++)
+			{
+				int32_t		side[2];
+
+				for (j = 0; j < 2; j++)
+				{
+					int			id = apart[i][j];
+					int			x;
+
+					side[j] = node[id];
+					for (x = 0; x < N_IDS && side[j] < 0 && stored[id] != 0; x++)
+						if (stored[x] == stored[id] && prof_node[x] >= 0)
+							side[j] = prof_node[x];
+				}
+				if (side[0] >= 0 && side[1] >= 0)
+					cdp_idgraph_keep_apart(g, side[0], side[1]);
+			}
 			replay(g, ev, from, to, node);
 			/* write back: identifiers of the chunk, and merges of stored ones */
 			for (i = 0; i < N_IDS; i++)
@@ -350,6 +456,9 @@ const unit_case unit_tests[] = {
 	UNIT_CASE(shared_device_does_not_merge_two_customers),
 	UNIT_CASE(limit_counts_both_profiles),
 	UNIT_CASE(kind_that_may_not_merge),
+	UNIT_CASE(forced_profile_still_takes_other_kinds),
+	UNIT_CASE(merge_by_hand_ignores_merge_switches),
+	UNIT_CASE(pairs_kept_apart_stay_apart),
 	UNIT_CASE(misuse_changes_nothing),
 	UNIT_CASE(incremental_equals_full_replay),
 	UNIT_END
