@@ -7,14 +7,18 @@ EXTVERSION = $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" cdp.control)
 
 MODULE_big = cdp
 CORE_SRCS = $(sort $(wildcard src/core/*.c))
-OBJS = src/cdp.o src/events.o src/ingest.o src/identity.o src/stitch.o src/rebuild.o $(CORE_SRCS:.c=.o)
+OBJS = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c))) $(CORE_SRCS:.c=.o)
 
-# The install script is built from one SQL file per area, in this order.
-SQL_PARTS = src/sql/header.sql src/sql/events.sql src/sql/partitions.sql src/sql/identity.sql
+# The install script is built from one SQL file per area: the foundation and
+# identity in this order, then the other areas (which build on them) by name.
+SQL_FIRST = src/sql/header.sql src/sql/events.sql src/sql/partitions.sql src/sql/identity.sql
+SQL_PARTS = $(SQL_FIRST) $(filter-out $(SQL_FIRST) src/sql/cdp--%,$(sort $(wildcard src/sql/*.sql)))
 DATA_built = cdp--$(EXTVERSION).sql
 DATA = $(wildcard src/sql/cdp--*--*.sql)
 
-REGRESS = events validation quarantine partitions identity identity_overrides
+# pg_regress: one test per area, the foundation and identity first.
+REGRESS_FIRST = events validation quarantine partitions identity identity_overrides
+REGRESS = $(REGRESS_FIRST) $(filter-out $(REGRESS_FIRST),$(patsubst sql/%.sql,%,$(sort $(wildcard sql/*.sql))))
 REGRESS_OPTS = --inputdir=. --outputdir=. --load-extension=cdp
 
 PG_CONFIG ?= pg_config
