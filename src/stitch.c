@@ -948,6 +948,15 @@ stitch_events(int n, const int64 *event_ids, const TimestampTz *occurred,
 				run("INSERT INTO cdp.event_anchors (event_id, occurred_at, anchor_id) "
 					"SELECT * FROM unnest($1, $2, $3)", 3, types, args, SPI_OK_INSERT);
 			}
+			/* the batch, for work that follows stitching (see cdp.stitch_batches) */
+			if (na > 0)
+			{
+				Oid			types[3] = {INT8OID, INT8OID, INT4OID};
+				Datum		args[3] = {Int64GetDatum(ae[0]), Int64GetDatum(ae[na - 1]), Int32GetDatum(na)};
+
+				run("INSERT INTO cdp.stitch_batches (first_event_id, last_event_id, events) VALUES ($1, $2, $3)",
+					3, types, args, SPI_OK_INSERT);
+			}
 		}
 #undef REAL
 	}

@@ -129,6 +129,20 @@ COMMENT ON COLUMN cdp.event_anchors.anchor_id IS 'Its anchor identifier: the one
 --   CREATE INDEX ON cdp.event_anchors (anchor_id);
 CREATE INDEX event_anchors_event_id_idx ON cdp.event_anchors USING brin (event_id);
 
+CREATE TABLE cdp.stitch_batches (
+	batch_id       bigserial   PRIMARY KEY,
+	first_event_id bigint      NOT NULL,
+	last_event_id  bigint      NOT NULL,
+	events         integer     NOT NULL,
+	stitched_at    timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE cdp.stitch_batches IS 'One row per batch of events stitched; batch ids are taken under the stitching lock, which is held until commit, so they become visible in order: work that follows stitching (journeys, the real-time worker) resumes after the last batch it saw';
+COMMENT ON COLUMN cdp.stitch_batches.batch_id IS 'Batch number, committed in order';
+COMMENT ON COLUMN cdp.stitch_batches.first_event_id IS 'Smallest event id anchored in the batch';
+COMMENT ON COLUMN cdp.stitch_batches.last_event_id IS 'Largest event id anchored in the batch (the range may hold events of other batches too)';
+COMMENT ON COLUMN cdp.stitch_batches.events IS 'Events anchored in the batch';
+COMMENT ON COLUMN cdp.stitch_batches.stitched_at IS 'When';
+
 CREATE TABLE cdp.profile_merges (
 	merge_id      bigserial   PRIMARY KEY,
 	survivor      bigint      NOT NULL,
@@ -246,6 +260,8 @@ SELECT pg_catalog.pg_extension_config_dump('cdp.identifiers', '');
 SELECT pg_catalog.pg_extension_config_dump('cdp.identifiers_identifier_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('cdp.identity_links', '');
 SELECT pg_catalog.pg_extension_config_dump('cdp.event_anchors', '');
+SELECT pg_catalog.pg_extension_config_dump('cdp.stitch_batches', '');
+SELECT pg_catalog.pg_extension_config_dump('cdp.stitch_batches_batch_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('cdp.profile_merges', '');
 SELECT pg_catalog.pg_extension_config_dump('cdp.profile_merges_merge_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('cdp.identity_conflicts', '');
