@@ -14,3 +14,7 @@ SELECT cron.schedule('cdp-retention', '0 4 1 * *',
 -- Empty the quarantine of rows older than 90 days, every Sunday.
 SELECT cron.schedule('cdp-quarantine', '30 4 * * 0',
 	$$DELETE FROM cdp.rejected_events WHERE received_at < now() - interval '90 days'$$);
+
+-- Scores: RFM segments and lifetime values, every night at 02:00.
+SELECT cron.schedule('cdp-scores', '0 2 * * *',
+	$$SELECT cdp.refresh_scores(now())$$);

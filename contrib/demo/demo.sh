@@ -56,6 +56,8 @@ SELECT * FROM cdp.ingest('[
 -- keep partitions ahead of time, every night at 03:00
 SELECT cron.schedule('cdp-partitions', '0 3 * * *',
 	\$\$SELECT cdp.ensure_partitions(now(), now() + interval '3 months')\$\$) AS cron_job;
+-- refresh the scores every night at 02:00
+SELECT cron.schedule('cdp-scores', '0 2 * * *', \$\$SELECT cdp.refresh_scores(now())\$\$) AS cron_job;
 ANALYZE;  -- statistics for every table after a bulk load (the views need them)
 SQL
 
@@ -94,6 +96,19 @@ FROM cdp.identifier_rejections GROUP BY kind, reason ORDER BY occurrences DESC L
 SELECT c.reason, c.kind AS over_limit, i.kind AS kept_apart, count(*) AS conflicts
 FROM cdp.identity_conflicts c JOIN cdp.identifiers i ON i.identifier_id = c.identifier_id
 GROUP BY 1, 2, 3 ORDER BY conflicts DESC;
+\echo 'Scoring: RFM and lifetime value, as of the last event (a year of calibration, a year of horizon)'
+SELECT * FROM cdp.refresh_scores((SELECT max(occurred_at) FROM cdp.events));
+SELECT segment, count(*) AS profiles, round(avg(recency_days)) AS avg_recency_days,
+       round(avg(frequency), 1) AS avg_purchases, round(avg(monetary), 2) AS avg_value
+FROM cdp.rfm GROUP BY segment ORDER BY min((SELECT priority FROM cdp.rfm_segments g WHERE g.segment = rfm.segment));
+SELECT round((model->>'r')::numeric, 3) AS r, round((model->>'alpha')::numeric, 2) AS alpha,
+       round((model->>'a')::numeric, 3) AS a, round((model->>'b')::numeric, 3) AS b,
+       model->>'customers' AS customers, spend_model->>'status' AS spend_model
+FROM cdp.clv_models ORDER BY model_id DESC LIMIT 1;
+\echo 'Highest lifetime values'
+SELECT profile_id, x AS repeat_days, round(p_alive::numeric, 3) AS p_alive,
+       round(expected_purchases::numeric, 2) AS expected_purchases, round(clv::numeric, 2) AS clv
+FROM cdp.clv ORDER BY clv DESC NULLS LAST LIMIT 5;
 \echo 'The single customer view: the customer seen on the most channels'
 \x on
 SELECT * FROM cdp.customer_360 ORDER BY cardinality(channels) DESC, events DESC, profile_id LIMIT 1;

@@ -43,7 +43,8 @@ SELECT set_eq($$SELECT unnest(extconfig)::regclass::text FROM pg_extension WHERE
 	      'cdp.identity_conflicts', 'cdp.identity_conflicts_conflict_id_seq',
 	      'cdp.identity_overrides', 'cdp.identity_overrides_override_id_seq',
 	      'cdp.identifier_moves', 'cdp.identifier_moves_move_id_seq',
-	      'cdp.identifier_rejections', 'cdp.identifier_rejections_rejection_id_seq', 'cdp.trait_rules'],
+	      'cdp.identifier_rejections', 'cdp.identifier_rejections_rejection_id_seq', 'cdp.trait_rules',
+	      'cdp.rfm_segments'],
 	'user data and configuration are kept by pg_dump');
 SELECT is((SELECT count(*)::int FROM cdp.channels WHERE builtin), 8, 'eight built-in channels');
 SELECT ok((SELECT bool_and(builtin) FROM cdp.event_types), 'standard event types are marked built-in');
