@@ -200,12 +200,13 @@ SELECT pg_catalog.pg_extension_config_dump('cdp.rfm_segments', 'WHERE NOT builti
 -- Purchase days of every live profile in [from_time, to_time]: one row per
 -- profile and day with the day's net value (purchases less returns).
 CREATE FUNCTION cdp.purchase_days(from_time timestamptz, to_time timestamptz)
-RETURNS TABLE (profile_id bigint, day date, purchases integer, value numeric)
+RETURNS TABLE (profile_id bigint, day date, purchases integer, value numeric, first_at timestamptz, last_at timestamptz)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 	SELECT i.profile_id, (e.occurred_at AT TIME ZONE 'UTC')::date,
-	       count(*) FILTER (WHERE e.type = 'purchase')::integer, coalesce(sum(e.amount), 0)
+	       count(*) FILTER (WHERE e.type = 'purchase')::integer, coalesce(sum(e.amount), 0),
+	       min(e.occurred_at) FILTER (WHERE e.type = 'purchase'), max(e.occurred_at) FILTER (WHERE e.type = 'purchase')
 	FROM cdp.events e
 	JOIN cdp.event_anchors a ON a.event_id = e.event_id
 	JOIN cdp.identifiers i ON i.identifier_id = a.anchor_id
@@ -213,24 +214,32 @@ AS $$
 	  AND a.occurred_at >= from_time AND a.occurred_at <= to_time
 	GROUP BY 1, 2
 $$;
-COMMENT ON FUNCTION cdp.purchase_days(timestamptz, timestamptz) IS 'Purchases and returns of every live profile between two times, one row per profile and day (UTC): purchase count and net value';
+COMMENT ON FUNCTION cdp.purchase_days(timestamptz, timestamptz) IS 'Purchases and returns of every live profile between two times, one row per profile and day (UTC): purchase count, net value, first and last purchase';
 
--- (x, t_x, t, avg_value) of every profile with a purchase in a window, in days
-CREATE FUNCTION cdp.purchase_history(from_time timestamptz, to_time timestamptz)
+-- (x, t_x, t, avg_value) of every profile with a purchase day in a window
+CREATE FUNCTION cdp.purchase_history(from_time timestamptz, to_time timestamptz, days regclass DEFAULT NULL)
 RETURNS TABLE (profile_id bigint, x integer, t_x double precision, t double precision, avg_value double precision)
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-	SELECT d.profile_id, (count(*) - 1)::integer,
-	       (max(d.day) - min(d.day))::double precision,
-	       extract(epoch FROM to_time - (min(d.day)::timestamp AT TIME ZONE 'UTC')) / 86400.0,
-	       CASE WHEN count(*) > 1
-	            THEN greatest(0, (sum(d.value) - (array_agg(d.value ORDER BY d.day))[1]) / (count(*) - 1))::double precision END
-	FROM cdp.purchase_days(from_time, to_time) d
-	WHERE d.purchases > 0
-	GROUP BY 1
+DECLARE
+	first_day date := (from_time AT TIME ZONE 'UTC')::date;
+	last_day  date := (to_time AT TIME ZONE 'UTC')::date;
+BEGIN
+	RETURN QUERY EXECUTE format(
+		'SELECT d.profile_id, (count(*) - 1)::integer,
+		        (max(d.day) - min(d.day))::double precision,
+		        (extract(epoch FROM $2 - (min(d.day)::timestamp AT TIME ZONE ''UTC'')) / 86400.0)::double precision,
+		        CASE WHEN count(*) > 1
+		             THEN greatest(0, (sum(d.value) - (array_agg(d.value ORDER BY d.day))[1]) / (count(*) - 1))::double precision END
+		 FROM %s d
+		 WHERE d.purchases > 0 AND d.day BETWEEN $3 AND $4
+		 GROUP BY 1',
+		coalesce(days::text, 'cdp.purchase_days($1, $2)'))
+	USING first_day::timestamp AT TIME ZONE 'UTC', to_time, first_day, last_day;
+END
 $$;
-COMMENT ON FUNCTION cdp.purchase_history(timestamptz, timestamptz) IS 'The lifetime-value models'' view of each profile that purchased in a window, in days: x repeat purchase days, t_x days from the first to the last, t days from the first to the end of the window, and the mean value of the repeat days';
+COMMENT ON FUNCTION cdp.purchase_history(timestamptz, timestamptz, regclass) IS 'The lifetime-value models'' view of each profile with a purchase day in a window (days from that of from_time to to_time), in days: x repeat purchase days, t_x days from the first to the last, t days from the first to to_time, and the mean value of the repeat days; read from a table of cdp.purchase_days rows when days is given';
 
 CREATE FUNCTION cdp.refresh_scores(as_of timestamptz DEFAULT now(),
                                    calibration interval DEFAULT '1 year',
@@ -264,21 +273,18 @@ BEGIN
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
 
+	-- one pass over the purchases up to as_of, for RFM and the models
+	CREATE TEMP TABLE cdp_days ON COMMIT DROP AS
+		SELECT * FROM cdp.purchase_days('-infinity', refresh_scores.as_of);
+
 	-- RFM over every purchase up to as_of
 	TRUNCATE cdp.rfm;
 	INSERT INTO cdp.rfm (profile_id, as_of, first_purchase, last_purchase, recency_days, frequency, monetary, r, f, m, rfm_code, segment)
 	WITH p AS (
-		SELECT i.profile_id,
-		       min(e.occurred_at) FILTER (WHERE e.type = 'purchase') AS first_purchase,
-		       max(e.occurred_at) FILTER (WHERE e.type = 'purchase') AS last_purchase,
-		       count(*) FILTER (WHERE e.type = 'purchase') AS frequency,
-		       coalesce(sum(e.amount), 0) AS monetary
-		FROM cdp.events e
-		JOIN cdp.event_anchors a ON a.event_id = e.event_id
-		JOIN cdp.identifiers i ON i.identifier_id = a.anchor_id
-		WHERE e.type IN ('purchase', 'return') AND e.occurred_at <= refresh_scores.as_of
-		  AND a.occurred_at <= refresh_scores.as_of
-		GROUP BY 1 HAVING count(*) FILTER (WHERE e.type = 'purchase') > 0
+		SELECT d.profile_id, min(d.first_at) AS first_purchase, max(d.last_at) AS last_purchase,
+		       sum(d.purchases) AS frequency, sum(d.value) AS monetary
+		FROM pg_temp.cdp_days d
+		GROUP BY 1 HAVING sum(d.purchases) > 0
 	), s AS (
 		SELECT p.profile_id, p.first_purchase, p.last_purchase,
 		       round((extract(epoch FROM refresh_scores.as_of - p.last_purchase) / 86400.0)::numeric, 2) AS recency_days,
@@ -305,7 +311,8 @@ BEGIN
 	TRUNCATE cdp.clv;
 	clv_profiles := 0;
 	CREATE TEMP TABLE cdp_history ON COMMIT DROP AS
-		SELECT * FROM cdp.purchase_history(from_time, refresh_scores.as_of);
+		SELECT * FROM cdp.purchase_history(from_time, refresh_scores.as_of, 'pg_temp.cdp_days');
+	DROP TABLE cdp_days;
 	IF model = 'bgnbd' THEN
 		SELECT cdp.bgnbd_fit(h.x, h.t_x, h.t) INTO fit FROM cdp_history h;
 	ELSE

@@ -83,7 +83,7 @@ cdp_psql -c "CREATE TABLE customers AS
 	       CASE WHEN x > 0 THEN 10 + (g % 97) END::float8 AS avg_value
 	FROM (SELECT g, iv, t, floor(least(d, t) / iv)::float8 AS x
 	      FROM (SELECT g, 3 + (g * 37) % 90 AS iv, 30 + g % 700 AS t, (g * 7919) % 900 AS d
-	            FROM generate_series(1, 1000000) g) a) s" -c "VACUUM ANALYZE customers" >/dev/null
+	            FROM generate_series(1::bigint, 1000000) g) a) s" -c "VACUUM ANALYZE customers" >/dev/null
 echo "| fit on 1,000,000 customers | seconds | status |"
 echo "| --- | ---: | --- |"
 for agg in "bgnbd_fit(x, t_x, t)" "gamma_gamma_fit(x, avg_value)"; do
