@@ -16,6 +16,7 @@ PG_MODULE_MAGIC;
 
 char	   *cdp_default_country = NULL;
 int			cdp_max_clock_skew = 86400;
+int			cdp_session_timeout = 1800;
 bool		cdp_stitch_on_ingest = true;
 
 void		_PG_init(void);
@@ -49,6 +50,15 @@ _PG_init(void)
 							&cdp_max_clock_skew,
 							86400, 0, 366 * 86400,
 							PGC_SUSET,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("cdp.session_timeout",
+							gettext_noop("Inactivity after which a profile's next event on a channel starts a new session."),
+							gettext_noop("Used by cdp.sessions and cdp.session_no; a pause of exactly this long starts a new session."),
+							&cdp_session_timeout,
+							1800, 1, 7 * 86400,
+							PGC_USERSET,
 							GUC_UNIT_S,
 							NULL, NULL, NULL);
 

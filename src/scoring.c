@@ -319,11 +319,15 @@ fit_jsonb(const CdpBtydFit *fit)
 	return DirectFunctionCall1(jsonb_in, CStringGetDatum(out.data));
 }
 
-/* Asked by the core before each likelihood evaluation: stop on cancel. */
+/*
+ * Asked by the core before each likelihood evaluation: stop on a cancel or
+ * terminate request (not on every pending interrupt: parallel workers'
+ * messages set InterruptPending too).
+ */
 static int
 fit_interrupted(void *arg)
 {
-	return InterruptPending;
+	return QueryCancelPending || ProcDiePending;
 }
 
 /* Runs a fit over the aggregate's customers and returns its jsonb. */

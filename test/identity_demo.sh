@@ -19,19 +19,6 @@ contrib/demo/cdp-demo-gen --events "$events" --seed 7 --events-out "$dir/events.
 tail -n +2 "$dir/events.csv" | split -l $((events / 10 + 1)) - "$dir/part-"
 chmod 644 "$dir"/*
 
-# Checks that a query answers what is expected.
-expect() {
-	local what=$1 db=$2 query=$3 want=$4 got
-	got=$(cdp_psql -d "$db" -At -c "$query")
-	if [ "$got" = "$want" ]; then
-		echo "ok - $what"
-		passed=$((passed + 1))
-	else
-		echo "not ok - $what: got '$got', expected '$want'"
-		failed=$((failed + 1))
-	fi
-}
-
 for db in cdp_identity cdp_identity_parts cdp_identity_concurrent; do
 	cdp_psql -d postgres -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db" >/dev/null
 	cdp_psql -d "$db" -c "ALTER DATABASE $db SET cdp.default_country = 'GB'" >/dev/null
@@ -76,20 +63,20 @@ for pid in "${pids[@]}"; do wait "$pid" || concurrent_ok=1; done
 wait "$hand_pid"
 
 db=cdp_identity
-expect "every event is stored" $db "SELECT count(*) FROM cdp.events" "$events"
-expect "every identifier is in a live profile" $db \
+cdp_expect "every event is stored" $db "SELECT count(*) FROM cdp.events" "$events"
+cdp_expect "every identifier is in a live profile" $db \
 	"SELECT count(*) FROM cdp.identifiers i LEFT JOIN cdp.profiles p USING (profile_id) WHERE p.profile_id IS NULL OR p.merged_into IS NOT NULL" 0
-expect "every merged-away profile forwards to a live one" $db \
+cdp_expect "every merged-away profile forwards to a live one" $db \
 	"SELECT count(*) FROM cdp.profiles p LEFT JOIN cdp.profiles q ON q.profile_id = p.merged_into WHERE p.merged_into IS NOT NULL AND (q.profile_id IS NULL OR q.merged_into IS NOT NULL)" 0
-expect "every absorbed profile of the journal forwards" $db \
+cdp_expect "every absorbed profile of the journal forwards" $db \
 	"SELECT count(*) FROM cdp.profile_merges m JOIN cdp.profiles p ON p.profile_id = m.absorbed WHERE p.merged_into IS NULL AND m.undone_at IS NULL" 0
-expect "every live profile holds an identifier" $db \
+cdp_expect "every live profile holds an identifier" $db \
 	"SELECT count(*) FROM cdp.profiles p WHERE merged_into IS NULL AND NOT EXISTS (SELECT FROM cdp.identifiers i WHERE i.profile_id = p.profile_id)" 0
-expect "every event has one anchor, or identifiers that were all left out" $db \
+cdp_expect "every event has one anchor, or identifiers that were all left out" $db \
 	"SELECT count(*) FROM cdp.events e WHERE (SELECT count(*) FROM cdp.event_anchors a WHERE a.event_id = e.event_id) <> 1
 	 AND NOT (NOT EXISTS (SELECT FROM cdp.event_anchors a WHERE a.event_id = e.event_id)
 	          AND (SELECT count(*) FROM cdp.identifier_rejections r WHERE r.event_id = e.event_id) = (SELECT count(*) FROM jsonb_object_keys(e.identifiers)))" 0
-expect "junk values never enter the graph" $db \
+cdp_expect "junk values never enter the graph" $db \
 	"SELECT count(*) FROM cdp.identifiers WHERE value IN ('test@test.com', 'noemail@none.com', 'a@a.com', 'undefined', 'null', '0000000000')" 0
 
 quality=$(cdp_psql -d $db -At -F ' ' <<SQL
@@ -102,30 +89,30 @@ SQL
 )
 read -r n_ids n_persons n_profiles precision recall linkable <<<"$(echo "$quality" | tail -1)"
 echo "# $n_ids identifiers of $n_persons persons in $n_profiles profiles: precision $precision, recall $recall (linkable pairs: $linkable)"
-expect "precision >= 0.99 against the ground truth" $db "SELECT $precision >= 0.99" t
-expect "recall >= 0.98 of the pairs the events link" $db "SELECT $linkable >= 0.98" t
+cdp_expect "precision >= 0.99 against the ground truth" $db "SELECT $precision >= 0.99" t
+cdp_expect "recall >= 0.98 of the pairs the events link" $db "SELECT $linkable >= 0.98" t
 
 # concurrent loaders: no error or deadlock, nothing lost, and the invariants hold
-expect "four concurrent loaders all succeed" cdp_identity_concurrent "SELECT $concurrent_ok" 0
-expect "concurrent loaders store every event" cdp_identity_concurrent "SELECT count(*) FROM cdp.events" "$events"
-expect "concurrent loaders: every identifier in one live profile" cdp_identity_concurrent \
+cdp_expect "four concurrent loaders all succeed" cdp_identity_concurrent "SELECT $concurrent_ok" 0
+cdp_expect "concurrent loaders store every event" cdp_identity_concurrent "SELECT count(*) FROM cdp.events" "$events"
+cdp_expect "concurrent loaders: every identifier in one live profile" cdp_identity_concurrent \
 	"SELECT count(*) FROM cdp.identifiers i LEFT JOIN cdp.profiles p USING (profile_id) WHERE p.profile_id IS NULL OR p.merged_into IS NOT NULL" 0
-expect "concurrent loaders: journal consistent" cdp_identity_concurrent \
+cdp_expect "concurrent loaders: journal consistent" cdp_identity_concurrent \
 	"SELECT count(*) FROM cdp.profile_merges m JOIN cdp.profiles p ON p.profile_id = m.absorbed WHERE p.merged_into IS NULL AND m.undone_at IS NULL" 0
-expect "concurrent loaders: every event anchored once at most" cdp_identity_concurrent \
+cdp_expect "concurrent loaders: every event anchored once at most" cdp_identity_concurrent \
 	"SELECT count(*) FROM (SELECT event_id FROM cdp.event_anchors GROUP BY 1 HAVING count(*) > 1) x" 0
-expect "merges by hand during the loads: none failed but on profiles merged meanwhile" cdp_identity_concurrent \
+cdp_expect "merges by hand during the loads: none failed but on profiles merged meanwhile" cdp_identity_concurrent \
 	"SELECT $(grep -c ERROR "$hand_log") - $(grep -c 'already one profile' "$hand_log")" 0
-expect "merges by hand during the loads: some made, some undone" cdp_identity_concurrent \
+cdp_expect "merges by hand during the loads: some made, some undone" cdp_identity_concurrent \
 	"SELECT count(*) FILTER (WHERE undone_at IS NULL) > 0 AND count(*) FILTER (WHERE undone_at IS NOT NULL) > 0 FROM cdp.profile_merges WHERE method = 'hand'" t
-expect "merges by hand during the loads: none lost" cdp_identity_concurrent \
+cdp_expect "merges by hand during the loads: none lost" cdp_identity_concurrent \
 	"SELECT count(*) FROM cdp.profile_merges m JOIN cdp.profiles s ON s.profile_id = m.survivor JOIN cdp.profiles a ON a.profile_id = m.absorbed
 	 WHERE m.method = 'hand' AND m.undone_at IS NULL AND coalesce(s.merged_into, s.profile_id) <> coalesce(a.merged_into, a.profile_id)" 0
-expect "merges undone during the loads stay undone" cdp_identity_concurrent \
+cdp_expect "merges undone during the loads stay undone" cdp_identity_concurrent \
 	"SELECT count(*) FROM cdp.identity_overrides o JOIN cdp.identifiers a ON a.identifier_id = o.identifier_a
 	 JOIN cdp.identifiers b ON b.identifier_id = o.identifier_b WHERE o.action = 'unmerge' AND o.lifted_at IS NULL AND a.profile_id = b.profile_id" 0
 rm -f "$hand_log"
-expect "concurrent loaders: a rebuild agrees with what they built" cdp_identity_concurrent \
+cdp_expect "concurrent loaders: a rebuild agrees with what they built" cdp_identity_concurrent \
 	"SELECT changed FROM cdp.rebuild_identities()" 0
 
 # one COPY and ten smaller ones give the same partition
@@ -133,11 +120,11 @@ partition="SELECT md5(string_agg(members, '|' ORDER BY members)) FROM (
 	SELECT string_agg(kind || '=' || value, ',' ORDER BY kind, value) AS members
 	FROM cdp.identifiers GROUP BY profile_id) p"
 one=$(cdp_psql -d cdp_identity -At -c "$partition")
-expect "ten statements give the partition of one COPY" cdp_identity_parts "$partition" "$one"
+cdp_expect "ten statements give the partition of one COPY" cdp_identity_parts "$partition" "$one"
 
 # the rebuild gives the same partition and keeps every profile id
-expect "rebuild changes no profile" $db "SELECT changed FROM cdp.rebuild_identities()" 0
-expect "rebuild keeps the partition" $db "$partition" "$one"
+cdp_expect "rebuild changes no profile" $db "SELECT changed FROM cdp.rebuild_identities()" 0
+cdp_expect "rebuild keeps the partition" $db "$partition" "$one"
 
 echo "identity_demo: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

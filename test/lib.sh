@@ -101,3 +101,26 @@ cdp_stop_cluster() {
 cdp_psql() {
 	"$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 "$@"
 }
+
+# Checks that a query in a database answers what is expected; prints
+# "ok - WHAT" or "not ok - WHAT: ..." and counts into $passed and $failed.
+cdp_expect() {
+	local what=$1 db=$2 query=$3 want=$4 got
+	got=$(cdp_psql -d "$db" -At -c "SET client_min_messages = warning" -c "$query")
+	if [ "$got" = "$want" ]; then
+		echo "ok - $what"
+		passed=$((passed + 1))
+	else
+		echo "not ok - $what: got '$got', expected '$want'"
+		failed=$((failed + 1))
+	fi
+}
+
+# Seconds a psql script on the current cluster takes (its output dropped).
+cdp_timed() {
+	local t0 t1
+	t0=$(date +%s.%N)
+	cdp_psql -c "SET client_min_messages = warning" "$@" >/dev/null
+	t1=$(date +%s.%N)
+	awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f\n", b - a }'
+}

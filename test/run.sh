@@ -71,6 +71,9 @@ script_suite dump_restore test/dump_restore.sh
 echo "== identity resolution on the demo retailer"
 script_suite identity_demo test/identity_demo.sh
 
+echo "== journeys on real data (Taobao sample)"
+script_suite journeys_real test/journeys_real.sh
+
 echo "== lifetime-value models on the real CDNOW data"
 script_suite scoring_cdnow test/scoring_cdnow.sh
 

@@ -12,6 +12,7 @@ set -euo pipefail
 cd "$CDP_ROOT"
 
 data=$CDP_ROOT/../shared/data/cdnow
+db=cdp_cdnow
 passed=0
 failed=0
 if [ ! -r "$data/cdnow_customers_summary_with_transactions.csv" ] || [ ! -r "$data/CDNOW_master.txt" ]; then
@@ -20,18 +21,8 @@ if [ ! -r "$data/cdnow_customers_summary_with_transactions.csv" ] || [ ! -r "$da
 	exit 0
 fi
 
-# Checks that a query answers what is expected.
-expect() {
-	local what=$1 query=$2 want=$3 got
-	got=$(cdp_psql -d cdp_cdnow -At -c "$query")
-	if [ "$got" = "$want" ]; then
-		echo "ok - $what"
-		passed=$((passed + 1))
-	else
-		echo "not ok - $what: got '$got', expected '$want'"
-		failed=$((failed + 1))
-	fi
-}
+# Checks a query of the test database (see cdp_expect in test/lib.sh).
+expect() { cdp_expect "$1" "$db" "$2" "$3"; }
 
 cdp_psql -d postgres -c "DROP DATABASE IF EXISTS cdp_cdnow" -c "CREATE DATABASE cdp_cdnow" >/dev/null
 cdp_psql -d cdp_cdnow -c "SET client_min_messages = warning" -c "CREATE EXTENSION cdp" >/dev/null

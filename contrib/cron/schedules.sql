@@ -18,3 +18,7 @@ SELECT cron.schedule('cdp-quarantine', '30 4 * * 0',
 -- Scores: RFM segments and lifetime values, every night at 02:00.
 SELECT cron.schedule('cdp-scores', '0 2 * * *',
 	$$SELECT cdp.refresh_scores(now())$$);
+
+-- Broken journeys: incremental detection every five minutes.
+SELECT cron.schedule('cdp-journeys', '*/5 * * * *',
+	$$SELECT cdp.detect_journey_breaks()$$);

@@ -56,6 +56,8 @@ SELECT * FROM cdp.ingest('[
 -- keep partitions ahead of time, every night at 03:00
 SELECT cron.schedule('cdp-partitions', '0 3 * * *',
 	\$\$SELECT cdp.ensure_partitions(now(), now() + interval '3 months')\$\$) AS cron_job;
+-- detect broken journeys every five minutes
+SELECT cron.schedule('cdp-journeys', '*/5 * * * *', \$\$SELECT cdp.detect_journey_breaks()\$\$) AS cron_job;
 -- refresh the scores every night at 02:00
 SELECT cron.schedule('cdp-scores', '0 2 * * *', \$\$SELECT cdp.refresh_scores(now())\$\$) AS cron_job;
 ANALYZE;  -- statistics for every table after a bulk load (the views need them)
@@ -109,6 +111,18 @@ FROM cdp.clv_models ORDER BY model_id DESC LIMIT 1;
 SELECT profile_id, x AS repeat_days, round(p_alive::numeric, 3) AS p_alive,
        round(expected_purchases::numeric, 2) AS expected_purchases, round(clv::numeric, 2) AS clv
 FROM cdp.clv ORDER BY clv DESC NULLS LAST LIMIT 5;
+\echo 'Journeys: broken carts and browsing, as of the last event'
+SELECT * FROM cdp.detect_journey_breaks((SELECT max(occurred_at) FROM cdp.events));
+SELECT funnel_id, status, count(*) AS breaks, count(DISTINCT profile_id) AS profiles,
+       round(avg((context->>'cart_value')::numeric), 2) AS avg_cart_value
+FROM cdp.journey_breaks GROUP BY 1, 2 ORDER BY 1, 2;
+\echo 'Carts abandoned on one channel and bought on another'
+SELECT channel AS broken_on, resolved_channel AS bought_on, count(*) AS journeys
+FROM cdp.journey_breaks WHERE funnel_id = 'cart' AND status = 'converted_elsewhere'
+GROUP BY 1, 2 ORDER BY 3 DESC LIMIT 5;
+\echo 'The cart funnel'
+SELECT step, type, journeys, to_next, conversion, drop_off, median_to_next
+FROM cdp.funnel_stats('cart', as_of => (SELECT max(occurred_at) FROM cdp.events));
 \echo 'The single customer view: the customer seen on the most channels'
 \x on
 SELECT * FROM cdp.customer_360 ORDER BY cardinality(channels) DESC, events DESC, profile_id LIMIT 1;

@@ -26,20 +26,29 @@ act AS (
 	GROUP BY i.profile_id),
 traits AS (
 	SELECT profile_id, jsonb_object_agg(trait, value ORDER BY trait) AS traits
-	FROM cdp.profile_traits GROUP BY profile_id)
+	FROM cdp.profile_traits GROUP BY profile_id),
+breaks AS (
+	SELECT profile_id, count(*) AS open_breaks,
+	       jsonb_agg(jsonb_build_object('funnel', funnel_id, 'step', break_step, 'channel', channel,
+	                                    'broken_at', broken_at, 'context', context) ORDER BY broken_at) AS breaks
+	FROM cdp.journey_breaks WHERE status = 'open' GROUP BY profile_id)
 SELECT p.profile_id, p.created_at, ids.identifiers, traits.traits,
        act.first_seen, act.last_seen,
        coalesce(act.events, 0) AS events, coalesce(act.channels, '{}') AS channels,
        coalesce(act.orders, 0) AS orders, coalesce(act.revenue, 0) AS revenue,
-       rfm.segment AS rfm_segment, rfm.rfm_code, clv.p_alive, clv.expected_purchases, clv.clv
+       rfm.segment AS rfm_segment, rfm.rfm_code, clv.p_alive, clv.expected_purchases, clv.clv,
+       coalesce(breaks.open_breaks, 0) AS open_breaks, breaks.breaks AS open_journey_breaks,
+       acq.first_source, acq.first_medium, acq.last_source, acq.last_medium
 FROM cdp.profiles p
 JOIN ids USING (profile_id)
 LEFT JOIN act USING (profile_id)
 LEFT JOIN traits USING (profile_id)
 LEFT JOIN cdp.rfm rfm USING (profile_id)
 LEFT JOIN cdp.clv clv USING (profile_id)
+LEFT JOIN breaks USING (profile_id)
+LEFT JOIN cdp.profile_acquisition acq USING (profile_id)
 WHERE p.merged_into IS NULL;
-COMMENT ON VIEW cdp.customer_360 IS 'The single customer view: one row per live profile with its identifiers, traits, activity, orders and revenue across every channel, and its scores';
+COMMENT ON VIEW cdp.customer_360 IS 'The single customer view: one row per live profile with its identifiers, traits, activity, orders and revenue across every channel, its scores, open journey breaks and acquisition source';
 COMMENT ON COLUMN cdp.customer_360.profile_id IS 'Live profile';
 COMMENT ON COLUMN cdp.customer_360.created_at IS 'When the profile was made';
 COMMENT ON COLUMN cdp.customer_360.identifiers IS 'Its identifiers by kind: {"email": ["ann@x.org"], "cookie": [...], ...}';
@@ -55,3 +64,9 @@ COMMENT ON COLUMN cdp.customer_360.rfm_code IS 'Recency, frequency and monetary 
 COMMENT ON COLUMN cdp.customer_360.p_alive IS 'Probability that the customer is still active (lifetime-value model of the last refresh)';
 COMMENT ON COLUMN cdp.customer_360.expected_purchases IS 'Purchase days expected over the horizon of the last refresh';
 COMMENT ON COLUMN cdp.customer_360.clv IS 'Lifetime value over the horizon of the last refresh';
+COMMENT ON COLUMN cdp.customer_360.open_breaks IS 'Journeys broken and still open at the last cdp.detect_journey_breaks';
+COMMENT ON COLUMN cdp.customer_360.open_journey_breaks IS 'Those breaks: funnel, step reached, channel, when, and their context (products, cart value)';
+COMMENT ON COLUMN cdp.customer_360.first_source IS 'First-touch acquisition source (utm_source or referrer host; cdp.profile_acquisition)';
+COMMENT ON COLUMN cdp.customer_360.first_medium IS 'First-touch medium';
+COMMENT ON COLUMN cdp.customer_360.last_source IS 'Last-touch acquisition source';
+COMMENT ON COLUMN cdp.customer_360.last_medium IS 'Last-touch medium';

@@ -29,15 +29,6 @@ cols="occurred_at, channel, type, identifiers, properties, amount, source"
 reset_sql="TRUNCATE cdp.events, cdp.rejected_events, cdp.identifiers, cdp.profiles, cdp.identity_links,
 	cdp.event_anchors, cdp.profile_merges, cdp.identity_conflicts, cdp.identifier_rejections"
 
-# Seconds a psql script takes.
-timed() {
-	local t0 t1
-	t0=$(date +%s.%N)
-	cdp_psql -c "SET client_min_messages = warning" "$@" >/dev/null
-	t1=$(date +%s.%N)
-	awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f\n", b - a }'
-}
-
 for n in "${sizes[@]}"; do
 	file=$CDP_CLUSTER_DIR/events-$n.csv
 	truth=$CDP_CLUSTER_DIR/truth-$n.csv
@@ -45,19 +36,19 @@ for n in "${sizes[@]}"; do
 	chmod 644 "$file" "$truth"
 
 	cdp_psql -c "$reset_sql" -c "CHECKPOINT" >/dev/null
-	plain=$(timed -c "SET cdp.stitch_on_ingest = off" \
+	plain=$(cdp_timed -c "SET cdp.stitch_on_ingest = off" \
 		-c "COPY cdp.events ($cols) FROM '$file' WITH (FORMAT csv, HEADER true)")
 	cdp_psql -c "$reset_sql" -c "CHECKPOINT" >/dev/null
-	stitched=$(timed -c "COPY cdp.events ($cols) FROM '$file' WITH (FORMAT csv, HEADER true)")
+	stitched=$(cdp_timed -c "COPY cdp.events ($cols) FROM '$file' WITH (FORMAT csv, HEADER true)")
 	cdp_psql -c "ANALYZE" >/dev/null
 	counts=$(cdp_psql -At -F ' ' -c "SELECT (SELECT count(*) FROM cdp.identifiers),
 		(SELECT count(*) FROM cdp.profiles WHERE merged_into IS NULL), (SELECT count(*) FROM cdp.identity_links),
 		(SELECT count(*) FROM cdp.profile_merges), (SELECT count(*) FROM cdp.identity_conflicts)")
 	read -r n_ids n_profiles n_links n_merges n_conflicts <<<"$counts"
 
-	lp=$(timed -f test/bench/label_propagation.sql)
+	lp=$(cdp_timed -f test/bench/label_propagation.sql)
 	rounds=$(cdp_psql -f test/bench/label_propagation.sql 2>&1 | sed -n 's/.*label propagation: \([0-9]*\) rounds.*/\1/p')
-	rebuild=$(timed -c "SELECT * FROM cdp.rebuild_identities()")
+	rebuild=$(cdp_timed -c "SELECT * FROM cdp.rebuild_identities()")
 	changed=$(cdp_psql -At -c "SET client_min_messages = warning" -c "SELECT changed FROM cdp.rebuild_identities()")
 	quality=$(cdp_psql -At -F ' ' <<SQL | tail -1
 SET client_min_messages = warning;

@@ -26,15 +26,6 @@ cdp_psql -c "SET client_min_messages = warning" -c "CREATE EXTENSION cdp" \
 	-c "SELECT cdp.ensure_partitions('2025-01-01', '2025-12-31')" >/dev/null
 cols="occurred_at, channel, type, identifiers, properties, amount, source"
 
-# Seconds a psql script takes.
-timed() {
-	local t0 t1
-	t0=$(date +%s.%N)
-	cdp_psql -c "SET client_min_messages = error" "$@" >/dev/null
-	t1=$(date +%s.%N)
-	awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f\n", b - a }'
-}
-
 # The smaller of two numbers.
 best() {
 	awk -v a="$1" -v b="$2" 'BEGIN { print (a < b ? a : b) }'
@@ -63,10 +54,10 @@ for n in "${sizes[@]}"; do
 		cdp.profile_merges, cdp.identity_conflicts, cdp.identifier_rejections, cdp.stitch_batches" >/dev/null
 	cdp_psql -c "COPY cdp.events ($cols) FROM '$file' WITH (FORMAT csv, HEADER true)" -c "VACUUM ANALYZE" >/dev/null
 	rm -f "$file"
-	p1=$(timed -c "$plain_rfm")
-	r1=$(timed -c "$refresh")
-	p2=$(timed -c "$plain_rfm")
-	r2=$(timed -c "$refresh")
+	p1=$(cdp_timed -c "$plain_rfm")
+	r1=$(cdp_timed -c "$refresh")
+	p2=$(cdp_timed -c "$plain_rfm")
+	r2=$(cdp_timed -c "$refresh")
 	p=$(best "$p1" "$p2")
 	r=$(best "$r1" "$r2")
 	counts=$(cdp_psql -At -F ' ' -c "SELECT (SELECT count(*) FROM cdp.profiles WHERE merged_into IS NULL), (SELECT count(*) FROM cdp.rfm)")
@@ -87,7 +78,7 @@ cdp_psql -c "CREATE TABLE customers AS
 echo "| fit on 1,000,000 customers | seconds | status |"
 echo "| --- | ---: | --- |"
 for agg in "bgnbd_fit(x, t_x, t)" "gamma_gamma_fit(x, avg_value)" "pareto_nbd_fit(x, t_x, t)"; do
-	s=$(timed -c "DROP TABLE IF EXISTS fit" -c "CREATE TABLE fit AS SELECT cdp.$agg AS fit FROM customers")
+	s=$(cdp_timed -c "DROP TABLE IF EXISTS fit" -c "CREATE TABLE fit AS SELECT cdp.$agg AS fit FROM customers")
 	status=$(cdp_psql -At -c "SELECT fit->>'status' FROM fit")
 	echo "| cdp.${agg%%(*} | $s | $status |"
 done

@@ -44,7 +44,8 @@ SELECT set_eq($$SELECT unnest(extconfig)::regclass::text FROM pg_extension WHERE
 	      'cdp.identity_overrides', 'cdp.identity_overrides_override_id_seq',
 	      'cdp.identifier_moves', 'cdp.identifier_moves_move_id_seq',
 	      'cdp.identifier_rejections', 'cdp.identifier_rejections_rejection_id_seq', 'cdp.trait_rules',
-	      'cdp.rfm_segments'],
+	      'cdp.rfm_segments',
+	      'cdp.funnels', 'cdp.journey_breaks', 'cdp.journey_events', 'cdp.journey_pending', 'cdp.journey_progress'],
 	'user data and configuration are kept by pg_dump');
 SELECT is((SELECT count(*)::int FROM cdp.channels WHERE builtin), 8, 'eight built-in channels');
 SELECT ok((SELECT bool_and(builtin) FROM cdp.event_types), 'standard event types are marked built-in');
