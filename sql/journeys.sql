@@ -55,6 +55,7 @@ SELECT pg_temp.try($$INSERT INTO cdp.funnels VALUES ('zero', '{add_to_cart,purch
 SELECT pg_temp.try($$INSERT INTO cdp.funnels VALUES ('neg', '{add_to_cart,purchase}', '1 day', '-1 hour')$$);
 SELECT pg_temp.try($$INSERT INTO cdp.funnels VALUES ('month', '{add_to_cart,purchase}', '1 month', '1 hour')$$);
 SELECT pg_temp.try($$INSERT INTO cdp.funnels VALUES ('slow', '{add_to_cart,purchase}', '1 day', '1 day')$$);
+SELECT pg_temp.try($$INSERT INTO cdp.funnels VALUES ('long', '{add_to_cart,purchase}', '200000000 days', '1 hour')$$);
 SELECT pg_temp.try($$INSERT INTO cdp.funnels VALUES ('far', '{add_to_cart,purchase}', '1 day', '1 hour', 3)$$);
 SELECT pg_temp.try($$INSERT INTO cdp.funnels VALUES ('Bad Id', '{add_to_cart,purchase}', '1 day', '1 hour')$$);
 SELECT pg_temp.try($$UPDATE cdp.funnels SET min_step = 0 WHERE funnel_id = 'cart'$$);
@@ -195,6 +196,19 @@ UPDATE cdp.funnels SET abandon_after = '1 hour' WHERE funnel_id = 'cart';
 SELECT mode FROM cdp.detect_journey_breaks('2025-03-29 00:00');
 SELECT pg_temp.try($$SELECT cdp.detect_journey_breaks(NULL)$$);
 SELECT pg_temp.try($$SELECT cdp.detect_journey_breaks('infinity')$$);
+-- a deleted event leaves the journeys: the next run replays everything
+SELECT pg_temp.ev('2025-03-28 09:00', 'web', 'add_to_cart', 'C-ERASED', '{"product_id": "P9"}') > 0 AS ok;
+SELECT mode FROM cdp.detect_journey_breaks('2025-03-29 00:00');
+SELECT who, status FROM breaks WHERE who = 'C-ERASED';
+DELETE FROM cdp.events WHERE identifiers->>'customer_id' = 'C-ERASED';
+SELECT needs_full FROM cdp.journey_progress;
+SELECT mode FROM cdp.detect_journey_breaks('2025-03-29 00:00');
+SELECT count(*) AS erased_breaks FROM breaks WHERE who = 'C-ERASED';
+SELECT needs_full FROM cdp.journey_progress;
+-- detection needs read committed (it must see what committed while it waited)
+BEGIN ISOLATION LEVEL REPEATABLE READ;
+SELECT pg_temp.try($$SELECT cdp.detect_journey_breaks('2025-03-29 00:00')$$);
+ROLLBACK;
 
 -- 4. Every journey, for BI: statuses, step times, errors -------------------
 SELECT pg_temp.ev('2025-03-29 10:00', 'web', 'add_to_cart', 'C-ERR', '{"product_id": "P1"}') > 0 AS ok;

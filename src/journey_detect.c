@@ -48,6 +48,7 @@
 #include <math.h>
 
 #include "access/htup_details.h"
+#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "funcapi.h"
@@ -55,6 +56,7 @@
 #include "portability/instr_time.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/snapmgr.h"
 #include "utils/hsearch.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
@@ -568,23 +570,35 @@ cdp_detect_journey_breaks(PG_FUNCTION_ARGS)
 				 errhint("Pass the time up to which events count, usually now().")));
 	full = !PG_ARGISNULL(1) && PG_GETARG_BOOL(1);
 
+	if (IsolationUsesXactSnapshot())
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("cdp.detect_journey_breaks cannot run in a repeatable read or serializable transaction"),
+				 errhint("Run it in a read committed transaction: it must see what was committed while it waited for a previous run.")));
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	DirectFunctionCall2(pg_advisory_xact_lock_int4, Int32GetDatum(JOURNEY_LOCK_KEY1),
 						Int32GetDatum(JOURNEY_LOCK_KEY2));
+
+	/*
+	 * The funnels and the watermarks are read on one snapshot taken after
+	 * the lock: a funnel changed while this run waited is seen by both.
+	 */
+	PushActiveSnapshot(GetTransactionSnapshot());
 	setup = cdp_journey_load_setup(NULL, CurrentMemoryContext);
 
 	/* the last run, and a consistent cut of the journals (see the header) */
 	ret = SPI_execute("SELECT p.as_of, p.last_batch_id, p.last_merge_id, p.last_move_id, "
-					  "p.funnels IS NOT DISTINCT FROM f.defs, "
+					  "p.funnels IS NOT DISTINCT FROM f.defs AND NOT p.needs_full, "
 					  "(SELECT coalesce(max(batch_id), 0) FROM cdp.stitch_batches), "
 					  "(SELECT coalesce(max(merge_id), 0) FROM cdp.profile_merges), "
 					  "(SELECT coalesce(max(move_id), 0) FROM cdp.identifier_moves), "
 					  "f.defs::text "
 					  "FROM (SELECT coalesce(jsonb_object_agg(funnel_id, jsonb_build_array(steps, "
-					  "conversion_window, abandon_after, min_step)), '{}') AS defs FROM cdp.funnels) f "
+					  "extract(epoch FROM conversion_window), extract(epoch FROM abandon_after), min_step)), '{}') AS defs "
+					  "FROM cdp.funnels) f "
 					  "LEFT JOIN cdp.journey_progress p ON true",
-					  false, 0);
+					  true, 0);
 	if (ret != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "could not read cdp.journey_progress");
 	t = SPI_tuptable->vals[0];
@@ -600,7 +614,7 @@ cdp_detect_journey_breaks(PG_FUNCTION_ARGS)
 			old_merge = DatumGetInt64(SPI_getbinval(t, td, 3, &isnull));
 			old_move = DatumGetInt64(SPI_getbinval(t, td, 4, &isnull));
 			if (!DatumGetBool(SPI_getbinval(t, td, 5, &isnull)))
-				full = true;	/* a funnel was added, changed or removed */
+				full = true;	/* a funnel was added, changed or removed, or events deleted */
 			if (as_of < DatumGetTimestampTz(last_as_of))
 				full = true;	/* statuses at an earlier time */
 		}
@@ -609,6 +623,7 @@ cdp_detect_journey_breaks(PG_FUNCTION_ARGS)
 	new_merge = DatumGetInt64(SPI_getbinval(t, td, 7, &isnull));
 	new_move = DatumGetInt64(SPI_getbinval(t, td, 8, &isnull));
 	wm_values[4] = CStringGetTextDatum(SPI_getvalue(t, td, 9));
+	PopActiveSnapshot();
 	full = full || first_run;
 
 	memset(&d, 0, sizeof(d));
@@ -700,10 +715,11 @@ cdp_detect_journey_breaks(PG_FUNCTION_ARGS)
 	wm_values[2] = Int64GetDatum(new_merge);
 	wm_values[3] = Int64GetDatum(new_move);
 	ret = SPI_execute_with_args("INSERT INTO cdp.journey_progress AS p (as_of, last_batch_id, last_merge_id, "
-								"last_move_id, funnels, ran_at) VALUES ($1, $2, $3, $4, $5::jsonb, now()) "
+								"last_move_id, funnels, ran_at, needs_full) VALUES ($1, $2, $3, $4, $5::jsonb, now(), false) "
 								"ON CONFLICT (singleton) DO UPDATE SET as_of = excluded.as_of, "
 								"last_batch_id = excluded.last_batch_id, last_merge_id = excluded.last_merge_id, "
-								"last_move_id = excluded.last_move_id, funnels = excluded.funnels, ran_at = now()",
+								"last_move_id = excluded.last_move_id, funnels = excluded.funnels, ran_at = now(), "
+								"needs_full = false",
 								5, wm_types, wm_values, NULL, false, 0);
 	if (ret != SPI_OK_INSERT)
 		elog(ERROR, "could not write cdp.journey_progress: %s", SPI_result_code_string(ret));

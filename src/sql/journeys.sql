@@ -76,6 +76,12 @@ BEGIN
 			USING ERRCODE = 'invalid_parameter_value',
 			      HINT = 'A month has no fixed length; write it in days, such as ''30 days''.';
 	END IF;
+	IF NEW.conversion_window > interval '3650 days' THEN
+		RAISE EXCEPTION 'conversion_window of funnel "%" is too long', NEW.funnel_id
+			USING ERRCODE = 'invalid_parameter_value',
+			      DETAIL = format('It is %s; at most 3650 days are allowed.', NEW.conversion_window),
+			      HINT = 'A journey is meant to last days or weeks: use a shorter window.';
+	END IF;
 	IF NEW.abandon_after >= NEW.conversion_window THEN
 		RAISE EXCEPTION 'abandon_after of funnel "%" must be shorter than its conversion_window', NEW.funnel_id
 			USING ERRCODE = 'invalid_parameter_value',
@@ -169,7 +175,8 @@ CREATE TABLE cdp.journey_progress (
 	last_merge_id bigint      NOT NULL,
 	last_move_id  bigint      NOT NULL,
 	funnels       jsonb       NOT NULL,
-	ran_at        timestamptz NOT NULL
+	ran_at        timestamptz NOT NULL,
+	needs_full    boolean     NOT NULL DEFAULT false
 );
 COMMENT ON TABLE cdp.journey_progress IS 'Where the last cdp.detect_journey_breaks stopped (one row, written in the same transaction as the breaks)';
 COMMENT ON COLUMN cdp.journey_progress.singleton IS 'Always true: there is one row';
@@ -179,6 +186,24 @@ COMMENT ON COLUMN cdp.journey_progress.last_merge_id IS 'Last cdp.profile_merges
 COMMENT ON COLUMN cdp.journey_progress.last_move_id IS 'Last cdp.identifier_moves move taken into account';
 COMMENT ON COLUMN cdp.journey_progress.funnels IS 'The funnel definitions used; a change makes the next run replay every profile';
 COMMENT ON COLUMN cdp.journey_progress.ran_at IS 'When the last run committed its work (transaction time)';
+COMMENT ON COLUMN cdp.journey_progress.needs_full IS 'Events were deleted (or partitions dropped) since the last run: the next one replays every profile';
+
+-- Deleted events must leave the journeys and the funnel event log: the
+-- next run replays everything (deletes are rare: corrections, erasure).
+CREATE FUNCTION cdp.events_deleted() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	UPDATE cdp.journey_progress SET needs_full = true WHERE NOT needs_full;
+	RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION cdp.events_deleted() IS 'Trigger: after events are deleted, makes the next cdp.detect_journey_breaks replay every profile';
+CREATE TRIGGER events_deleted AFTER DELETE OR TRUNCATE ON cdp.events
+	FOR EACH STATEMENT EXECUTE FUNCTION cdp.events_deleted();
+CREATE TRIGGER events_deleted AFTER DELETE OR TRUNCATE ON cdp.events_default
+	FOR EACH STATEMENT EXECUTE FUNCTION cdp.events_deleted();
 
 SELECT pg_catalog.pg_extension_config_dump('cdp.funnels', 'WHERE NOT builtin');
 SELECT pg_catalog.pg_extension_config_dump('cdp.journey_breaks', '');
@@ -188,7 +213,8 @@ SELECT pg_catalog.pg_extension_config_dump('cdp.journey_progress', '');
 
 CREATE FUNCTION cdp.detect_journey_breaks(as_of timestamptz DEFAULT now(), rebuild boolean DEFAULT false,
 	OUT mode text, OUT profiles bigint, OUT journeys bigint, OUT breaks bigint, OUT open_breaks bigint)
-	AS 'MODULE_PATHNAME', 'cdp_detect_journey_breaks' LANGUAGE C VOLATILE;
+	AS 'MODULE_PATHNAME', 'cdp_detect_journey_breaks' LANGUAGE C VOLATILE
+	SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION cdp.detect_journey_breaks(timestamptz, boolean) IS 'Brings cdp.journey_breaks up to as_of: replays the journeys of the profiles with new events, merges or moves since the last run and of those with a transition due (incremental), or of every profile (first run, changed funnels, an earlier as_of, or rebuild); returns the mode, the profiles replayed, their journeys, the breaks written and how many are open';
 
 CREATE TYPE cdp.journey AS (
@@ -263,7 +289,8 @@ RETURNS TABLE (profile_id bigint, funnel_id text, journey_no bigint, status text
                start_channel text, broken_at timestamptz, break_step integer, break_channel text,
                resolved_at timestamptz, resolved_channel text, first_event_id bigint, last_event_id bigint,
                break_event_id bigint, step_reached_at timestamptz[], step_errors integer[])
-	AS 'MODULE_PATHNAME', 'cdp_journeys' LANGUAGE C STABLE;
+	AS 'MODULE_PATHNAME', 'cdp_journeys' LANGUAGE C STABLE
+	SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION cdp.journeys(text, timestamptz, timestamptz, timestamptz, bigint[]) IS 'Every journey of a funnel (NULL: of every funnel) started in [started_from, started_to), with its status at as_of, when each step was first reached and how many events with an error property each step had; replayed from the events of every profile (or of profile_ids)';
 
 CREATE FUNCTION cdp.funnel_stats(funnel_id text, started_from timestamptz DEFAULT NULL,

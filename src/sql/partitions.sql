@@ -78,6 +78,8 @@ BEGIN
 			               part || '_event_id_idx', part);
 			EXECUTE format('CREATE TRIGGER events_after_insert AFTER INSERT ON cdp.%I '
 			               'FOR EACH STATEMENT EXECUTE FUNCTION cdp.events_after_insert()', part);
+			EXECUTE format('CREATE TRIGGER events_deleted AFTER DELETE OR TRUNCATE ON cdp.%I '
+			               'FOR EACH STATEMENT EXECUTE FUNCTION cdp.events_deleted()', part);
 			EXECUTE format('COMMENT ON TABLE cdp.%I IS %L', part,
 			               'Events of ' || to_char(m, 'YYYY-MM') || ' (UTC)');
 			created := created + 1;
@@ -111,6 +113,8 @@ BEGIN
 	LOOP
 		EXECUTE format('DROP TABLE %s', p.name);
 		DELETE FROM cdp.event_anchors WHERE occurred_at >= p.range_from AND occurred_at < p.range_to;
+		-- journeys forget the dropped events at the next detection
+		UPDATE cdp.journey_progress SET needs_full = true WHERE NOT needs_full;
 		RAISE NOTICE 'dropped % (events from % to %)', p.name, p.range_from, p.range_to;
 		dropped := dropped + 1;
 	END LOOP;
