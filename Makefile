@@ -34,6 +34,9 @@ EXTRA_CLEAN = test/unit/build contrib/demo/cdp-demo-gen
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
+# PGXS does not track headers: every object is rebuilt when one changes.
+$(OBJS): $(wildcard src/*.h src/core/*.h)
+
 cdp--$(EXTVERSION).sql: $(SQL_PARTS) cdp.control
 	cat $(SQL_PARTS) > $@
 

@@ -2,9 +2,10 @@
  * journey.c
  *	  Glue of journeys: the funnels of cdp.funnels, the funnel events of
  *	  profiles read and replayed through the state machine of
- *	  src/core/funnel.c, cdp.detect_journey_breaks (which keeps
- *	  cdp.journey_breaks) and cdp.journeys (every journey, for BI).  The
- *	  aggregate and the session window function are in journey_agg.c.
+ *	  src/core/funnel.c, and cdp.journeys (every journey, for BI).
+ *	  cdp.detect_journey_breaks (which keeps cdp.journey_breaks) is in
+ *	  journey_detect.c; the aggregate and the session window function are
+ *	  in journey_agg.c.
  *
  * Reading (see "Reading the funnel events of profiles" below): from
  * cdp.events, three plain scans of cdp.identifiers, cdp.event_anchors and
@@ -387,6 +388,27 @@ jevent_cmp(const void *a, const void *b)
 	return 0;
 }
 
+/* A funnel event and the index of its event in the profile's events. */
+typedef struct FunnelEventAt
+{
+	CdpFunnelEvent fe;
+	int			idx;
+} FunnelEventAt;
+
+/* Orders funnel events of one instant as the core does: step, id, channel. */
+static int
+funnel_event_at_cmp(const void *pa, const void *pb)
+{
+	const CdpFunnelEvent *a = &((const FunnelEventAt *) pa)->fe;
+	const CdpFunnelEvent *b = &((const FunnelEventAt *) pb)->fe;
+
+	if (a->step != b->step)
+		return a->step < b->step ? -1 : 1;
+	if (a->event_id != b->event_id)
+		return a->event_id < b->event_id ? -1 : 1;
+	return (a->channel > b->channel) - (a->channel < b->channel);
+}
+
 /*
  * Replays the events of the current profile through every funnel and hands
  * its journeys and next wake-up to the sinks.
@@ -451,28 +473,30 @@ replay_profile(Replay *rp)
 
 		/*
 		 * The core's order puts events of one instant in step order; the
-		 * events are in time order already, so sorting moves events only
-		 * within runs of one instant, where each finds its index again.
+		 * events are in time order already, so only runs of one instant are
+		 * sorted, each funnel event with the index of its event.
 		 */
-		cdp_funnel_sort_events(rp->fe, nf);
 		for (a = 0; a < nf; a = b)
 		{
 			for (b = a + 1; b < nf && rp->fe[b].time == rp->fe[a].time; b++)
 				;
 			if (b - a > 1)
 			{
+				FunnelEventAt *run = palloc(sizeof(FunnelEventAt) * (b - a));
 				int			x;
-				int			lo = rp->fe_idx[a];
 
 				for (x = a; x < b; x++)
 				{
-					int			y = lo;
-
-					while (rp->ev[y].event_id != rp->fe[x].event_id ||
-						   f->step_of[rp->ev[y].type] != rp->fe[x].step)
-						y++;
-					rp->fe_idx[x] = y;
+					run[x - a].fe = rp->fe[x];
+					run[x - a].idx = rp->fe_idx[x];
 				}
+				qsort(run, b - a, sizeof(FunnelEventAt), funnel_event_at_cmp);
+				for (x = a; x < b; x++)
+				{
+					rp->fe[x] = run[x - a].fe;
+					rp->fe_idx[x] = run[x - a].idx;
+				}
+				pfree(run);
 			}
 		}
 
@@ -618,7 +642,7 @@ idmap_put(IdMap *m, int64 key, int32 val, int32 aux, MemoryContext cxt)
 		IdMap		big;
 		uint64		k;
 
-		idmap_init(&big, (m->mask + 1) * 2, cxt);
+		idmap_init(&big, m->mask + 1, cxt);	/* idmap_init adds its headroom */
 		for (k = 0; k <= m->mask; k++)
 			if (m->slots[k].key != PG_INT64_MIN)
 			{
@@ -1062,7 +1086,6 @@ cdp_journey_replay_init(Replay *rp, Setup *setup, int64 as_of, bool want_context
 	rp->n_passes = 1;
 	for (k = 0; k < setup->n_funnels; k++)
 		max_steps = Max(max_steps, setup->funnels[k].def.n_steps);
-	rp->max_steps = max_steps;
 	rp->tracker.reached = MemoryContextAlloc(rp->cxt, sizeof(bool) * (max_steps + 1));
 	rp->tracker.reached_at = MemoryContextAlloc(rp->cxt, sizeof(int64) * (max_steps + 1));
 	rp->tracker.errors = MemoryContextAlloc(rp->cxt, sizeof(int32) * (max_steps + 1));

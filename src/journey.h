@@ -161,7 +161,6 @@ struct Replay
 	CdpFunnelEvent *fe;
 	int		   *fe_idx;
 	Tracker		tracker;
-	int			max_steps;
 	/* journeys emitted by the core during one feed */
 	CdpJourney	emitted[4];
 	int			n_emitted;

@@ -3,7 +3,8 @@
 -- Journeys: funnels, broken journeys (abandonment) and how they end,
 -- sessions, and the analyses BI tools read.  The state machine is in
 -- src/core/funnel.c (its header states the rules), sessionization in
--- src/core/session.c; the glue is src/journey.c and src/journey_agg.c.
+-- src/core/session.c; the glue is src/journey.c, src/journey_detect.c and
+-- src/journey_agg.c.
 -- ---------------------------------------------------------------------------
 
 CREATE TABLE cdp.funnels (
