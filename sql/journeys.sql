@@ -222,12 +222,14 @@ ORDER BY who, j.journey_no;
 SELECT * FROM cdp.funnel_stats('cart', '2025-03-01', '2025-04-01', '2025-04-30');
 SELECT step, type, journeys, to_next, drop_off FROM cdp.funnel_stats('deep', as_of => '2025-04-30');
 SELECT pg_temp.try($$SELECT * FROM cdp.funnel_stats('nope')$$);
+SELECT pg_temp.try($$SELECT * FROM cdp.funnel_stats(NULL)$$);
 SELECT pg_temp.try($$SELECT * FROM cdp.journeys('nope')$$);
 SELECT pg_temp.try($$SELECT * FROM cdp.journeys('cart', '2025-03-30', '2025-04-01', '2025-03-01')$$);
 SELECT * FROM cdp.top_paths('cart', 'type', 2, as_of => '2025-04-30');
 SELECT outcome, rank, path FROM cdp.top_paths('cart', 'page', 3, n => 2, as_of => '2025-04-30');
 SELECT pg_temp.try($$SELECT * FROM cdp.top_paths('cart', 'url')$$);
 SELECT pg_temp.try($$SELECT * FROM cdp.top_paths('cart', 'type', 0)$$);
+SELECT pg_temp.try($$SELECT * FROM cdp.top_paths(NULL)$$);
 
 -- 5. The aggregate: any grouping, the same in a parallel plan ---------------
 CREATE TABLE journey_input AS

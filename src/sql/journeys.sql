@@ -304,6 +304,10 @@ AS $$
 DECLARE
 	s text[];
 BEGIN
+	IF funnel_stats.funnel_id IS NULL THEN
+		RAISE EXCEPTION 'funnel_id must not be null'
+			USING ERRCODE = 'null_value_not_allowed', HINT = 'Name one of cdp.funnels, such as cart.';
+	END IF;
 	SELECT f.steps INTO s FROM cdp.funnels f WHERE f.funnel_id = funnel_stats.funnel_id;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'funnel "%" does not exist', funnel_stats.funnel_id
@@ -342,6 +346,11 @@ LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+	IF funnel IS NULL THEN
+		RAISE EXCEPTION 'funnel must not be null'
+			USING ERRCODE = 'null_value_not_allowed',
+			      HINT = 'Paths are of one funnel''s journeys: name one of cdp.funnels, such as cart.';
+	END IF;
 	IF path_of IS NULL OR path_of NOT IN ('type', 'page') THEN
 		RAISE EXCEPTION 'path_of must be type or page, not %', coalesce('"' || path_of || '"', 'null')
 			USING ERRCODE = 'invalid_parameter_value',
