@@ -749,7 +749,8 @@ cdp_events_after_insert(PG_FUNCTION_ARGS)
 
 /*
  * AFTER statement trigger of the configuration tables (channels, identity
- * rules, blocklist): every session drops its cached copy at commit.
+ * rules, blocklist, decisions by hand): every session drops its cached copy
+ * at commit.
  */
 Datum
 cdp_config_changed(PG_FUNCTION_ARGS)

@@ -64,12 +64,19 @@ static int	n_rules = 0;
 static BlockEntry *blocklist = NULL;
 static int	n_blocks = 0;
 
+/* Whether an unmerge is in force (cdp.identity_overrides), cached apart. */
+static Oid	overrides_relid = InvalidOid;
+static bool unmerges_valid = false;
+static bool has_unmerges = false;
+
 /* Marks the configuration stale when one of its tables is invalidated. */
 static void
 config_invalidated(Datum arg, Oid relid)
 {
 	if (relid == InvalidOid || relid == rules_relid || relid == blocklist_relid)
 		config_valid = false;
+	if (relid == InvalidOid || relid == overrides_relid)
+		unmerges_valid = false;
 }
 
 /* Reads the rules and the blocklist if stale. */
@@ -162,6 +169,40 @@ load_config(void)
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
+}
+
+/*
+ * Whether some pair of identifiers is kept apart by an unmerge in force, so
+ * that stitching only looks the pairs up when there are any.  Cached apart
+ * from the rules (which a batch holds on to), under the same invalidation.
+ */
+bool
+cdp_identity_has_unmerges(void)
+{
+	load_config();				/* registers the invalidation callback */
+	if (!unmerges_valid)
+	{
+		int			ret;
+
+		overrides_relid = get_relname_relid("identity_overrides", get_namespace_oid("cdp", false));
+		unmerges_valid = true;	/* an invalidation while reading clears it */
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		ret = SPI_execute("SELECT EXISTS (SELECT FROM cdp.identity_overrides "
+						  "WHERE action = 'unmerge' AND lifted_at IS NULL)", true, 1);
+		if (ret != SPI_OK_SELECT || SPI_processed != 1)
+		{
+			unmerges_valid = false;
+			elog(ERROR, "could not read cdp.identity_overrides: %s", SPI_result_code_string(ret));
+		}
+		{
+			bool		isnull;
+
+			has_unmerges = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		}
+		SPI_finish();
+	}
+	return has_unmerges;
 }
 
 /* Rules sorted by kind, loaded if stale. */

@@ -37,6 +37,9 @@ typedef struct CdpRule
 /* Rules sorted by kind (C collation), loaded if stale; *n gets their number. */
 extern const CdpRule *cdp_identity_rules(int *n);
 
+/* Whether an unmerge in force keeps some identifiers apart. */
+extern bool cdp_identity_has_unmerges(void);
+
 /* Index of the rule of a kind (len bytes), or -1. */
 extern int	cdp_identity_find_rule(const char *kind, int len);
 
@@ -52,6 +55,9 @@ extern void cdp_stitch_pending(void);
 /* Array datums for SQL parameters: bigint[] or timestamptz[]; text[]. */
 extern Datum cdp_int64_array(const int64 *v, int n, Oid type);
 extern Datum cdp_text_array(char **v, int n);
+
+/* qsort comparator of int64 values. */
+extern int	cdp_compare_int64(const void *a, const void *b);
 
 
 #endif							/* CDP_IDENTITY_H */

@@ -47,14 +47,11 @@ cdp_interval_usecs(const Interval *iv)
 		(int64) iv->month * DAYS_PER_MONTH * USECS_PER_DAY;
 }
 
-/* A timestamptz Datum of a core time (INT64_MAX is infinity); never NULL. */
+/* A timestamptz Datum of a core time (INT64_MAX is infinity). */
 Datum
-cdp_journey_time_datum(int64 t, bool *isnull)
+cdp_journey_time_datum(int64 t)
 {
-	*isnull = false;
-	if (t == PG_INT64_MAX)
-		return TimestampTzGetDatum(DT_NOEND);
-	return TimestampTzGetDatum(t);
+	return TimestampTzGetDatum(t == PG_INT64_MAX ? DT_NOEND : t);
 }
 
 /* ----------------------------------------------------------------------
@@ -1428,21 +1425,21 @@ list_journey(Replay *rp, int64 profile, int funnel, const CdpJourney *j, const T
 	v[2] = Int64GetDatum(j->journey_no);
 	v[3] = CStringGetTextDatum(cdp_journey_status_name(j->status));
 	v[4] = BoolGetDatum(j->broken != 0);
-	v[5] = cdp_journey_time_datum(j->started_at, &nulls[5]);
-	v[6] = cdp_journey_time_datum(j->last_event_at, &nulls[6]);
+	v[5] = cdp_journey_time_datum(j->started_at);
+	v[6] = cdp_journey_time_datum(j->last_event_at);
 	v[7] = Int32GetDatum(j->reached_step);
 	v[8] = Int64GetDatum(j->n_events);
 	v[9] = CStringGetTextDatum(rp->channels.names[j->start_channel]);
 	if (j->broken)
 	{
-		v[10] = cdp_journey_time_datum(j->broken_at, &nulls[10]);
+		v[10] = cdp_journey_time_datum(j->broken_at);
 		v[11] = Int32GetDatum(j->break_step);
 		v[12] = CStringGetTextDatum(rp->channels.names[j->break_channel]);
 	}
 	else
 		nulls[10] = nulls[11] = nulls[12] = true;
 	if (over)
-		v[13] = cdp_journey_time_datum(j->resolved_at, &nulls[13]);
+		v[13] = cdp_journey_time_datum(j->resolved_at);
 	else
 		nulls[13] = true;
 	if (completed)

@@ -186,7 +186,7 @@ extern int	cdp_journey_setup_funnel(const Setup *s, const char *id);
 extern int64 cdp_interval_usecs(const Interval *iv);
 
 /* A timestamptz Datum of a core time (INT64_MAX is infinity); never NULL. */
-extern Datum cdp_journey_time_datum(int64 t, bool *isnull);
+extern Datum cdp_journey_time_datum(int64 t);
 
 /*
  * Prepares a replay at as_of: want_context reads the products, pages and

@@ -54,33 +54,32 @@ typedef struct FjState
 	CdpFunnelEvent *ev;
 } FjState;
 
-/* The funnel definition cached for a query, in fn_extra. */
-typedef struct FjCache
+/*
+ * The funnels of cdp.funnels, read once per query (kept in fn_extra), and
+ * the one named: groups of a query may use different funnels.
+ */
+static const Funnel *
+funnel_setup(FunctionCallInfo fcinfo, const char *funnel, const Setup **setup)
 {
-	Setup	   *setup;
-	char	   *funnel;
-} FjCache;
+	Setup	   *s = (Setup *) fcinfo->flinfo->fn_extra;
+	int			k;
 
-/* The definition of a funnel, read once per query. */
-static Setup *
-funnel_setup(FunctionCallInfo fcinfo, const char *funnel)
-{
-	FjCache    *c = (FjCache *) fcinfo->flinfo->fn_extra;
-
-	if (c == NULL || strcmp(c->funnel, funnel) != 0)
+	if (s == NULL)
 	{
-		MemoryContext cxt = fcinfo->flinfo->fn_mcxt;
-
-		if (c == NULL)
-			c = MemoryContextAllocZero(cxt, sizeof(FjCache));
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "SPI_connect failed");
-		c->setup = cdp_journey_load_setup(funnel, cxt);
+		s = cdp_journey_load_setup(NULL, fcinfo->flinfo->fn_mcxt);
 		SPI_finish();
-		c->funnel = MemoryContextStrdup(cxt, funnel);
-		fcinfo->flinfo->fn_extra = c;
+		fcinfo->flinfo->fn_extra = s;
 	}
-	return c->setup;
+	k = cdp_journey_setup_funnel(s, funnel);
+	if (k < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("funnel \"%s\" does not exist", funnel),
+				 errhint("Funnels are listed in cdp.funnels.")));
+	*setup = s;
+	return &s->funnels[k];
 }
 
 /* A new empty state in cxt. */
@@ -161,7 +160,8 @@ cdp_funnel_journeys_trans(PG_FUNCTION_ARGS)
 	MemoryContext aggcxt;
 	FjState    *s = PG_ARGISNULL(0) ? NULL : (FjState *) PG_GETARG_POINTER(0);
 	char	   *funnel;
-	Setup	   *setup;
+	const Setup *setup;
+	const Funnel *f;
 	int64		as_of;
 	text	   *type;
 	int			ti;
@@ -181,20 +181,20 @@ cdp_funnel_journeys_trans(PG_FUNCTION_ARGS)
 				 errhint("Pass the time up to which events count, usually now().")));
 	funnel = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	as_of = PG_GETARG_TIMESTAMPTZ(6);
-	setup = funnel_setup(fcinfo, funnel);
+	f = funnel_setup(fcinfo, funnel, &setup);
 	if (s == NULL)
-		s = fj_new(aggcxt, funnel, &setup->funnels[0].def, as_of);
+		s = fj_new(aggcxt, funnel, &f->def, as_of);
 	else
 		fj_same(s, funnel, as_of);
 	if (PG_ARGISNULL(2) || PG_ARGISNULL(3))
 		PG_RETURN_POINTER(s);
 	type = PG_GETARG_TEXT_PP(2);
 	ti = cdp_journey_setup_type(setup, VARDATA_ANY(type), VARSIZE_ANY_EXHDR(type));
-	if (ti < 0)
-		PG_RETURN_POINTER(s);
+	if (ti < 0 || f->step_of[ti] == 0)
+		PG_RETURN_POINTER(s);	/* not a step of this funnel */
 	e.time = PG_GETARG_TIMESTAMPTZ(3);
 	e.event_id = PG_ARGISNULL(5) ? 0 : PG_GETARG_INT64(5);
-	e.step = setup->funnels[0].step_of[ti];
+	e.step = f->step_of[ti];
 	if (PG_ARGISNULL(4))
 		e.channel = fj_channel(s, aggcxt, "", 0);
 	else
@@ -360,13 +360,6 @@ cdp_funnel_journeys_deserial(PG_FUNCTION_ARGS)
 	PG_RETURN_POINTER(s);
 }
 
-/* A timestamptz datum of a core time (INT64_MAX is infinity). */
-static Datum
-time_or_infinity(int64 t)
-{
-	return TimestampTzGetDatum(t == PG_INT64_MAX ? DT_NOEND : t);
-}
-
 /*
  * Final function: the group's journeys at as_of, as an array of
  * cdp.journey in order of start (empty when there is none).
@@ -415,18 +408,18 @@ cdp_funnel_journeys_final(PG_FUNCTION_ARGS)
 		v[0] = Int64GetDatum(j->journey_no);
 		v[1] = CStringGetTextDatum(cdp_journey_status_name(j->status));
 		v[2] = BoolGetDatum(j->broken != 0);
-		v[3] = time_or_infinity(j->started_at);
-		v[4] = time_or_infinity(j->last_event_at);
+		v[3] = cdp_journey_time_datum(j->started_at);
+		v[4] = cdp_journey_time_datum(j->last_event_at);
 		v[5] = Int32GetDatum(j->reached_step);
 		v[6] = Int64GetDatum(j->n_events);
 		v[7] = CStringGetTextDatum(s->channels[j->start_channel]);
-		v[8] = j->broken ? time_or_infinity(j->broken_at) : (Datum) 0;
+		v[8] = j->broken ? cdp_journey_time_datum(j->broken_at) : (Datum) 0;
 		nulls[8] = !j->broken;
 		v[9] = Int32GetDatum(j->break_step);
 		nulls[9] = !j->broken;
 		v[10] = j->broken ? CStringGetTextDatum(s->channels[j->break_channel]) : (Datum) 0;
 		nulls[10] = !j->broken;
-		v[11] = over ? time_or_infinity(j->resolved_at) : (Datum) 0;
+		v[11] = over ? cdp_journey_time_datum(j->resolved_at) : (Datum) 0;
 		nulls[11] = !over;
 		v[12] = completed ? CStringGetTextDatum(s->channels[j->resolved_channel]) : (Datum) 0;
 		nulls[12] = !completed;

@@ -303,16 +303,6 @@ log_profile_events(Replay *rp, JEvent *ev, int n)
 	log_add((Detection *) rp->sink_arg, rp, ev, n);
 }
 
-/* Orders int64 values. */
-static int
-int64_cmp(const void *a, const void *b)
-{
-	int64		x = *(const int64 *) a;
-	int64		y = *(const int64 *) b;
-
-	return x < y ? -1 : x > y;
-}
-
 /*
  * Adds the funnel events of new batches to the log; returns their distinct
  * anchors as a bigint[].
@@ -327,7 +317,7 @@ log_events(Detection *d, Replay *rp, JEvent *ev, int n)
 	log_add(d, rp, ev, n);
 	for (i = 0; i < n; i++)
 		anchors[i] = ev[i].anchor_id;
-	qsort(anchors, n, sizeof(int64), int64_cmp);
+	qsort(anchors, n, sizeof(int64), cdp_compare_int64);
 	for (i = 0; i < n; i++)
 		if (m == 0 || anchors[m - 1] != anchors[i])
 			anchors[m++] = anchors[i];
@@ -424,16 +414,16 @@ detect_journey(Replay *rp, int64 profile, int funnel, const CdpJourney *j, const
 	v[1] = CStringGetTextDatum(f->id);
 	v[2] = Int64GetDatum(j->journey_no);
 	v[3] = Int64GetDatum(j->first_event_id);
-	v[4] = cdp_journey_time_datum(j->started_at, &nulls[4]);
+	v[4] = cdp_journey_time_datum(j->started_at);
 	v[5] = Int32GetDatum(j->reached_step);
 	v[6] = Int32GetDatum(j->break_step);
-	v[7] = cdp_journey_time_datum(j->broken_at - f->def.abandon_after, &nulls[7]);
+	v[7] = cdp_journey_time_datum(j->broken_at - f->def.abandon_after);
 	v[8] = Int64GetDatum(j->break_event_id);
-	v[9] = cdp_journey_time_datum(j->broken_at, &nulls[9]);
+	v[9] = cdp_journey_time_datum(j->broken_at);
 	v[10] = CStringGetTextDatum(rp->channels.names[j->break_channel]);
 	v[11] = CStringGetTextDatum(cdp_journey_status_name(j->status));
 	if (resolved)
-		v[12] = cdp_journey_time_datum(j->resolved_at, &nulls[12]);
+		v[12] = cdp_journey_time_datum(j->resolved_at);
 	else
 		nulls[12] = true;
 	if (resolved && j->status != CDP_JOURNEY_EXPIRED)
@@ -466,7 +456,7 @@ detect_wake(Replay *rp, int64 profile, int64 wake_at)
 	bool		nulls[2] = {false, false};
 
 	v[0] = Int64GetDatum(profile);
-	v[1] = cdp_journey_time_datum(wake_at, &nulls[1]);
+	v[1] = cdp_journey_time_datum(wake_at);
 	rowbuf_add(&d->pending, v, nulls);
 }
 

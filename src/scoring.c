@@ -459,58 +459,64 @@ check_apply(int rc, const char *what)
 			 errmsg("%s could not be computed: %s", what, cdp_btyd_strerror(rc))));
 }
 
-/* cdp.bgnbd_p_alive(params, x, t_x, t) */
-Datum
-cdp_bgnbd_p_alive(PG_FUNCTION_ARGS)
+/* A model's P(alive) of (x, t_x, T). */
+typedef int (*PAliveFn) (const double *params, double x, double t_x, double T, double *out);
+
+/* A model's expected purchases in the next t of (x, t_x, T). */
+typedef int (*ExpectedFn) (const double *params, double x, double t_x, double T, double t, double *out);
+
+/* SQL (params, x, t_x, t) -> P(alive), for one model. */
+static Datum
+apply_p_alive(FunctionCallInfo fcinfo, CdpBtydModel model, PAliveFn fn, const char *what)
 {
 	double		p[CDP_BTYD_MAX_PARAMS];
 	double		out;
 
-	read_params(PG_GETARG_JSONB_P(0), CDP_BTYD_BGNBD, p);
-	check_apply(cdp_btyd_bgnbd_p_alive(p, PG_GETARG_FLOAT8(1), PG_GETARG_FLOAT8(2), PG_GETARG_FLOAT8(3), &out),
-				"cdp.bgnbd_p_alive");
+	read_params(PG_GETARG_JSONB_P(0), model, p);
+	check_apply(fn(p, PG_GETARG_FLOAT8(1), PG_GETARG_FLOAT8(2), PG_GETARG_FLOAT8(3), &out), what);
 	PG_RETURN_FLOAT8(out);
+}
+
+/* SQL (params, horizon, x, t_x, t) -> expected purchases, for one model. */
+static Datum
+apply_expected(FunctionCallInfo fcinfo, CdpBtydModel model, ExpectedFn fn, const char *what)
+{
+	double		p[CDP_BTYD_MAX_PARAMS];
+	double		out;
+
+	read_params(PG_GETARG_JSONB_P(0), model, p);
+	check_apply(fn(p, PG_GETARG_FLOAT8(2), PG_GETARG_FLOAT8(3), PG_GETARG_FLOAT8(4), PG_GETARG_FLOAT8(1), &out),
+				what);
+	PG_RETURN_FLOAT8(out);
+}
+
+/* cdp.bgnbd_p_alive(params, x, t_x, t) */
+Datum
+cdp_bgnbd_p_alive(PG_FUNCTION_ARGS)
+{
+	return apply_p_alive(fcinfo, CDP_BTYD_BGNBD, cdp_btyd_bgnbd_p_alive, "cdp.bgnbd_p_alive");
 }
 
 /* cdp.bgnbd_expected_purchases(params, horizon, x, t_x, t) */
 Datum
 cdp_bgnbd_expected_purchases(PG_FUNCTION_ARGS)
 {
-	double		p[CDP_BTYD_MAX_PARAMS];
-	double		out;
-
-	read_params(PG_GETARG_JSONB_P(0), CDP_BTYD_BGNBD, p);
-	check_apply(cdp_btyd_bgnbd_expected(p, PG_GETARG_FLOAT8(2), PG_GETARG_FLOAT8(3), PG_GETARG_FLOAT8(4),
-										PG_GETARG_FLOAT8(1), &out),
-				"cdp.bgnbd_expected_purchases");
-	PG_RETURN_FLOAT8(out);
+	return apply_expected(fcinfo, CDP_BTYD_BGNBD, cdp_btyd_bgnbd_expected, "cdp.bgnbd_expected_purchases");
 }
 
 /* cdp.pareto_nbd_p_alive(params, x, t_x, t) */
 Datum
 cdp_pareto_p_alive(PG_FUNCTION_ARGS)
 {
-	double		p[CDP_BTYD_MAX_PARAMS];
-	double		out;
-
-	read_params(PG_GETARG_JSONB_P(0), CDP_BTYD_PARETO_NBD, p);
-	check_apply(cdp_btyd_pareto_p_alive(p, PG_GETARG_FLOAT8(1), PG_GETARG_FLOAT8(2), PG_GETARG_FLOAT8(3), &out),
-				"cdp.pareto_nbd_p_alive");
-	PG_RETURN_FLOAT8(out);
+	return apply_p_alive(fcinfo, CDP_BTYD_PARETO_NBD, cdp_btyd_pareto_p_alive, "cdp.pareto_nbd_p_alive");
 }
 
 /* cdp.pareto_nbd_expected_purchases(params, horizon, x, t_x, t) */
 Datum
 cdp_pareto_expected_purchases(PG_FUNCTION_ARGS)
 {
-	double		p[CDP_BTYD_MAX_PARAMS];
-	double		out;
-
-	read_params(PG_GETARG_JSONB_P(0), CDP_BTYD_PARETO_NBD, p);
-	check_apply(cdp_btyd_pareto_expected(p, PG_GETARG_FLOAT8(2), PG_GETARG_FLOAT8(3), PG_GETARG_FLOAT8(4),
-										 PG_GETARG_FLOAT8(1), &out),
-				"cdp.pareto_nbd_expected_purchases");
-	PG_RETURN_FLOAT8(out);
+	return apply_expected(fcinfo, CDP_BTYD_PARETO_NBD, cdp_btyd_pareto_expected,
+						  "cdp.pareto_nbd_expected_purchases");
 }
 
 /* cdp.gamma_gamma_expected_value(params, x, avg_value) */

@@ -298,9 +298,9 @@ compare_idents(const void *a, const void *b)
 	return strcmp(x->value, y->value);
 }
 
-/* Orders int64 values. */
-static int
-compare_int64(const void *a, const void *b)
+/* Orders int64 values (a qsort comparator). */
+int
+cdp_compare_int64(const void *a, const void *b)
 {
 	int64		x = *(const int64 *) a;
 	int64		y = *(const int64 *) b;
@@ -510,7 +510,7 @@ stitch_events(int n, const int64 *event_ids, const TimestampTz *occurred,
 		{
 			int			u = 1;
 
-			qsort(stored, n_stored, sizeof(int64), compare_int64);
+			qsort(stored, n_stored, sizeof(int64), cdp_compare_int64);
 			for (i = 1; i < n_stored; i++)
 				if (stored[i] != stored[u - 1])
 					stored[u++] = stored[i];
@@ -557,8 +557,12 @@ stitch_events(int n, const int64 *event_ids, const TimestampTz *occurred,
 				}
 			}
 		}
-		/* profiles split by cdp.unmerge stay apart */
-		if (n_stored > 1)
+		/*
+		 * profiles split by cdp.unmerge stay apart (read after the lookups
+		 * above, which took the invalidations of an unmerge that committed
+		 * while this batch waited for the lock)
+		 */
+		if (n_stored > 1 && cdp_identity_has_unmerges())
 		{
 			Oid			types[1] = {INT8ARRAYOID};
 			Datum		args[1] = {cdp_int64_array(stored, n_stored, INT8OID)};

@@ -124,3 +124,21 @@ cdp_timed() {
 	t1=$(date +%s.%N)
 	awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f\n", b - a }'
 }
+
+# Set-up of a benchmark: installs and builds (extension and demo generator),
+# starts cluster NAME on PORT with bulk-load settings (stopped on exit),
+# creates the extension with the partitions of 2025, the demo's year, and
+# sets $cdp_event_cols, the columns of the demo files.
+cdp_bench_start() {
+	local name=$1 port=$2
+	cdp_setup
+	make -s -C "$CDP_ROOT" demo-gen
+	# shellcheck disable=SC2064
+	trap "cdp_stop_cluster $name" EXIT
+	cdp_start_cluster "$name" "$port" "shared_buffers = 2GB" "max_wal_size = 16GB" \
+		"checkpoint_timeout = 30min" "maintenance_work_mem = 1GB" "work_mem = 256MB" \
+		"cdp.default_country = 'GB'"
+	cdp_psql -c "SET client_min_messages = warning" -c "CREATE EXTENSION cdp" \
+		-c "SELECT cdp.ensure_partitions('2025-01-01', '2025-12-31')" >/dev/null
+	cdp_event_cols="occurred_at, channel, type, identifiers, properties, amount, source"
+}

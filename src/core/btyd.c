@@ -29,6 +29,7 @@
 #include "btyd_internal.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -127,42 +128,30 @@ spend_cmp(const void *pa, const void *pb)
 	return 0;
 }
 
-/* Sorts rows and folds identical ones; returns the number left. */
+/*
+ * Sorts n rows of size bytes by cmp and folds identical ones into the first,
+ * adding up their weights (the double at w_offset); returns the number left.
+ */
 static size_t
-fold_rows(CdpBtydRow *rows, size_t n)
+fold(void *rows, size_t n, size_t size, int (*cmp) (const void *, const void *), size_t w_offset)
 {
+	char	   *r = rows;
 	size_t		i,
 				m = 0;
 
 	if (n == 0)
 		return 0;
-	qsort(rows, n, sizeof(CdpBtydRow), row_cmp);
+	qsort(rows, n, size, cmp);
 	for (i = 0; i < n; i++)
 	{
-		if (m > 0 && row_cmp(&rows[m - 1], &rows[i]) == 0)
-			rows[m - 1].w += rows[i].w;
+		if (m > 0 && cmp(r + (m - 1) * size, r + i * size) == 0)
+			*(double *) (r + (m - 1) * size + w_offset) += *(double *) (r + i * size + w_offset);
 		else
-			rows[m++] = rows[i];
-	}
-	return m;
-}
-
-/* Sorts spend rows and folds identical ones; returns the number left. */
-static size_t
-fold_spend(CdpBtydSpendRow *rows, size_t n)
-{
-	size_t		i,
-				m = 0;
-
-	if (n == 0)
-		return 0;
-	qsort(rows, n, sizeof(CdpBtydSpendRow), spend_cmp);
-	for (i = 0; i < n; i++)
-	{
-		if (m > 0 && spend_cmp(&rows[m - 1], &rows[i]) == 0)
-			rows[m - 1].w += rows[i].w;
-		else
-			rows[m++] = rows[i];
+		{
+			if (m != i)
+				memcpy(r + m * size, r + i * size, size);
+			m++;
+		}
 	}
 	return m;
 }
@@ -205,7 +194,7 @@ cdp_btyd_collect_rows(const double *x, const double *t_x, const double *T,
 		rows[m].w = w;
 		m++;
 	}
-	m = fold_rows(rows, m);
+	m = fold(rows, m, sizeof(CdpBtydRow), row_cmp, offsetof(CdpBtydRow, w));
 	if (m == 0)
 	{
 		free(rows);
@@ -253,7 +242,7 @@ cdp_btyd_collect_spend(const double *x, const double *mv,
 		rows[k].w = w;
 		k++;
 	}
-	k = fold_spend(rows, k);
+	k = fold(rows, k, sizeof(CdpBtydSpendRow), spend_cmp, offsetof(CdpBtydSpendRow, w));
 	if (k == 0)
 	{
 		free(rows);

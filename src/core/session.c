@@ -108,146 +108,16 @@ ev_less(const CdpSessionEvent *a, const CdpSessionEvent *b)
 	return a->event_id < b->event_id;
 }
 
-/* Swaps two events. */
-static inline void
-ev_swap(CdpSessionEvent *a, CdpSessionEvent *b)
-{
-	CdpSessionEvent t = *a;
-
-	*a = *b;
-	*b = t;
-}
-
-/* Insertion sort, for short ranges. */
-static void
-ev_insertion_sort(CdpSessionEvent *a, int64_t n)
-{
-	int64_t		i;
-
-	for (i = 1; i < n; i++)
-	{
-		CdpSessionEvent x = a[i];
-		int64_t		k = i;
-
-		while (k > 0 && ev_less(&x, &a[k - 1]))
-		{
-			a[k] = a[k - 1];
-			k--;
-		}
-		a[k] = x;
-	}
-}
-
-/* Restores the max-heap property below node i of a heap of n events. */
-static void
-ev_sift_down(CdpSessionEvent *a, int64_t i, int64_t n)
-{
-	CdpSessionEvent x = a[i];
-
-	for (;;)
-	{
-		int64_t		c = 2 * i + 1;
-
-		if (c >= n)
-			break;
-		if (c + 1 < n && ev_less(&a[c], &a[c + 1]))
-			c++;
-		if (!ev_less(&x, &a[c]))
-			break;
-		a[i] = a[c];
-		i = c;
-	}
-	a[i] = x;
-}
-
-/* Heapsort: the fallback that bounds the quicksort's worst case. */
-static void
-ev_heap_sort(CdpSessionEvent *a, int64_t n)
-{
-	int64_t		i;
-
-	for (i = n / 2 - 1; i >= 0; i--)
-		ev_sift_down(a, i, n);
-	for (i = n - 1; i > 0; i--)
-	{
-		ev_swap(&a[0], &a[i]);
-		ev_sift_down(a, 0, i);
-	}
-}
-
-/*
- * Introsort: quicksort (median of three, Hoare partition), recursing into
- * the smaller part, heapsort past depth levels, insertion sort for short
- * ranges.  The same algorithm as in funnel.c, on another element type.
- */
-static void
-ev_intro_sort(CdpSessionEvent *a, int64_t n, int depth)
-{
-	while (n > 16)
-	{
-		int64_t		mid = n / 2;
-		int64_t		i = -1;
-		int64_t		k = n;
-		CdpSessionEvent pivot;
-
-		if (depth-- == 0)
-		{
-			ev_heap_sort(a, n);
-			return;
-		}
-		if (ev_less(&a[mid], &a[0]))
-			ev_swap(&a[mid], &a[0]);
-		if (ev_less(&a[n - 1], &a[mid]))
-		{
-			ev_swap(&a[n - 1], &a[mid]);
-			if (ev_less(&a[mid], &a[0]))
-				ev_swap(&a[mid], &a[0]);
-		}
-		pivot = a[mid];
-		/* a[0] <= pivot: the parts [0, k] and [k + 1, n) are both non-empty */
-		for (;;)
-		{
-			do
-				i++;
-			while (ev_less(&a[i], &pivot));
-			do
-				k--;
-			while (ev_less(&pivot, &a[k]));
-			if (i >= k)
-				break;
-			ev_swap(&a[i], &a[k]);
-		}
-		k++;
-		if (k < n - k)
-		{
-			ev_intro_sort(a, k, depth);
-			a += k;
-			n -= k;
-		}
-		else
-		{
-			ev_intro_sort(a + k, n - k, depth);
-			n = k;
-		}
-	}
-	ev_insertion_sort(a, n);
-}
+#define CDP_SORT_NAME ev_sort
+#define CDP_SORT_TYPE CdpSessionEvent
+#define CDP_SORT_LESS(a, b) ev_less(a, b)
+#include "sort_template.h"
 
 /* Sorts events by (channel, time, event_id); see session.h. */
 void
 cdp_session_sort_events(CdpSessionEvent *events, int64_t n)
 {
-	int64_t		i;
-	int			depth = 0;
-
-	for (i = 1; i < n; i++)
-		if (ev_less(&events[i], &events[i - 1]))
-			break;
-	if (i >= n)
-		return;					/* already sorted: the usual case */
-	for (i = n; i > 1; i >>= 1)
-		depth += 2;
-	ev_intro_sort(events, n, depth);
+	ev_sort(events, n);
 }
 
 /* Sessionizes the events of one profile; see session.h. */

@@ -174,7 +174,7 @@ CREATE TRIGGER event_load_row INSTEAD OF INSERT ON cdp.event_load
 
 CREATE FUNCTION cdp.config_changed() RETURNS trigger
 	AS 'MODULE_PATHNAME', 'cdp_config_changed' LANGUAGE C;
-COMMENT ON FUNCTION cdp.config_changed() IS 'Trigger: tells every session that a configuration table (channels, identity rules, blocklist) changed';
+COMMENT ON FUNCTION cdp.config_changed() IS 'Trigger: tells every session that a configuration table (channels, identity rules, blocklist, decisions by hand) changed';
 
 CREATE TRIGGER channels_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON cdp.channels
 	FOR EACH STATEMENT EXECUTE FUNCTION cdp.config_changed();

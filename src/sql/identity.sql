@@ -277,6 +277,8 @@ CREATE TRIGGER identity_rules_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCA
 	FOR EACH STATEMENT EXECUTE FUNCTION cdp.config_changed();
 CREATE TRIGGER identifier_blocklist_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON cdp.identifier_blocklist
 	FOR EACH STATEMENT EXECUTE FUNCTION cdp.config_changed();
+CREATE TRIGGER identity_overrides_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON cdp.identity_overrides
+	FOR EACH STATEMENT EXECUTE FUNCTION cdp.config_changed();
 
 CREATE FUNCTION cdp.normalize_email(email text) RETURNS text
 	AS 'MODULE_PATHNAME', 'cdp_email_sql' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;

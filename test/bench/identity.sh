@@ -17,15 +17,8 @@ sizes=("$@")
 [ ${#sizes[@]} -gt 0 ] || sizes=(1000000 10000000)
 port=${CDP_BENCH_PORT:-54333}
 
-cdp_setup
-make -s demo-gen
-trap 'cdp_stop_cluster bench-identity' EXIT
-cdp_start_cluster bench-identity "$port" "shared_buffers = 2GB" "max_wal_size = 16GB" \
-	"checkpoint_timeout = 30min" "maintenance_work_mem = 1GB" "work_mem = 256MB" \
-	"cdp.default_country = 'GB'"
-cdp_psql -c "SET client_min_messages = warning" -c "CREATE EXTENSION cdp" \
-	-c "SELECT cdp.ensure_partitions('2025-01-01', '2025-12-31')" >/dev/null
-cols="occurred_at, channel, type, identifiers, properties, amount, source"
+cdp_bench_start bench-identity "$port"
+cols=$cdp_event_cols
 reset_sql="TRUNCATE cdp.events, cdp.rejected_events, cdp.identifiers, cdp.profiles, cdp.identity_links,
 	cdp.event_anchors, cdp.profile_merges, cdp.identity_conflicts, cdp.identifier_rejections"
 

@@ -22,18 +22,12 @@ sizes=("$@")
 rounds=${ROUNDS:-2}
 port=${CDP_BENCH_PORT:-54332}
 
-cdp_setup
-make -s demo-gen
-trap 'cdp_stop_cluster bench' EXIT
-cdp_start_cluster bench "$port" "shared_buffers = 2GB" "max_wal_size = 16GB" \
-	"checkpoint_timeout = 30min" "maintenance_work_mem = 1GB"
-cdp_psql -c "CREATE EXTENSION cdp" -c "SET client_min_messages = warning" \
-	-c "SELECT cdp.ensure_partitions('2025-01-01', '2025-12-31')" >/dev/null
+cdp_bench_start bench "$port"
 cdp_psql -c "CREATE TABLE plain_events (event_id bigint, occurred_at timestamptz,
 	received_at timestamptz DEFAULT now(), channel text, type text, identifiers jsonb,
 	properties jsonb, amount numeric, source text)"
 
-cols="occurred_at, channel, type, identifiers, properties, amount, source"
+cols=$cdp_event_cols
 
 # Loads a file into a table after a checkpoint; prints the seconds it took.
 load() {
