@@ -9,9 +9,17 @@
 #                             exports PGHOST PGPORT PGUSER PGDATABASE=cdp
 #   cdp_stop_cluster NAME     stop it (data directory kept until next start)
 #   cdp_psql ...              psql on that cluster, stopping on the first error
+#
+# CDP_PG_ROOT=DIR makes everything use a private copy of the PostgreSQL
+# installation under DIR (made on first use; PostgreSQL finds its files
+# relative to its binaries), so that several work trees can build, install
+# and test at once; give each its own CDP_TEST_NAME and CDP_TEST_PORT too.
 
 CDP_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PGBIN=/usr/lib/postgresql/15/bin
+if [ -n "${CDP_PG_ROOT:-}" ]; then
+	PGBIN=$CDP_PG_ROOT/usr/lib/postgresql/15/bin
+fi
 export PG_CONFIG=$PGBIN/pg_config
 CDP_PACKAGES=(postgresql-15 postgresql-server-dev-15 postgresql-15-cron postgresql-15-pgtap
 	libtap-parser-sourcehandler-pgtap-perl make gcc)
@@ -49,9 +57,22 @@ cdp_install_packages() {
 		"${missing[@]}" >/dev/null
 }
 
+# Makes the private copy of the installation named by CDP_PG_ROOT.
+cdp_private_install() {
+	local d
+	[ -n "${CDP_PG_ROOT:-}" ] && [ ! -x "$PGBIN/postgres" ] || return 0
+	echo "== copying the PostgreSQL installation to $CDP_PG_ROOT"
+	for d in /usr/lib/postgresql/15 /usr/share/postgresql/15 /usr/include/postgresql; do
+		mkdir -p "$CDP_PG_ROOT$(dirname "$d")"
+		cp -a "$d" "$CDP_PG_ROOT$(dirname "$d")/"
+	done
+	chmod 755 "$CDP_PG_ROOT"
+}
+
 # Installs what is missing, then builds and installs the extension.
 cdp_setup() {
 	cdp_install_packages
+	cdp_private_install
 	echo "== building and installing cdp"
 	make -C "$CDP_ROOT" -s >/dev/null
 	cdp_as_root make -C "$CDP_ROOT" -s install >/dev/null

@@ -9,6 +9,7 @@ set -euo pipefail
 cd "$CDP_ROOT"
 
 port=${CDP_TEST_PORT:-54330}
+cluster=${CDP_TEST_NAME:-test}
 passed=0
 failed=0
 failures=()
@@ -35,7 +36,7 @@ script_suite() {
 
 cdp_setup
 make -s demo-gen
-trap 'cdp_stop_cluster test' EXIT
+trap 'cdp_stop_cluster "$cluster"' EXIT
 
 echo "== C unit tests (src/core, -fsanitize=address,undefined)"
 make -s unit >test/unit/build.log 2>&1 && unit_ok=1 || unit_ok=0
@@ -45,7 +46,7 @@ read -r p f < <(awk '/: [0-9]+ passed, [0-9]+ failed$/ {p += $(NF-3); f += $(NF-
 tally unit "$p" "$f"
 
 echo "== starting a throwaway cluster on port $port"
-cdp_start_cluster test "$port" "fsync = off" "synchronous_commit = off" "full_page_writes = off"
+cdp_start_cluster "$cluster" "$port" "fsync = off" "synchronous_commit = off" "full_page_writes = off"
 
 echo "== pg_regress"
 make -s installcheck >test/regress.log 2>&1 && regress_ok=1 || regress_ok=0
