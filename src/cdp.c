@@ -15,9 +15,18 @@
 PG_MODULE_MAGIC;
 
 char	   *cdp_default_country = NULL;
+double		cdp_max_amount = 1e12;
 int			cdp_max_clock_skew = 86400;
 int			cdp_session_timeout = 1800;
 bool		cdp_stitch_on_ingest = true;
+int			cdp_unknown_event_types = CDP_UNKNOWN_TYPES_WARN;
+
+static const struct config_enum_entry unknown_type_options[] = {
+	{"accept", CDP_UNKNOWN_TYPES_ACCEPT, false},
+	{"warn", CDP_UNKNOWN_TYPES_WARN, false},
+	{"quarantine", CDP_UNKNOWN_TYPES_QUARANTINE, false},
+	{NULL, 0, false}
+};
 
 void		_PG_init(void);
 
@@ -44,6 +53,15 @@ _PG_init(void)
 							   0,
 							   check_default_country, NULL, NULL);
 
+	DefineCustomRealVariable("cdp.max_amount",
+							 gettext_noop("Largest absolute amount an event may carry."),
+							 gettext_noop("Events with a larger purchase value or refund are rejected as amount_out_of_range."),
+							 &cdp_max_amount,
+							 1e12, 1, 1e15,
+							 PGC_SUSET,
+							 0,
+							 NULL, NULL, NULL);
+
 	DefineCustomIntVariable("cdp.max_clock_skew",
 							gettext_noop("How far in the future of its arrival an event may have occurred."),
 							gettext_noop("Events further in the future are rejected as future_occurred_at."),
@@ -67,6 +85,16 @@ _PG_init(void)
 							 gettext_noop("Off: events are stored without identity work; run cdp.rebuild_identities() later."),
 							 &cdp_stitch_on_ingest,
 							 true,
+							 PGC_SUSET,
+							 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomEnumVariable("cdp.unknown_event_types",
+							 gettext_noop("What happens to an event whose type is not registered in cdp.event_types."),
+							 gettext_noop("accept: stored silently; warn: stored, with one warning per statement naming the types; quarantine: rejected as unknown_type."),
+							 &cdp_unknown_event_types,
+							 CDP_UNKNOWN_TYPES_WARN,
+							 unknown_type_options,
 							 PGC_SUSET,
 							 0,
 							 NULL, NULL, NULL);

@@ -9,8 +9,21 @@
 
 /* Settings (defined in cdp.c). */
 extern char *cdp_default_country;	/* ISO 3166 alpha-2 for national phone numbers */
+extern double cdp_max_amount;		/* largest absolute amount an event may carry */
 extern int	cdp_max_clock_skew;		/* seconds an event may lie in the future */
 extern int	cdp_session_timeout;	/* seconds of inactivity that end a session */
 extern bool cdp_stitch_on_ingest;	/* stitch identities as events are stored */
+extern int	cdp_unknown_event_types;	/* CDP_UNKNOWN_TYPES_* */
+
+/* What happens to an event whose type is not in cdp.event_types. */
+#define CDP_UNKNOWN_TYPES_ACCEPT		0
+#define CDP_UNKNOWN_TYPES_WARN			1
+#define CDP_UNKNOWN_TYPES_QUARANTINE	2
+
+/* Checked SPI helpers and array arguments (spi.c). */
+extern void cdp_spi_connect(void);
+extern uint64 cdp_spi_run(const char *sql, int nargs, const Oid *types, Datum *values, int expect);
+extern Datum cdp_int64_array(const int64 *v, int n, Oid type);
+extern Datum cdp_text_array(char **v, int n);
 
 #endif							/* CDP_H */

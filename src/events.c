@@ -30,6 +30,7 @@
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
+#include "commands/sequence.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "funcapi.h"
@@ -52,88 +53,119 @@ PG_FUNCTION_INFO_V1(cdp_events_after_insert);
 PG_FUNCTION_INFO_V1(cdp_config_changed);
 PG_FUNCTION_INFO_V1(cdp_track);
 PG_FUNCTION_INFO_V1(cdp_check_event);
+PG_FUNCTION_INFO_V1(cdp_next_event_id);
+PG_FUNCTION_INFO_V1(cdp_move_default_events);
 
 const char *const cdp_field_names[N_FIELDS] = {
-	"occurred_at", "channel", "type", "identifiers", "properties", "amount", "source"
+	"occurred_at", "channel", "type", "identifiers", "properties", "amount", "source", "message_id"
 };
 
 /* 1970-01-01 00:00 UTC in PostgreSQL's microseconds since 2000-01-01. */
 #define UNIX_EPOCH_TIMESTAMPTZ \
 	((TimestampTz) (UNIX_EPOCH_JDATE - POSTGRES_EPOCH_JDATE) * USECS_PER_DAY)
 
-static MemoryContext channel_cxt = NULL;
-static Oid	channels_relid = InvalidOid;
-static bool channels_valid = false;
-static const char **channel_names = NULL;
-static int	n_channels = 0;
-static char *channel_list = NULL;	/* "app, call_center, ..." for hints */
+/* The largest raw row the quarantine keeps whole (64 kB). */
+#define CDP_QUARANTINE_MAX_RAW 65536
+
+/*
+ * A registry table read into a sorted array of names, kept per backend until
+ * a relcache invalidation of the table (its statement trigger
+ * cdp.config_changed sends one, so every session sees a change at commit).
+ */
+typedef struct Registry
+{
+	const char *table;			/* in schema cdp */
+	const char *query;			/* its names, sorted in C order */
+	MemoryContext cxt;
+	Oid			relid;
+	bool		valid;
+	const char **names;
+	int			n;
+	char	   *list;			/* "app, call_center, ..." for hints */
+} Registry;
+
+static Registry channels = {"channels", "SELECT channel FROM cdp.channels ORDER BY channel COLLATE \"C\""};
+static Registry event_types = {"event_types", "SELECT type FROM cdp.event_types ORDER BY type COLLATE \"C\""};
 
 static SPIPlanPtr insert_plan = NULL;
 static SPIPlanPtr reject_plan = NULL;
 
-/* Marks the channel cache stale when cdp.channels is invalidated. */
+/* Marks the registries stale when their table is invalidated. */
 static void
-channels_invalidated(Datum arg, Oid relid)
+registry_invalidated(Datum arg, Oid relid)
 {
-	if (relid == InvalidOid || relid == channels_relid)
-		channels_valid = false;
+	if (relid == InvalidOid || relid == channels.relid)
+		channels.valid = false;
+	if (relid == InvalidOid || relid == event_types.relid)
+		event_types.valid = false;
 }
 
-/* Reads cdp.channels into the backend's sorted channel array if stale. */
+/* Reads a registry table into its sorted array if stale. */
 static void
-load_channels(void)
+load_registry(Registry *r)
 {
-	Oid			nsp;
-	int			ret;
+	static bool callback_registered = false;
 	uint64		i;
 	StringInfoData list;
 
-	if (channels_valid)
+	if (r->valid)
 		return;
-	if (channel_cxt == NULL)
+	if (!callback_registered)
 	{
-		channel_cxt = AllocSetContextCreate(TopMemoryContext, "cdp channels", ALLOCSET_SMALL_SIZES);
-		CacheRegisterRelcacheCallback(channels_invalidated, (Datum) 0);
+		CacheRegisterRelcacheCallback(registry_invalidated, (Datum) 0);
+		callback_registered = true;
 	}
+	if (r->cxt == NULL)
+		r->cxt = AllocSetContextCreate(TopMemoryContext, "cdp registry", ALLOCSET_SMALL_SIZES);
 	else
-		MemoryContextReset(channel_cxt);
-	channel_names = NULL;
-	n_channels = 0;
-	channel_list = NULL;
-
-	nsp = get_namespace_oid("cdp", false);
-	channels_relid = get_relname_relid("channels", nsp);
-	if (!OidIsValid(channels_relid))
-		elog(ERROR, "table cdp.channels does not exist");
+		MemoryContextReset(r->cxt);
+	r->names = NULL;
+	r->n = 0;
+	r->list = NULL;
+	r->relid = get_relname_relid(r->table, get_namespace_oid("cdp", false));
+	if (!OidIsValid(r->relid))
+		elog(ERROR, "table cdp.%s does not exist", r->table);
 
 	/* Set first: an invalidation that arrives while reading clears it again. */
-	channels_valid = true;
+	r->valid = true;
 	PG_TRY();
 	{
-		if (SPI_connect() != SPI_OK_CONNECT)
-			elog(ERROR, "SPI_connect failed");
-		ret = SPI_execute("SELECT channel FROM cdp.channels ORDER BY channel COLLATE \"C\"", true, 0);
-		if (ret != SPI_OK_SELECT)
-			elog(ERROR, "could not read cdp.channels: %s", SPI_result_code_string(ret));
-		channel_names = MemoryContextAllocZero(channel_cxt, sizeof(char *) * (SPI_processed + 1));
+		cdp_spi_connect();
+		cdp_spi_run(r->query, 0, NULL, NULL, SPI_OK_SELECT);
+		r->names = MemoryContextAllocZero(r->cxt, sizeof(char *) * (SPI_processed + 1));
 		initStringInfo(&list);
 		for (i = 0; i < SPI_processed; i++)
 		{
 			char	   *name = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
 
-			channel_names[i] = MemoryContextStrdup(channel_cxt, name);
+			r->names[i] = MemoryContextStrdup(r->cxt, name);
 			appendStringInfo(&list, "%s%s", i > 0 ? ", " : "", name);
 		}
-		n_channels = (int) SPI_processed;
-		channel_list = MemoryContextStrdup(channel_cxt, list.data);
+		r->n = (int) SPI_processed;
+		r->list = MemoryContextStrdup(r->cxt, list.data);
 		SPI_finish();
 	}
 	PG_CATCH();
 	{
-		channels_valid = false;
+		r->valid = false;
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
+}
+
+/* Whether a name is in a registry. */
+static bool
+registry_has(Registry *r, text *name)
+{
+	load_registry(r);
+	return cdp_find_name(r->names, r->n, VARDATA_ANY(name), VARSIZE_ANY_EXHDR(name)) >= 0;
+}
+
+/* Whether an event type is registered in cdp.event_types. */
+bool
+cdp_event_type_known(text *type)
+{
+	return registry_has(&event_types, type);
 }
 
 /* Sets *p to a problem with a formatted message; returns false for chaining. */
@@ -215,6 +247,37 @@ json_kind(Jsonb *jb)
 	return JB_ROOT_IS_ARRAY(jb) ? "an array" : "an object";
 }
 
+/* An amount for a message, at most 80 bytes. */
+static char *
+shown_numeric(Numeric n)
+{
+	char	   *s = DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(n)));
+
+	return shown(s, strlen(s));
+}
+
+/* Whether |amount| <= cdp.max_amount (amount finite). */
+static bool
+amount_in_range(Numeric amount)
+{
+	static double cached_max = -1;
+	static Numeric cached = NULL;
+	Numeric		a = DatumGetNumeric(DirectFunctionCall1(numeric_abs, NumericGetDatum(amount)));
+
+	if (cached == NULL || cached_max != cdp_max_amount)
+	{
+		Numeric		m = DatumGetNumeric(DirectFunctionCall1(float8_numeric, Float8GetDatum(cdp_max_amount)));
+		Numeric		copy = MemoryContextAlloc(TopMemoryContext, VARSIZE(m));
+
+		memcpy(copy, m, VARSIZE(m));
+		if (cached != NULL)
+			pfree(cached);
+		cached = copy;
+		cached_max = cdp_max_amount;
+	}
+	return DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(a), NumericGetDatum(cached))) <= 0;
+}
+
 /* Checks the identifiers object: kinds, string values, count. */
 static bool
 check_identifiers(Jsonb *ids, Problem *p)
@@ -289,14 +352,15 @@ check_event(const Event *ev, Problem *p)
 			break;
 	}
 
-	load_channels();
 	if (ev->channel == NULL)
-		return fail(p, CDP_MISSING_CHANNEL, psprintf("Known channels: %s.", channel_list),
+	{
+		load_registry(&channels);
+		return fail(p, CDP_MISSING_CHANNEL, psprintf("Known channels: %s.", channels.list),
 					"channel is missing");
-	if (cdp_find_name(channel_names, n_channels, VARDATA_ANY(ev->channel),
-					  VARSIZE_ANY_EXHDR(ev->channel)) < 0)
+	}
+	if (!registry_has(&channels, ev->channel))
 		return fail(p, CDP_UNKNOWN_CHANNEL,
-					psprintf("Known channels: %s. Register new ones in cdp.channels.", channel_list),
+					psprintf("Known channels: %s. Register new ones in cdp.channels.", channels.list),
 					"unknown channel \"%s\"", shown_text(ev->channel));
 
 	if (ev->type == NULL)
@@ -305,6 +369,10 @@ check_event(const Event *ev, Problem *p)
 	if (cdp_check_type(VARDATA_ANY(ev->type), VARSIZE_ANY_EXHDR(ev->type), &why) != CDP_OK)
 		return fail(p, CDP_INVALID_TYPE, "Standard types are listed in cdp.event_types.",
 					"invalid type \"%s\": it %s", shown_text(ev->type), why);
+	if (cdp_unknown_event_types == CDP_UNKNOWN_TYPES_QUARANTINE && !cdp_event_type_known(ev->type))
+		return fail(p, CDP_UNKNOWN_TYPE,
+					"Register the type in cdp.event_types, or correct the source (cdp.unknown_event_types is quarantine).",
+					"unknown type \"%s\"", shown_text(ev->type));
 
 	if (ev->identifiers == NULL)
 		return fail(p, CDP_MISSING_IDENTIFIERS,
@@ -321,11 +389,21 @@ check_event(const Event *ev, Problem *p)
 		return fail(p, CDP_INVALID_AMOUNT, "An amount is a finite number of money, such as 19.99.",
 					"invalid amount \"%s\": it is not a finite number",
 					DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(ev->amount))));
+	if (ev->amount != NULL && !amount_in_range(ev->amount))
+		return fail(p, CDP_AMOUNT_OUT_OF_RANGE,
+					"An amount is the value of one purchase or refund; raise cdp.max_amount if this one is real.",
+					"amount %s is out of range: its absolute value exceeds cdp.max_amount (%g)",
+					shown_numeric(ev->amount), cdp_max_amount);
 
 	if (ev->source != NULL &&
 		cdp_check_source(VARDATA_ANY(ev->source), VARSIZE_ANY_EXHDR(ev->source), &why) != CDP_OK)
 		return fail(p, CDP_INVALID_SOURCE, NULL,
 					"invalid source \"%s\": it %s", shown_text(ev->source), why);
+	if (ev->message_id != NULL &&
+		cdp_check_message_id(VARDATA_ANY(ev->message_id), VARSIZE_ANY_EXHDR(ev->message_id), &why) != CDP_OK)
+		return fail(p, CDP_INVALID_MESSAGE_ID,
+					"A message id is the sender's key of the event (1 to 255 characters), the same on every retry.",
+					"invalid message_id \"%s\": it %s", shown_text(ev->message_id), why);
 	return true;
 }
 
@@ -426,7 +504,7 @@ push_jsonb(JsonbParseState **st, const char *key, Jsonb *jb)
 }
 
 /* The typed event as a JSON object, for rows refused by the row check. */
-static Jsonb *
+Jsonb *
 event_to_jsonb(const Event *ev)
 {
 	JsonbParseState *st = NULL;
@@ -455,11 +533,42 @@ event_to_jsonb(const Event *ev)
 		pushJsonbValue(&st, WJB_VALUE, &v);
 	}
 	push_text(&st, "source", ev->source);
+	if (ev->message_id != NULL)
+		push_text(&st, "message_id", ev->message_id);
 	res = pushJsonbValue(&st, WJB_END_OBJECT, NULL);
 	return JsonbValueToJsonb(res);
 }
 
-/* Stores a refused row in cdp.rejected_events. */
+/*
+ * A raw row too large to keep whole: {"truncated": true, "bytes": N,
+ * "head": the first CDP_QUARANTINE_MAX_RAW bytes of its text}.
+ */
+static Jsonb *
+truncated_raw(Jsonb *raw)
+{
+	char	   *text = JsonbToCString(NULL, &raw->root, VARSIZE(raw));
+	int			len = strlen(text);
+	int			cut = pg_mbcliplen(text, len, CDP_QUARANTINE_MAX_RAW);
+	JsonbParseState *st = NULL;
+	JsonbValue	v;
+
+	pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
+	push_key(&st, "truncated");
+	v.type = jbvBool;
+	v.val.boolean = true;
+	pushJsonbValue(&st, WJB_VALUE, &v);
+	push_key(&st, "bytes");
+	v.type = jbvNumeric;
+	v.val.numeric = int64_to_numeric(len);
+	pushJsonbValue(&st, WJB_VALUE, &v);
+	push_string(&st, "head", text, cut);
+	return JsonbValueToJsonb(pushJsonbValue(&st, WJB_END_OBJECT, NULL));
+}
+
+/*
+ * Stores a refused row in cdp.rejected_events; a raw row of more than
+ * CDP_QUARANTINE_MAX_RAW bytes keeps only its head.
+ */
 void
 quarantine(const Problem *p, text *source, Jsonb *raw)
 {
@@ -484,7 +593,7 @@ quarantine(const Problem *p, text *source, Jsonb *raw)
 	values[1] = CStringGetTextDatum(p->message);
 	values[2] = source ? PointerGetDatum(source) : (Datum) 0;
 	nulls[2] = source ? ' ' : 'n';
-	values[3] = JsonbPGetDatum(raw);
+	values[3] = JsonbPGetDatum(VARSIZE(raw) > CDP_QUARANTINE_MAX_RAW ? truncated_raw(raw) : raw);
 	ret = SPI_execute_plan(reject_plan, values, nulls, false, 0);
 	if (ret != SPI_OK_INSERT)
 		elog(ERROR, "could not quarantine an event: %s", SPI_result_code_string(ret));
@@ -505,9 +614,10 @@ insert_event(const Event *ev)
 		elog(ERROR, "SPI_connect failed");
 	if (insert_plan == NULL)
 	{
-		Oid			types[N_FIELDS] = {TIMESTAMPTZOID, TEXTOID, TEXTOID, JSONBOID, JSONBOID, NUMERICOID, TEXTOID};
+		Oid			types[N_FIELDS] = {TIMESTAMPTZOID, TEXTOID, TEXTOID, JSONBOID, JSONBOID, NUMERICOID, TEXTOID, TEXTOID};
 		SPIPlanPtr	plan = SPI_prepare("INSERT INTO cdp.events (occurred_at, channel, type, identifiers, "
-									   "properties, amount, source) VALUES ($1, $2, $3, $4, coalesce($5, '{}'), $6, $7) "
+									   "properties, amount, source, message_id) "
+									   "VALUES ($1, $2, $3, $4, COALESCE($5, '{}'), $6, $7, $8) "
 									   "RETURNING event_id", N_FIELDS, types);
 
 		if (plan == NULL)
@@ -522,6 +632,7 @@ insert_event(const Event *ev)
 	values[4] = PointerGetDatum(ev->properties);
 	values[5] = PointerGetDatum(ev->amount);
 	values[6] = PointerGetDatum(ev->source);
+	values[7] = PointerGetDatum(ev->message_id);
 	nulls[0] = ev->has_occurred_at ? ' ' : 'n';
 	nulls[1] = ev->channel ? ' ' : 'n';
 	nulls[2] = ev->type ? ' ' : 'n';
@@ -529,6 +640,7 @@ insert_event(const Event *ev)
 	nulls[4] = ev->properties ? ' ' : 'n';
 	nulls[5] = ev->amount ? ' ' : 'n';
 	nulls[6] = ev->source ? ' ' : 'n';
+	nulls[7] = ev->message_id ? ' ' : 'n';
 	ret = SPI_execute_plan(insert_plan, values, nulls, false, 0);
 	if (ret != SPI_OK_INSERT_RETURNING || SPI_processed != 1)
 		elog(ERROR, "could not insert an event: %s", SPI_result_code_string(ret));
@@ -551,6 +663,7 @@ args_to_event(FunctionCallInfo fcinfo, int first, Event *ev)
 	ev->properties = PG_ARGISNULL(first + 4) ? NULL : PG_GETARG_JSONB_P(first + 4);
 	ev->amount = PG_ARGISNULL(first + 5) ? NULL : PG_GETARG_NUMERIC(first + 5);
 	ev->source = PG_ARGISNULL(first + 6) ? NULL : PG_GETARG_TEXT_PP(first + 6);
+	ev->message_id = PG_NARGS() <= first + 7 || PG_ARGISNULL(first + 7) ? NULL : PG_GETARG_TEXT_PP(first + 7);
 }
 
 /* Checks that a function runs as the kind of trigger it was written for. */
@@ -571,179 +684,153 @@ trigger_data(FunctionCallInfo fcinfo, const char *fname, TriggerEvent timing, bo
 	return td;
 }
 
-/* --- rows to purge at the end of the statement --------------------------- */
+/* --- ids, the row check, the statement's end --------------------------------- */
 
-/* A row of cdp.events that was quarantined and must be deleted. */
-typedef struct PendingRow
+/*
+ * Event ids issued by cdp.next_event_id (the default of event_id) and not
+ * yet taken by the row check: a row whose event_id is not among them was
+ * given its id by the caller, which the row check refuses (a supplied id
+ * could name a stored event, which the statement's purge would then delete).
+ * A few suffice: a row takes its id right after its default is computed.
+ */
+#define N_ISSUED 16
+static int64 issued[N_ISSUED];
+static int	n_issued = 0;
+static Oid	event_seq = InvalidOid;
+static bool moving_events = false;	/* cdp.move_default_events is at work */
+
+/* cdp.next_event_id(): the default of cdp.events.event_id. */
+Datum
+cdp_next_event_id(PG_FUNCTION_ARGS)
 {
-	int64		event_id;
-	bool		has_occurred_at;
-	TimestampTz occurred_at;
-	int			nest_level;		/* subtransaction that inserted it */
-} PendingRow;
+	int64		id;
 
-static PendingRow *pending = NULL;
-static int	n_pending = 0;
-static int	max_pending = 0;
-static bool xact_callbacks_registered = false;
-
-/* Forgets every pending row at transaction end (commit or abort). */
-static void
-pending_xact_callback(XactEvent event, void *arg)
-{
-	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
-		event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT ||
-		event == XACT_EVENT_PREPARE)
-		n_pending = 0;
+	if (!OidIsValid(event_seq))
+		event_seq = get_relname_relid("events_event_id_seq", get_namespace_oid("cdp", false));
+	id = nextval_internal(event_seq, true);
+	if (n_issued == N_ISSUED)
+	{
+		memmove(issued, issued + 1, sizeof(int64) * (N_ISSUED - 1));
+		n_issued--;
+	}
+	issued[n_issued++] = id;
+	PG_RETURN_INT64(id);
 }
 
-/* Forgets the pending rows of a subtransaction that aborts. */
-static void
-pending_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
-						 SubTransactionId parentSubid, void *arg)
+/* Takes an issued id; false if the id was not issued (or already taken). */
+static bool
+take_issued(int64 id)
 {
-	if (event == SUBXACT_EVENT_ABORT_SUB)
-	{
-		int			level = GetCurrentTransactionNestLevel();
+	int			i;
 
-		while (n_pending > 0 && pending[n_pending - 1].nest_level >= level)
-			n_pending--;
-	}
-}
-
-/* Remembers a quarantined row for deletion at the end of its statement. */
-static void
-remember_rejected_row(int64 event_id, const Event *ev)
-{
-	if (!xact_callbacks_registered)
-	{
-		RegisterXactCallback(pending_xact_callback, NULL);
-		RegisterSubXactCallback(pending_subxact_callback, NULL);
-		xact_callbacks_registered = true;
-	}
-	if (n_pending == max_pending)
-	{
-		int			newmax = max_pending == 0 ? 64 : max_pending * 2;
-
-		pending = pending == NULL
-			? MemoryContextAlloc(TopMemoryContext, sizeof(PendingRow) * newmax)
-			: repalloc(pending, sizeof(PendingRow) * newmax);
-		max_pending = newmax;
-	}
-	pending[n_pending].event_id = event_id;
-	pending[n_pending].has_occurred_at = ev->has_occurred_at;
-	pending[n_pending].occurred_at = ev->occurred_at;
-	pending[n_pending].nest_level = GetCurrentTransactionNestLevel();
-	n_pending++;
+	for (i = n_issued - 1; i >= 0; i--)
+		if (issued[i] == id)
+		{
+			memmove(issued + i, issued + i + 1, sizeof(int64) * (n_issued - i - 1));
+			n_issued--;
+			return true;
+		}
+	return false;
 }
 
 /*
- * cdp.accept_event(event_id, occurred_at, ...): the CHECK of cdp.events.
- * Always true; an invalid row is quarantined and remembered for deletion.
+ * Whether rows come with ids of their own: pg_restore (which turns
+ * check_function_bodies off) and logical replication (session_replication_role
+ * replica, which only a superuser can set) copy stored events.
+ */
+static bool
+copying_stored_events(void)
+{
+	return !check_function_bodies || SessionReplicationRole == SESSION_REPLICATION_ROLE_REPLICA;
+}
+
+/*
+ * cdp.accept_event(event_id, occurred_at, ..., message_id): the CHECK of
+ * cdp.events.  Always true; an invalid row is quarantined and remembered for
+ * deletion at the end of the statement, a valid one for its message id and
+ * stitching.  Rows moved between partitions are stored facts: not judged.
  */
 Datum
 cdp_accept_event(PG_FUNCTION_ARGS)
 {
 	Event		ev;
 	Problem		p;
+	int64		event_id;
 
-	args_to_event(fcinfo, 1, &ev);
+	if (moving_events)
+		PG_RETURN_BOOL(true);
 	/* event_id is NOT NULL, checked before this CHECK */
-	Assert(!PG_ARGISNULL(0));
+	event_id = PG_GETARG_INT64(0);
+	if (copying_stored_events())
+		PG_RETURN_BOOL(true);
+	if (!take_issued(event_id))
+		ereport(ERROR,
+				(errcode(ERRCODE_GENERATED_ALWAYS),
+				 errmsg("cannot insert an event with an event_id of its own (" INT64_FORMAT ")", event_id),
+				 errdetail("cdp assigns event ids; a supplied one could repeat a stored event's."),
+				 errhint("Leave event_id out of the column list. To make retries safe, give each event a message_id.")));
+	args_to_event(fcinfo, 1, &ev);
 	if (!check_event(&ev, &p))
 	{
 		quarantine(&p, ev.source, event_to_jsonb(&ev));
-		remember_rejected_row(PG_GETARG_INT64(0), &ev);
+		cdp_batch_reject(event_id, &ev);
 	}
-	else if (cdp_stitch_on_ingest && check_function_bodies)
-	{
-		/*
-		 * pg_restore sets check_function_bodies off: restored events are
-		 * not stitched again, their identity tables come from the dump.
-		 */
-		cdp_stitch_remember(PG_GETARG_INT64(0), ev.occurred_at, ev.identifiers);
-	}
+	else
+		cdp_batch_accept(event_id, &ev);
 	PG_RETURN_BOOL(true);
 }
 
 /*
- * Deletes the rows quarantined during the statement, and says how many.
+ * cdp.move_default_events(part, from_time, to_time): moves the events of
+ * [from_time, to_time) from cdp.events_default to part, a table shaped like
+ * cdp.events (cdp.ensure_partitions, before attaching it).  A move is not a
+ * load: the row check lets the rows through unjudged, unstitched.
  */
-static void
-purge_rejected_rows(void)
+Datum
+cdp_move_default_events(PG_FUNCTION_ARGS)
 {
-	int			start = 0;
-	int			n;
-	int			i;
-	int64		deleted = 0;
-	Datum	   *ids;
-	Datum	   *times;
-	int			n_times = 0;
-	int64		min_id = PG_INT64_MAX;
-	int64		max_id = PG_INT64_MIN;
-	int			level = GetCurrentTransactionNestLevel();
-	Datum		values[4];
-	Oid			types[4] = {INT8ARRAYOID, INT8OID, INT8OID, TIMESTAMPTZARRAYOID};
-	int			ret;
+	Oid			part = PG_GETARG_OID(0);
+	Oid			types[2] = {TIMESTAMPTZOID, TIMESTAMPTZOID};
+	Datum		values[2] = {PG_GETARG_DATUM(1), PG_GETARG_DATUM(2)};
+	char	   *rel = get_rel_name(part);
+	char	   *sql;
+	uint64		moved = 0;
 
-	/* only rows of this (sub)transaction level or deeper, i.e. this statement */
-	while (start < n_pending && pending[start].nest_level < level)
-		start++;
-	n = n_pending - start;
-	if (n == 0)
-		return;
-
-	ids = palloc(sizeof(Datum) * n);
-	times = palloc(sizeof(Datum) * n);
-	for (i = 0; i < n; i++)
+	if (rel == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("relation with OID %u does not exist", part)));
+	sql = psprintf("WITH moved AS (DELETE FROM cdp.events_default "
+				   "WHERE occurred_at >= $1 AND occurred_at < $2 "
+				   "RETURNING event_id, occurred_at, received_at, channel, type, identifiers, "
+				   "properties, amount, source, message_id) "
+				   "INSERT INTO %s (event_id, occurred_at, received_at, channel, type, identifiers, "
+				   "properties, amount, source, message_id) SELECT * FROM moved",
+				   quote_qualified_identifier(get_namespace_name(get_rel_namespace(part)), rel));
+	cdp_spi_connect();
+	moving_events = true;
+	PG_TRY();
 	{
-		const PendingRow *r = &pending[start + i];
-
-		ids[i] = Int64GetDatum(r->event_id);
-		min_id = Min(min_id, r->event_id);
-		max_id = Max(max_id, r->event_id);
-		if (r->has_occurred_at)
-			times[n_times++] = TimestampTzGetDatum(r->occurred_at);
+		moved = cdp_spi_run(sql, 2, types, values, SPI_OK_INSERT);
 	}
-	n_pending = start;
-
-	values[0] = PointerGetDatum(construct_array(ids, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	values[1] = Int64GetDatum(min_id);
-	values[2] = Int64GetDatum(max_id);
-	values[3] = PointerGetDatum(construct_array(times, n_times, TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	/* occurred_at prunes partitions, the id range uses the BRIN index */
-	ret = SPI_execute_with_args("DELETE FROM cdp.events "
-								"WHERE event_id BETWEEN $2 AND $3 AND event_id = ANY ($1) "
-								"AND (occurred_at = ANY ($4) OR occurred_at IS NULL)",
-								4, types, values, NULL, false, 0);
-	if (ret != SPI_OK_DELETE)
-		elog(ERROR, "could not remove rejected events: %s", SPI_result_code_string(ret));
-	deleted = (int64) SPI_processed;
+	PG_FINALLY();
+	{
+		moving_events = false;
+	}
+	PG_END_TRY();
 	SPI_finish();
-
-	ereport(NOTICE,
-			(errmsg("%d %s rejected and moved to cdp.rejected_events", n,
-					n == 1 ? "event was" : "events were"),
-			 errhint("SELECT reason_code, reason, raw FROM cdp.rejected_events ORDER BY reject_id DESC LIMIT %d;", n)));
-	if (deleted != n)
-		elog(WARNING, "%d events were rejected but " INT64_FORMAT " were removed from cdp.events",
-			 n, deleted);
+	PG_RETURN_INT64((int64) moved);
 }
 
 /*
- * AFTER INSERT statement trigger of cdp.events and its partitions: removes
- * the rows quarantined during the statement, then stitches the identities
- * of the rows stored.
+ * AFTER INSERT statement trigger of cdp.events, its partitions and the
+ * loader view: the statement's end (event_batch.c).
  */
 Datum
 cdp_events_after_insert(PG_FUNCTION_ARGS)
 {
 	(void) trigger_data(fcinfo, "cdp.events_after_insert()", TRIGGER_EVENT_AFTER, false);
-	purge_rejected_rows();
-	cdp_stitch_pending();
+	cdp_batch_end();
 	return PointerGetDatum(NULL);
 }
 
@@ -766,18 +853,55 @@ cdp_config_changed(PG_FUNCTION_ARGS)
 }
 
 
+/*
+ * The event that holds a message id after a load (id, if it was stored;
+ * the original, with a notice, if it was a retry).
+ */
+static int64
+stored_message(text *message_id, int64 id)
+{
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1] = {PointerGetDatum(message_id)};
+	int64		original = id;
+	bool		isnull;
+
+	cdp_spi_connect();
+	if (cdp_spi_run("SELECT event_id FROM cdp.event_messages WHERE message_id = $1",
+					1, types, values, SPI_OK_SELECT) == 1)
+		original = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	SPI_finish();
+	if (original != id)
+		ereport(NOTICE,
+				(errmsg("message_id \"%s\" was already stored as event " INT64_FORMAT "; this retry was not stored again",
+						shown_text(message_id), original)));
+	return original;
+}
+
 /* cdp.track(...): records one event and returns its id, or raises. */
 Datum
 cdp_track(PG_FUNCTION_ARGS)
 {
 	Event		ev;
 	Problem		p;
-	int64		id;
+	volatile int64 id = 0;
 
 	args_to_event(fcinfo, 0, &ev);
 	if (!check_event(&ev, &p))
 		raise_problem(&p);
-	id = insert_event(&ev);
+	/* the statement's end runs here, after the insert */
+	cdp_batch_defer();
+	PG_TRY();
+	{
+		id = insert_event(&ev);
+	}
+	PG_FINALLY();
+	{
+		cdp_batch_undefer();
+	}
+	PG_END_TRY();
+	(void) cdp_batch_end();
+	if (ev.message_id != NULL)
+		id = stored_message(ev.message_id, id);
 	PG_RETURN_INT64(id);
 }
 

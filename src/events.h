@@ -28,6 +28,7 @@ typedef struct Event
 	Jsonb	   *properties;
 	Numeric		amount;
 	text	   *source;
+	text	   *message_id;		/* idempotency key, or NULL */
 } Event;
 
 /* Why an event is refused. */
@@ -40,7 +41,7 @@ typedef struct Problem
 
 
 /* The event fields in the order of cdp.event_load's columns. */
-#define N_FIELDS 7
+#define N_FIELDS 8
 extern const char *const cdp_field_names[N_FIELDS];
 
 extern bool fail(Problem *p, CdpProblem code, const char *hint, const char *fmt,...) pg_attribute_printf(4, 5);
@@ -49,9 +50,19 @@ extern const char *jbv_kind(const JsonbValue *v);
 extern const char *json_kind(Jsonb *jb);
 extern bool check_event(const Event *ev, Problem *p);
 extern void quarantine(const Problem *p, text *source, Jsonb *raw);
+extern Jsonb *event_to_jsonb(const Event *ev);
 extern int64 insert_event(const Event *ev);
+extern bool cdp_event_type_known(text *type);
 extern void push_string(JsonbParseState **st, const char *key, const char *val, int len);
 extern TriggerData *trigger_data(FunctionCallInfo fcinfo, const char *fname,
 								 TriggerEvent timing, bool for_row);
+
+/* What a loading statement leaves for its end (event_batch.c). */
+extern void cdp_batch_reject(int64 event_id, const Event *ev);
+extern void cdp_batch_accept(int64 event_id, const Event *ev);
+extern void cdp_batch_defer(void);
+extern void cdp_batch_undefer(void);
+extern int64 cdp_batch_end(void);
+extern void cdp_batch_count_loader_row(bool stored);
 
 #endif							/* CDP_EVENTS_H */

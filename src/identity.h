@@ -53,8 +53,6 @@ extern void cdp_stitch_remember(int64 event_id, TimestampTz occurred_at, Jsonb *
 extern void cdp_stitch_pending(void);
 
 /* Array datums for SQL parameters: bigint[] or timestamptz[]; text[]. */
-extern Datum cdp_int64_array(const int64 *v, int n, Oid type);
-extern Datum cdp_text_array(char **v, int n);
 
 /* qsort comparator of int64 values. */
 extern int	cdp_compare_int64(const void *a, const void *b);

@@ -167,11 +167,12 @@ cdp_event_load_row(PG_FUNCTION_ARGS)
 	Problem		p;
 	bool		ok;
 	int			i;
-	/* the view's columns are the event fields, in order */
-	if (desc->natts != N_FIELDS)
-		elog(ERROR, "cdp.event_load has %d columns, expected %d", desc->natts, N_FIELDS);
-	for (i = 0; i < N_FIELDS; i++)
+	/* the view's columns are the event fields but message_id, in order */
+	if (desc->natts != N_FIELDS - 1)
+		elog(ERROR, "cdp.event_load has %d columns, expected %d", desc->natts, N_FIELDS - 1);
+	for (i = 0; i < N_FIELDS - 1; i++)
 		raw[i] = raw_field(tuple, desc, i + 1);
+	raw[N_FIELDS - 1] = NULL;
 
 	in[0] = (TextInput) {"occurred_at", raw[0], TIMESTAMPTZOID, CDP_INVALID_OCCURRED_AT, occurred_at_hint};
 	in[1] = (TextInput) {"identifiers", raw[3], JSONBOID, CDP_INVALID_IDENTIFIERS, identifiers_hint};
@@ -181,6 +182,7 @@ cdp_event_load_row(PG_FUNCTION_ARGS)
 	ev.channel = maybe_text(raw[1]);
 	ev.type = maybe_text(raw[2]);
 	ev.source = maybe_text(raw[6]);
+	ev.message_id = maybe_text(raw[7]);
 	ok = convert_inputs(in, 4, &p);
 	if (ok)
 	{
@@ -193,7 +195,18 @@ cdp_event_load_row(PG_FUNCTION_ARGS)
 	}
 	if (ok)
 	{
-		(void) insert_event(&ev);
+		/* the statement's end waits for the view's statement trigger */
+		cdp_batch_defer();
+		PG_TRY();
+		{
+			(void) insert_event(&ev);
+		}
+		PG_FINALLY();
+		{
+			cdp_batch_undefer();
+		}
+		PG_END_TRY();
+		cdp_batch_count_loader_row(true);
 		return PointerGetDatum(tuple);
 	}
 
@@ -201,10 +214,11 @@ cdp_event_load_row(PG_FUNCTION_ARGS)
 		JsonbParseState *st = NULL;
 
 		pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
-		for (i = 0; i < N_FIELDS; i++)
+		for (i = 0; i < N_FIELDS - 1; i++)
 			push_string(&st, cdp_field_names[i], raw[i], raw[i] ? strlen(raw[i]) : 0);
 		quarantine(&p, ev.source, JsonbValueToJsonb(pushJsonbValue(&st, WJB_END_OBJECT, NULL)));
 	}
+	cdp_batch_count_loader_row(false);
 	return PointerGetDatum(NULL);
 }
 
@@ -263,7 +277,7 @@ element_to_event(Jsonb *elem, int index, Event *ev, Problem *p)
 				break;
 		if (f == N_FIELDS)
 			return fail(p, CDP_UNKNOWN_FIELD,
-						"Fields are occurred_at, channel, type, identifiers, properties, amount and source.",
+						"Fields are occurred_at, channel, type, identifiers, properties, amount, source and message_id.",
 						"event %d of the batch has an unknown field \"%s\"", index,
 						shown(key.val.string.val, key.val.string.len));
 		tok = JsonbIteratorNext(&it, &val, true);
@@ -283,6 +297,8 @@ element_to_event(Jsonb *elem, int index, Event *ev, Problem *p)
 		return fail(p, CDP_INVALID_TYPE, NULL, "type must be a string, not %s", jbv_kind(fields[2]));
 	if (!json_text(fields[6], &ev->source))
 		return fail(p, CDP_INVALID_SOURCE, NULL, "source must be a string, not %s", jbv_kind(fields[6]));
+	if (!json_text(fields[7], &ev->message_id))
+		return fail(p, CDP_INVALID_MESSAGE_ID, NULL, "message_id must be a string, not %s", jbv_kind(fields[7]));
 	ev->identifiers = json_document(fields[3]);
 	ev->properties = json_document(fields[4]);
 	ev->amount = NULL;
@@ -304,30 +320,16 @@ element_to_event(Jsonb *elem, int index, Event *ev, Problem *p)
 	return check_event(ev, p);
 }
 
-/* cdp.ingest(events jsonb): records a JSON array of events; returns counts. */
-Datum
-cdp_ingest(PG_FUNCTION_ARGS)
+/* Stores or quarantines each element of a batch; counts both. */
+static void
+ingest_elements(Jsonb *batch, int64 *accepted, int64 *rejected)
 {
-	Jsonb	   *batch = PG_GETARG_JSONB_P(0);
 	MemoryContext elem_cxt;
 	MemoryContext oldcxt;
 	JsonbIterator *it;
 	JsonbValue	v;
 	JsonbIteratorToken tok;
-	int64		accepted = 0;
-	int64		rejected = 0;
 	int			index = 0;
-	TupleDesc	desc;
-	Datum		values[2];
-	bool		nulls[2] = {false, false};
-
-	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "return type must be a row type");
-	if (!JB_ROOT_IS_ARRAY(batch) || JB_ROOT_IS_SCALAR(batch))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("events must be a JSON array, not %s", json_kind(batch)),
-				 errhint("Pass [{\"occurred_at\": ..., \"channel\": ..., \"type\": ..., \"identifiers\": {...}}, ...].")));
 
 	elem_cxt = AllocSetContextCreate(CurrentMemoryContext, "cdp ingest element", ALLOCSET_DEFAULT_SIZES);
 	it = JsonbIteratorInit(&batch->root);
@@ -347,17 +349,55 @@ cdp_ingest(PG_FUNCTION_ARGS)
 		if (!element_to_event(elem, index, &ev, &p))
 		{
 			quarantine(&p, ev.source, elem);
-			rejected++;
+			(*rejected)++;
 		}
 		else
 		{
 			(void) insert_event(&ev);
-			accepted++;
+			(*accepted)++;
 		}
 		MemoryContextSwitchTo(oldcxt);
 		MemoryContextReset(elem_cxt);
 	}
 	MemoryContextDelete(elem_cxt);
+}
+
+/*
+ * cdp.ingest(events jsonb): records a JSON array of events as one statement
+ * (one stitching batch); returns how many were accepted and rejected.
+ */
+Datum
+cdp_ingest(PG_FUNCTION_ARGS)
+{
+	Jsonb	   *batch = PG_GETARG_JSONB_P(0);
+	int64		accepted = 0;
+	int64		rejected = 0;
+	int64		retries;
+	TupleDesc	desc;
+	Datum		values[2];
+	bool		nulls[2] = {false, false};
+
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	if (!JB_ROOT_IS_ARRAY(batch) || JB_ROOT_IS_SCALAR(batch))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("events must be a JSON array, not %s", json_kind(batch)),
+				 errhint("Pass [{\"occurred_at\": ..., \"channel\": ..., \"type\": ..., \"identifiers\": {...}}, ...].")));
+
+	cdp_batch_defer();
+	PG_TRY();
+	{
+		ingest_elements(batch, &accepted, &rejected);
+	}
+	PG_FINALLY();
+	{
+		cdp_batch_undefer();
+	}
+	PG_END_TRY();
+	retries = cdp_batch_end();
+	accepted -= retries;
+	rejected += retries;
 
 	values[0] = Int64GetDatum(accepted);
 	values[1] = Int64GetDatum(rejected);

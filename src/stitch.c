@@ -208,53 +208,11 @@ new_label(void *arg)
 
 /* --- SQL helpers ------------------------------------------------------------ */
 
-/* An array datum of 64-bit values: bigint[] or timestamptz[] (type). */
-Datum
-cdp_int64_array(const int64 *v, int n, Oid type)
-{
-	Datum	   *d = palloc(sizeof(Datum) * (n > 0 ? n : 1));
-	int			i;
-
-	for (i = 0; i < n; i++)
-		d[i] = Int64GetDatum(v[i]);
-	return PointerGetDatum(construct_array(d, n, type, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-}
-
-/* A text[] datum from C strings (NULL entries are NULLs). */
-Datum
-cdp_text_array(char **v, int n)
-{
-	Datum	   *d = palloc(sizeof(Datum) * (n > 0 ? n : 1));
-	bool	   *nulls = palloc(sizeof(bool) * (n > 0 ? n : 1));
-	int			dims[1] = {n};
-	int			lbs[1] = {1};
-	int			i;
-
-	for (i = 0; i < n; i++)
-	{
-		nulls[i] = v[i] == NULL;
-		d[i] = v[i] ? CStringGetTextDatum(v[i]) : (Datum) 0;
-	}
-	return PointerGetDatum(construct_md_array(d, nulls, 1, dims, lbs, TEXTOID, -1, false, TYPALIGN_INT));
-}
-
 /* Runs a statement with array arguments; returns the number of rows. */
 static uint64
 run(const char *sql, int nargs, const Oid *types, Datum *values, int expect)
 {
-	instr_time	t0,
-				t1;
-	int			ret;
-
-	INSTR_TIME_SET_CURRENT(t0);
-	ret = SPI_execute_with_args(sql, nargs, (Oid *) types, values, NULL, false, 0);
-	INSTR_TIME_SET_CURRENT(t1);
-	INSTR_TIME_SUBTRACT(t1, t0);
-	elog(DEBUG2, "cdp stitch: %.1f ms, %lu rows: %.60s", INSTR_TIME_GET_MILLISEC(t1), (unsigned long) SPI_processed, sql);
-
-	if (ret != expect)
-		elog(ERROR, "identity stitching failed (%s) in: %s", SPI_result_code_string(ret), sql);
-	return SPI_processed;
+	return cdp_spi_run(sql, nargs, types, values, expect);
 }
 
 /* n ids from a sequence, ascending. */

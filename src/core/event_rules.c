@@ -28,6 +28,10 @@ static const char *const problem_codes[CDP_N_PROBLEMS] = {
 	[CDP_INVALID_SOURCE] = "invalid_source",
 	[CDP_INVALID_EVENT] = "invalid_event",
 	[CDP_UNKNOWN_FIELD] = "unknown_field",
+	[CDP_INVALID_MESSAGE_ID] = "invalid_message_id",
+	[CDP_DUPLICATE_MESSAGE_ID] = "duplicate_message_id",
+	[CDP_AMOUNT_OUT_OF_RANGE] = "amount_out_of_range",
+	[CDP_UNKNOWN_TYPE] = "unknown_type",
 };
 
 /* Machine-readable code of a problem. */
@@ -96,6 +100,13 @@ CdpProblem
 cdp_check_source(const char *s, size_t len, const char **why)
 {
 	return check_text(s, len, CDP_MAX_SOURCE_LEN, 1, why) ? CDP_OK : CDP_INVALID_SOURCE;
+}
+
+/* Checks an idempotency key (message id). */
+CdpProblem
+cdp_check_message_id(const char *s, size_t len, const char **why)
+{
+	return check_text(s, len, CDP_MAX_MESSAGE_ID_LEN, 1, why) ? CDP_OK : CDP_INVALID_MESSAGE_ID;
 }
 
 /* Checks an identifier kind: [a-z][a-z0-9_]*, at most CDP_MAX_KIND_LEN bytes. */

@@ -15,6 +15,7 @@
 /* Limits on the text fields of an event, in bytes. */
 #define CDP_MAX_TYPE_LEN			100
 #define CDP_MAX_SOURCE_LEN			100
+#define CDP_MAX_MESSAGE_ID_LEN		255
 #define CDP_MAX_KIND_LEN			32
 #define CDP_MAX_IDENTIFIER_LEN		256
 #define CDP_MAX_IDENTIFIERS			50
@@ -39,6 +40,10 @@ typedef enum CdpProblem
 	CDP_INVALID_SOURCE,
 	CDP_INVALID_EVENT,
 	CDP_UNKNOWN_FIELD,
+	CDP_INVALID_MESSAGE_ID,
+	CDP_DUPLICATE_MESSAGE_ID,
+	CDP_AMOUNT_OUT_OF_RANGE,
+	CDP_UNKNOWN_TYPE,
 	CDP_N_PROBLEMS
 } CdpProblem;
 
@@ -50,6 +55,9 @@ extern CdpProblem cdp_check_type(const char *s, size_t len, const char **why);
 
 /* Checks the name of the system that sent an event. */
 extern CdpProblem cdp_check_source(const char *s, size_t len, const char **why);
+
+/* Checks an idempotency key (message id): 1 to 255 bytes, trimmed, no control characters. */
+extern CdpProblem cdp_check_message_id(const char *s, size_t len, const char **why);
 
 /* Checks an identifier kind: a lower-case word such as email or device_id. */
 extern CdpProblem cdp_check_identifier_kind(const char *s, size_t len, const char **why);

@@ -70,17 +70,23 @@ COMMENT ON SEQUENCE cdp.events_event_id_seq IS 'Event ids; also numbers cdp.reje
 -- BEFORE ROW trigger because any row trigger makes COPY insert row by row,
 -- which halves its speed; a CHECK keeps COPY's multi-row inserts.  The
 -- function accepts every row: an invalid one is written to the quarantine
--- at once and removed from cdp.events by the statement trigger below, so
--- a bad row never stops a bulk load and never outlives its statement.
+-- at once and removed from cdp.events at the end of the statement (see
+-- src/event_batch.c), so a bad row never stops a bulk load and never
+-- outlives its statement.  It is added NOT VALID (below): stored events are
+-- facts, never judged again.
 CREATE FUNCTION cdp.accept_event(
 	event_id bigint, occurred_at timestamptz, channel text, type text,
-	identifiers jsonb, properties jsonb, amount numeric, source text)
+	identifiers jsonb, properties jsonb, amount numeric, source text, message_id text)
 RETURNS boolean
 	AS 'MODULE_PATHNAME', 'cdp_accept_event' LANGUAGE C VOLATILE;
-COMMENT ON FUNCTION cdp.accept_event(bigint, timestamptz, text, text, jsonb, jsonb, numeric, text) IS 'Row check of cdp.events: quarantines an invalid row and marks it for removal at the end of the statement; always true';
+COMMENT ON FUNCTION cdp.accept_event(bigint, timestamptz, text, text, jsonb, jsonb, numeric, text, text) IS 'Row check of cdp.events: quarantines an invalid row and marks it for removal at the end of the statement, refuses an event_id not issued by cdp.next_event_id; always true';
+
+CREATE FUNCTION cdp.next_event_id() RETURNS bigint
+	AS 'MODULE_PATHNAME', 'cdp_next_event_id' LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION cdp.next_event_id() IS 'Default of cdp.events.event_id: the next value of cdp.events_event_id_seq, remembered so that the row check can refuse ids supplied by the caller';
 
 CREATE TABLE cdp.events (
-	event_id    bigint      NOT NULL DEFAULT nextval('cdp.events_event_id_seq'),
+	event_id    bigint      NOT NULL DEFAULT cdp.next_event_id(),
 	occurred_at timestamptz,
 	received_at timestamptz NOT NULL DEFAULT now(),
 	channel     text,
@@ -89,8 +95,7 @@ CREATE TABLE cdp.events (
 	properties  jsonb       DEFAULT '{}',
 	amount      numeric,
 	source      text,
-	CONSTRAINT events_accept CHECK (cdp.accept_event(event_id, occurred_at, channel, type,
-	                                                 identifiers, properties, amount, source))
+	message_id  text
 ) PARTITION BY RANGE (occurred_at);
 ALTER SEQUENCE cdp.events_event_id_seq OWNED BY cdp.events.event_id;
 
@@ -104,9 +109,13 @@ COMMENT ON COLUMN cdp.events.identifiers IS 'Identifiers seen with the event, ki
 COMMENT ON COLUMN cdp.events.properties IS 'Free-form details: product_id, order_id, page, utm_source, traits, ...; a JSON object, or null for none';
 COMMENT ON COLUMN cdp.events.amount IS 'Money: order value of a purchase (positive), refund of a return (negative)';
 COMMENT ON COLUMN cdp.events.source IS 'System that sent the event (web-sdk, pos, crm, ...)';
+COMMENT ON COLUMN cdp.events.message_id IS 'Idempotency key given by the sender (as Segment''s messageId): a later event with the same key is a retry, quarantined as duplicate_message_id';
 
 CREATE TABLE cdp.events_default PARTITION OF cdp.events DEFAULT;
 COMMENT ON TABLE cdp.events_default IS 'Events outside every monthly partition; cdp.ensure_partitions moves them out';
+ALTER TABLE cdp.events ADD CONSTRAINT events_accept
+	CHECK (cdp.accept_event(event_id, occurred_at, channel, type, identifiers, properties,
+	                        amount, source, message_id)) NOT VALID;
 -- Each partition has its own BRIN index on event_id (cheap to keep up at
 -- load, finds recent ids); not a partitioned index, which pg_dump cannot
 -- restore for the partitions of an extension's table.
@@ -123,11 +132,24 @@ CREATE TABLE cdp.rejected_events (
 COMMENT ON TABLE cdp.rejected_events IS 'Quarantine: events refused by a bulk load, with the raw row and the reason';
 COMMENT ON COLUMN cdp.rejected_events.reject_id IS 'Unique id of the rejected row';
 COMMENT ON COLUMN cdp.rejected_events.received_at IS 'When the row was refused';
-COMMENT ON COLUMN cdp.rejected_events.reason_code IS 'Machine-readable reason: missing_occurred_at, invalid_occurred_at, future_occurred_at, ancient_occurred_at, missing_channel, unknown_channel, missing_type, invalid_type, missing_identifiers, invalid_identifiers, invalid_identifier_kind, invalid_identifier_value, invalid_properties, invalid_amount, invalid_source, invalid_event, unknown_field';
+COMMENT ON COLUMN cdp.rejected_events.reason_code IS 'Machine-readable reason: missing_occurred_at, invalid_occurred_at, future_occurred_at, ancient_occurred_at, missing_channel, unknown_channel, missing_type, invalid_type, unknown_type, missing_identifiers, invalid_identifiers, invalid_identifier_kind, invalid_identifier_value, invalid_properties, invalid_amount, amount_out_of_range, invalid_source, invalid_message_id, duplicate_message_id, invalid_event, unknown_field';
 COMMENT ON COLUMN cdp.rejected_events.reason IS 'Human-readable reason naming the field and the value';
 COMMENT ON COLUMN cdp.rejected_events.source IS 'Source of the row when it was readable';
-COMMENT ON COLUMN cdp.rejected_events.raw IS 'The row as it was received';
+COMMENT ON COLUMN cdp.rejected_events.raw IS 'The row as it was received; one of more than 64 kB keeps its first 64 kB as {"truncated": true, "bytes": N, "head": text}';
 CREATE INDEX ON cdp.rejected_events (received_at);
+
+CREATE TABLE cdp.event_messages (
+	message_id  text        PRIMARY KEY,
+	event_id    bigint      NOT NULL,
+	occurred_at timestamptz NOT NULL,
+	claimed_at  timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE cdp.event_messages IS 'Message ids (idempotency keys) of stored events: a load whose message id is here is a retry and is not stored again; rows go with their events'' partitions (cdp.drop_partitions)';
+COMMENT ON COLUMN cdp.event_messages.message_id IS 'The key the sender gave (cdp.events.message_id)';
+COMMENT ON COLUMN cdp.event_messages.event_id IS 'The event stored under it';
+COMMENT ON COLUMN cdp.event_messages.occurred_at IS 'When that event occurred (finds its partition)';
+COMMENT ON COLUMN cdp.event_messages.claimed_at IS 'When it was stored';
+CREATE INDEX ON cdp.event_messages (occurred_at);
 
 -- Raw loader: every column is text, so that a malformed timestamp, number or
 -- JSON document in a file is quarantined instead of aborting the whole COPY.
@@ -137,12 +159,20 @@ CREATE VIEW cdp.event_load AS
 	       NULL::text AS source
 	WHERE false;
 COMMENT ON VIEW cdp.event_load IS 'Write-only loader with text columns: COPY or INSERT raw rows here; good rows go to cdp.events, malformed ones to cdp.rejected_events';
+COMMENT ON COLUMN cdp.event_load.occurred_at IS 'Time of the event in ISO 8601, such as 2025-03-04 10:22:13+00';
+COMMENT ON COLUMN cdp.event_load.channel IS 'Channel, a key of cdp.channels';
+COMMENT ON COLUMN cdp.event_load.type IS 'Event type';
+COMMENT ON COLUMN cdp.event_load.identifiers IS 'JSON object of identifier kind and value';
+COMMENT ON COLUMN cdp.event_load.properties IS 'JSON object of properties, or empty';
+COMMENT ON COLUMN cdp.event_load.amount IS 'Amount as a plain number, or empty';
+COMMENT ON COLUMN cdp.event_load.source IS 'System that sent the event, or empty';
+
 
 -- C entry points ------------------------------------------------------------
 
 CREATE FUNCTION cdp.events_after_insert() RETURNS trigger
 	AS 'MODULE_PATHNAME', 'cdp_events_after_insert' LANGUAGE C;
-COMMENT ON FUNCTION cdp.events_after_insert() IS 'Trigger: at the end of an INSERT or COPY, removes from cdp.events the rows that cdp.accept_event quarantined, and stitches the identities of the others';
+COMMENT ON FUNCTION cdp.events_after_insert() IS 'Trigger: at the end of an INSERT or COPY, removes from cdp.events the rows that cdp.accept_event quarantined and the retries of stored message ids, and stitches the identities of the others';
 
 -- Statement triggers are not inherited: each partition gets its own
 -- (cdp.ensure_partitions adds it), for inserts aimed at a partition.
@@ -171,12 +201,17 @@ COMMENT ON FUNCTION cdp.event_load_row() IS 'Trigger: parses a raw text row writ
 
 CREATE TRIGGER event_load_row INSTEAD OF INSERT ON cdp.event_load
 	FOR EACH ROW EXECUTE FUNCTION cdp.event_load_row();
+-- The rows of one statement on the view are stitched as one batch at its end.
+CREATE TRIGGER event_load_done AFTER INSERT ON cdp.event_load
+	FOR EACH STATEMENT EXECUTE FUNCTION cdp.events_after_insert();
 
 CREATE FUNCTION cdp.config_changed() RETURNS trigger
 	AS 'MODULE_PATHNAME', 'cdp_config_changed' LANGUAGE C;
 COMMENT ON FUNCTION cdp.config_changed() IS 'Trigger: tells every session that a configuration table (channels, identity rules, blocklist, decisions by hand) changed';
 
 CREATE TRIGGER channels_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON cdp.channels
+	FOR EACH STATEMENT EXECUTE FUNCTION cdp.config_changed();
+CREATE TRIGGER event_types_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON cdp.event_types
 	FOR EACH STATEMENT EXECUTE FUNCTION cdp.config_changed();
 
 CREATE FUNCTION cdp.track(
@@ -186,14 +221,15 @@ CREATE FUNCTION cdp.track(
 	identifiers jsonb,
 	properties  jsonb   DEFAULT '{}',
 	amount      numeric DEFAULT NULL,
-	source      text    DEFAULT NULL)
+	source      text    DEFAULT NULL,
+	message_id  text    DEFAULT NULL)
 RETURNS bigint
 	AS 'MODULE_PATHNAME', 'cdp_track' LANGUAGE C VOLATILE;
-COMMENT ON FUNCTION cdp.track(timestamptz, text, text, jsonb, jsonb, numeric, text) IS 'Records one event and returns its event_id; raises an error naming the field when the event is invalid';
+COMMENT ON FUNCTION cdp.track(timestamptz, text, text, jsonb, jsonb, numeric, text, text) IS 'Records one event and returns its event_id; raises an error naming the field when the event is invalid; a retry of a stored message_id returns the stored event''s id and stores nothing';
 
 CREATE FUNCTION cdp.ingest(events jsonb, OUT accepted bigint, OUT rejected bigint)
 	AS 'MODULE_PATHNAME', 'cdp_ingest' LANGUAGE C VOLATILE STRICT;
-COMMENT ON FUNCTION cdp.ingest(jsonb) IS 'Records a JSON array of events; invalid ones go to cdp.rejected_events; returns how many were accepted and rejected';
+COMMENT ON FUNCTION cdp.ingest(jsonb) IS 'Records a JSON array of events as one statement (one stitching batch); invalid ones and retries of stored message ids go to cdp.rejected_events; returns how many were accepted and rejected';
 
 CREATE FUNCTION cdp.check_event(
 	occurred_at timestamptz,
@@ -211,4 +247,5 @@ SELECT pg_catalog.pg_extension_config_dump('cdp.channels', 'WHERE NOT builtin');
 SELECT pg_catalog.pg_extension_config_dump('cdp.event_types', 'WHERE NOT builtin');
 SELECT pg_catalog.pg_extension_config_dump('cdp.events_default', '');
 SELECT pg_catalog.pg_extension_config_dump('cdp.rejected_events', '');
+SELECT pg_catalog.pg_extension_config_dump('cdp.event_messages', '');
 SELECT pg_catalog.pg_extension_config_dump('cdp.events_event_id_seq', '');

@@ -21,6 +21,11 @@ CREATE VIEW cdp.event_partitions AS
 	WHERE i.inhparent = 'cdp.events'::regclass;
 COMMENT ON VIEW cdp.event_partitions IS 'Partitions of cdp.events with their time range (NULL for the default partition), estimated rows and size';
 
+CREATE FUNCTION cdp.move_default_events(part regclass, from_time timestamptz, to_time timestamptz)
+RETURNS bigint
+	AS 'MODULE_PATHNAME', 'cdp_move_default_events' LANGUAGE C VOLATILE STRICT;
+COMMENT ON FUNCTION cdp.move_default_events(regclass, timestamptz, timestamptz) IS 'Used by cdp.ensure_partitions: moves the events of [from_time, to_time) from cdp.events_default to part, a new partition not yet attached, without judging, quarantining or stitching them again; returns how many';
+
 CREATE FUNCTION cdp.ensure_partitions(from_time timestamptz, to_time timestamptz)
 RETURNS integer
 LANGUAGE plpgsql
@@ -62,15 +67,8 @@ BEGIN
 			-- The check lets ATTACH skip scanning the new table.
 			EXECUTE format('ALTER TABLE cdp.%I ADD CONSTRAINT %I CHECK (occurred_at >= %L AND occurred_at < %L)',
 			               part, part || '_range', lo, hi);
-			EXECUTE format($q$WITH moved AS (
-			                     DELETE FROM cdp.events_default
-			                     WHERE occurred_at >= %L AND occurred_at < %L
-			                     RETURNING event_id, occurred_at, received_at, channel, type,
-			                               identifiers, properties, amount, source)
-			                   INSERT INTO cdp.%I (event_id, occurred_at, received_at, channel, type,
-			                                       identifiers, properties, amount, source)
-			                   SELECT * FROM moved$q$, lo, hi, part);
-			GET DIAGNOSTICS moved = ROW_COUNT;
+			-- a move, not a load: the rows are not judged again
+			moved := cdp.move_default_events(format('cdp.%I', part)::regclass, lo, hi);
 			EXECUTE format('ALTER TABLE cdp.events ATTACH PARTITION cdp.%I FOR VALUES FROM (%L) TO (%L)',
 			               part, lo, hi);
 			EXECUTE format('ALTER TABLE cdp.%I DROP CONSTRAINT %I', part, part || '_range');
@@ -113,6 +111,7 @@ BEGIN
 	LOOP
 		EXECUTE format('DROP TABLE %s', p.name);
 		DELETE FROM cdp.event_anchors WHERE occurred_at >= p.range_from AND occurred_at < p.range_to;
+		DELETE FROM cdp.event_messages WHERE occurred_at >= p.range_from AND occurred_at < p.range_to;
 		-- journeys forget the dropped events at the next detection
 		UPDATE cdp.journey_progress SET needs_full = true WHERE NOT needs_full;
 		RAISE NOTICE 'dropped % (events from % to %)', p.name, p.range_from, p.range_to;

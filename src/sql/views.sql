@@ -70,3 +70,22 @@ COMMENT ON COLUMN cdp.customer_360.first_source IS 'First-touch acquisition sour
 COMMENT ON COLUMN cdp.customer_360.first_medium IS 'First-touch medium';
 COMMENT ON COLUMN cdp.customer_360.last_source IS 'Last-touch acquisition source';
 COMMENT ON COLUMN cdp.customer_360.last_medium IS 'Last-touch medium';
+
+-- ---------------------------------------------------------------------------
+-- Comments that complete the catalogue: the partition listing's columns and
+-- the sequences behind the journals' ids.
+-- ---------------------------------------------------------------------------
+COMMENT ON COLUMN cdp.event_partitions.partition IS 'The partition table';
+COMMENT ON COLUMN cdp.event_partitions.range_from IS 'First instant it holds (NULL for the default partition)';
+COMMENT ON COLUMN cdp.event_partitions.range_to IS 'First instant after it (NULL for the default partition)';
+COMMENT ON COLUMN cdp.event_partitions.is_default IS 'True for cdp.events_default, which holds events of months without a partition';
+COMMENT ON COLUMN cdp.event_partitions.estimated_rows IS 'Rows, as estimated by the last ANALYZE or VACUUM';
+COMMENT ON COLUMN cdp.event_partitions.total_bytes IS 'Size on disk with indexes and TOAST';
+COMMENT ON SEQUENCE cdp.identifier_blocklist_entry_id_seq IS 'Ids of cdp.identifier_blocklist entries';
+COMMENT ON SEQUENCE cdp.stitch_batches_batch_id_seq IS 'Batch numbers of cdp.stitch_batches, taken under the stitching lock';
+COMMENT ON SEQUENCE cdp.profile_merges_merge_id_seq IS 'Ids of cdp.profile_merges';
+COMMENT ON SEQUENCE cdp.identity_conflicts_conflict_id_seq IS 'Ids of cdp.identity_conflicts';
+COMMENT ON SEQUENCE cdp.identity_overrides_override_id_seq IS 'Ids of cdp.identity_overrides';
+COMMENT ON SEQUENCE cdp.identifier_moves_move_id_seq IS 'Ids of cdp.identifier_moves';
+COMMENT ON SEQUENCE cdp.identifier_rejections_rejection_id_seq IS 'Ids of cdp.identifier_rejections';
+COMMENT ON SEQUENCE cdp.clv_models_model_id_seq IS 'Ids of cdp.clv_models';

@@ -1,7 +1,7 @@
 -- The public contract of the event store exists, is documented for BI tools,
 -- and is kept by pg_dump.
 BEGIN;
-SELECT plan(20);
+SELECT plan(21);
 
 SELECT has_schema('cdp');
 SELECT has_table('cdp', 'events', 'event store');
@@ -10,11 +10,11 @@ SELECT has_table('cdp', 'event_types', 'event type registry');
 SELECT has_table('cdp', 'rejected_events', 'quarantine');
 SELECT has_view('cdp', 'event_load', 'raw loader');
 SELECT has_view('cdp', 'event_partitions', 'partition listing');
-SELECT has_function('cdp', 'track', ARRAY['timestamp with time zone', 'text', 'text', 'jsonb', 'jsonb', 'numeric', 'text']);
+SELECT has_function('cdp', 'track', ARRAY['timestamp with time zone', 'text', 'text', 'jsonb', 'jsonb', 'numeric', 'text', 'text']);
 SELECT has_function('cdp', 'ingest', ARRAY['jsonb']);
 SELECT has_function('cdp', 'ensure_partitions', ARRAY['timestamp with time zone', 'timestamp with time zone']);
 SELECT columns_are('cdp', 'events',
-	ARRAY['event_id', 'occurred_at', 'received_at', 'channel', 'type', 'identifiers', 'properties', 'amount', 'source']);
+	ARRAY['event_id', 'occurred_at', 'received_at', 'channel', 'type', 'identifiers', 'properties', 'amount', 'source', 'message_id']);
 SELECT is((SELECT relkind::text FROM pg_class WHERE oid = 'cdp.events'::regclass), 'p', 'cdp.events is partitioned');
 SELECT is((SELECT pg_get_partkeydef('cdp.events'::regclass)), 'RANGE (occurred_at)', 'partitioned by occurred_at');
 
@@ -26,16 +26,21 @@ SELECT is_empty($$
 SELECT is_empty($$
 	SELECT c.oid::regclass::text || '.' || a.attname FROM pg_class c
 	JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
-	WHERE c.relnamespace = 'cdp'::regnamespace AND c.relkind IN ('r', 'p') AND NOT c.relispartition
+	WHERE c.relnamespace = 'cdp'::regnamespace AND c.relkind IN ('r', 'p', 'v') AND NOT c.relispartition
 	  AND col_description(c.oid, a.attnum) IS NULL$$,
-	'every column of every cdp table has a comment');
+	'every column of every cdp table and view has a comment');
+SELECT is_empty($$
+	SELECT c.oid::regclass::text FROM pg_class c
+	WHERE c.relnamespace = 'cdp'::regnamespace AND c.relkind = 'S'
+	  AND obj_description(c.oid, 'pg_class') IS NULL$$,
+	'every sequence of cdp has a comment');
 SELECT is_empty($$
 	SELECT p.oid::regprocedure::text FROM pg_proc p
 	WHERE p.pronamespace = 'cdp'::regnamespace AND obj_description(p.oid, 'pg_proc') IS NULL$$,
 	'every function of cdp has a comment');
 
 SELECT set_eq($$SELECT unnest(extconfig)::regclass::text FROM pg_extension WHERE extname = 'cdp'$$,
-	ARRAY['cdp.channels', 'cdp.event_types', 'cdp.events_default', 'cdp.rejected_events', 'cdp.events_event_id_seq',
+	ARRAY['cdp.channels', 'cdp.event_types', 'cdp.events_default', 'cdp.rejected_events', 'cdp.events_event_id_seq', 'cdp.event_messages',
 	      'cdp.identity_rules', 'cdp.identifier_blocklist', 'cdp.identifier_blocklist_entry_id_seq',
 	      'cdp.profiles', 'cdp.profiles_profile_id_seq', 'cdp.identifiers', 'cdp.identifiers_identifier_id_seq',
 	      'cdp.identity_links', 'cdp.event_anchors', 'cdp.stitch_batches', 'cdp.stitch_batches_batch_id_seq',

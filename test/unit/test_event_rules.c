@@ -58,6 +58,22 @@ UNIT_TEST(type_length_limit)
 	CHECK_EQ_STR(why, "is too long");
 }
 
+UNIT_TEST(message_id_checks)
+{
+	const char *why = NULL;
+	char		longest[CDP_MAX_MESSAGE_ID_LEN + 2];
+
+	CHECK_EQ_INT(cdp_check_message_id(S("3f1c-9a2e"), &why), CDP_OK);
+	CHECK_EQ_INT(cdp_check_message_id(S(""), &why), CDP_INVALID_MESSAGE_ID);
+	CHECK_EQ_INT(cdp_check_message_id(S(" m1"), &why), CDP_INVALID_MESSAGE_ID);
+	CHECK_EQ_INT(cdp_check_message_id(S("m\n1"), &why), CDP_INVALID_MESSAGE_ID);
+	memset(longest, 'm', sizeof(longest));
+	CHECK_EQ_INT(cdp_check_message_id(longest, CDP_MAX_MESSAGE_ID_LEN, &why), CDP_OK);
+	CHECK_EQ_INT(cdp_check_message_id(longest, CDP_MAX_MESSAGE_ID_LEN + 1, &why), CDP_INVALID_MESSAGE_ID);
+	CHECK(strcmp(cdp_problem_code(CDP_DUPLICATE_MESSAGE_ID), "duplicate_message_id") == 0);
+	CHECK(strcmp(cdp_problem_code(CDP_AMOUNT_OUT_OF_RANGE), "amount_out_of_range") == 0);
+}
+
 UNIT_TEST(source_checks)
 {
 	const char *why = NULL;
@@ -173,6 +189,7 @@ const unit_case unit_tests[] = {
 	UNIT_CASE(type_checks),
 	UNIT_CASE(type_length_limit),
 	UNIT_CASE(source_checks),
+	UNIT_CASE(message_id_checks),
 	UNIT_CASE(identifier_kind_checks),
 	UNIT_CASE(identifier_value_checks),
 	UNIT_CASE(occurred_at_window),

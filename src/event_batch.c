@@ -1,0 +1,528 @@
+/*
+ * event_batch.c
+ *	  What a loading statement leaves for its end.
+ *
+ * The row check of cdp.events (events.c) judges each row as it is stored;
+ * what needs the whole statement is done here when it ends, from the AFTER
+ * STATEMENT trigger of cdp.events, of its partitions and of the loader view,
+ * or at the end of cdp.ingest:
+ *	- rows that were quarantined are deleted from cdp.events;
+ *	- message ids (idempotency keys) are claimed in cdp.event_messages, one
+ *	  statement per batch; a row whose id is already claimed (by an earlier
+ *	  load, or earlier in this one) is a retry: it is deleted and quarantined
+ *	  as duplicate_message_id, so it is neither stored nor stitched twice;
+ *	- one warning names the event types missing from cdp.event_types
+ *	  (setting cdp.unknown_event_types = warn);
+ *	- the rows stored are stitched (stitch.c): one batch per statement.
+ * Entry points that store events one statement at a time (cdp.ingest, the
+ * loader view) defer the end until their own statement is done.
+ *
+ * Claims can be made in the middle of a long COPY (every CLAIM_BATCH rows),
+ * but rows are deleted only at the end: a row judged by the row check may
+ * still sit in COPY's buffer, not yet in the table.
+ *
+ * Rows are kept per (sub)transaction nest level: a subtransaction that
+ * aborts takes its rows with it, one that commits hands them to its parent,
+ * and everything is forgotten at transaction end.
+ */
+#include "events.h"
+#include "identity.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+
+#define CLAIM_BATCH 50000
+#define MAX_TYPES_NAMED 5
+
+/* A stored or refused row waiting for the end of its statement. */
+typedef struct Row
+{
+	int64		event_id;
+	TimestampTz occurred_at;
+	bool		has_occurred_at;
+	char	   *message_id;		/* for rows to claim */
+	Jsonb	   *identifiers;	/* for rows to claim, then stitch */
+	int			nest_level;
+} Row;
+
+/* A growing list of rows. */
+typedef struct RowList
+{
+	Row		   *rows;
+	int			n;
+	int			max;
+} RowList;
+
+static MemoryContext batch_cxt = NULL;
+static RowList rejected;		/* quarantined by the row check: delete */
+static RowList to_claim;		/* stored with a message id: claim */
+static RowList duplicates;		/* lost their claim: delete and quarantine */
+static int	defer_depth = 0;
+static int64 n_unknown = 0;		/* rows of unregistered types */
+static int64 loader_rows[2];	/* loader view rows quarantined, stored */
+static char *unknown_names[MAX_TYPES_NAMED];
+static int	n_unknown_names = 0;
+
+/* Forgets everything at transaction end. */
+static void
+batch_xact_callback(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
+		event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT ||
+		event == XACT_EVENT_PREPARE)
+	{
+		MemoryContextReset(batch_cxt);
+		memset(&rejected, 0, sizeof(RowList));
+		memset(&to_claim, 0, sizeof(RowList));
+		memset(&duplicates, 0, sizeof(RowList));
+		defer_depth = 0;
+		loader_rows[0] = loader_rows[1] = 0;
+		n_unknown = 0;
+		n_unknown_names = 0;
+	}
+}
+
+/* Drops (abort) or hands to the parent (commit) the rows of a level. */
+static void
+list_end_level(RowList *l, int level, bool commit)
+{
+	while (l->n > 0 && l->rows[l->n - 1].nest_level >= level && !commit)
+		l->n--;
+	if (commit)
+	{
+		int			i;
+
+		for (i = l->n - 1; i >= 0 && l->rows[i].nest_level >= level; i--)
+			l->rows[i].nest_level = level - 1;
+	}
+}
+
+/* Subtransaction end: its rows go with it or to its parent. */
+static void
+batch_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+					   SubTransactionId parentSubid, void *arg)
+{
+	int			level = GetCurrentTransactionNestLevel();
+
+	if (event != SUBXACT_EVENT_ABORT_SUB && event != SUBXACT_EVENT_COMMIT_SUB)
+		return;
+	list_end_level(&rejected, level, event == SUBXACT_EVENT_COMMIT_SUB);
+	list_end_level(&to_claim, level, event == SUBXACT_EVENT_COMMIT_SUB);
+	list_end_level(&duplicates, level, event == SUBXACT_EVENT_COMMIT_SUB);
+}
+
+/* Sets up the memory and the callbacks on first use. */
+static void
+batch_setup(void)
+{
+	if (batch_cxt != NULL)
+		return;
+	batch_cxt = AllocSetContextCreate(TopMemoryContext, "cdp statement rows",
+									  ALLOCSET_DEFAULT_SIZES);
+	RegisterXactCallback(batch_xact_callback, NULL);
+	RegisterSubXactCallback(batch_subxact_callback, NULL);
+}
+
+/* Appends a row to a list (in the batch context). */
+static void
+list_push(RowList *l, int64 event_id, const Event *ev, bool keep_message)
+{
+	Row		   *r;
+
+	batch_setup();
+	if (l->n == l->max)
+	{
+		int			newmax = l->max == 0 ? 64 : l->max * 2;
+
+		l->rows = l->rows == NULL
+			? MemoryContextAlloc(batch_cxt, sizeof(Row) * newmax)
+			: repalloc(l->rows, sizeof(Row) * newmax);
+		l->max = newmax;
+	}
+	r = &l->rows[l->n++];
+	r->event_id = event_id;
+	r->has_occurred_at = ev->has_occurred_at;
+	r->occurred_at = ev->occurred_at;
+	r->message_id = NULL;
+	r->identifiers = NULL;
+	if (keep_message)
+	{
+		MemoryContext old = MemoryContextSwitchTo(batch_cxt);
+
+		r->message_id = text_to_cstring(ev->message_id);
+		r->identifiers = (Jsonb *) PG_DETOAST_DATUM_COPY(JsonbPGetDatum(ev->identifiers));
+		MemoryContextSwitchTo(old);
+	}
+	r->nest_level = GetCurrentTransactionNestLevel();
+}
+
+/* Index of the first row of the current level or deeper (this statement). */
+static int
+list_statement_start(const RowList *l)
+{
+	int			level = GetCurrentTransactionNestLevel();
+	int			start = l->n;
+
+	while (start > 0 && l->rows[start - 1].nest_level >= level)
+		start--;
+	return start;
+}
+
+/* Remembers a row the row check quarantined, for deletion. */
+void
+cdp_batch_reject(int64 event_id, const Event *ev)
+{
+	list_push(&rejected, event_id, ev, false);
+}
+
+/* Notes a stored row of an unregistered type, for the warning. */
+static void
+note_unknown_type(text *type)
+{
+	char	   *name = text_to_cstring(type);
+	int			i;
+
+	batch_setup();
+	n_unknown++;
+	for (i = 0; i < n_unknown_names; i++)
+		if (strcmp(unknown_names[i], name) == 0)
+			return;
+	if (n_unknown_names < MAX_TYPES_NAMED)
+		unknown_names[n_unknown_names++] = MemoryContextStrdup(batch_cxt, name);
+}
+
+static void claim_messages(void);
+
+/*
+ * Takes a row the row check accepted: one with a message id waits for its
+ * claim, the others go to stitching (when on).
+ */
+void
+cdp_batch_accept(int64 event_id, const Event *ev)
+{
+	if (ev->message_id != NULL)
+	{
+		list_push(&to_claim, event_id, ev, true);
+		if (to_claim.n >= CLAIM_BATCH)
+			claim_messages();
+	}
+	else if (cdp_stitch_on_ingest)
+		cdp_stitch_remember(event_id, ev->occurred_at, ev->identifiers);
+	if (cdp_unknown_event_types == CDP_UNKNOWN_TYPES_WARN && !cdp_event_type_known(ev->type))
+	{
+		note_unknown_type(ev->type);
+	}
+}
+
+/* Orders rows to claim by message id, then event id (the first one wins). */
+static int
+compare_claims(const void *a, const void *b)
+{
+	const Row  *x = a;
+	const Row  *y = b;
+	int			c = strcmp(x->message_id, y->message_id);
+
+	if (c != 0)
+		return c;
+	return x->event_id < y->event_id ? -1 : x->event_id > y->event_id;
+}
+
+/*
+ * Claims the message ids of the rows waiting: the first row of each id
+ * inserts it into cdp.event_messages unless a committed or concurrent load
+ * holds it (ON CONFLICT waits for that load to end); a row that wins is
+ * stitched, one that loses becomes a duplicate.
+ */
+static void
+claim_messages(void)
+{
+	int			n = to_claim.n;
+	int			n_first = 0;
+	int64	   *ids;
+	char	  **msgs;
+	TimestampTz *times;
+	int64	   *won;
+	int			n_won;
+	int			i;
+	Datum		values[3];
+	Oid			types[3] = {TEXTARRAYOID, INT8ARRAYOID, TIMESTAMPTZARRAYOID};
+
+	if (n == 0)
+		return;
+	qsort(to_claim.rows, n, sizeof(Row), compare_claims);
+	ids = palloc(sizeof(int64) * n);
+	msgs = palloc(sizeof(char *) * n);
+	times = palloc(sizeof(TimestampTz) * n);
+	for (i = 0; i < n; i++)
+	{
+		const Row  *r = &to_claim.rows[i];
+
+		if (i > 0 && strcmp(r->message_id, to_claim.rows[i - 1].message_id) == 0)
+			continue;
+		ids[n_first] = r->event_id;
+		msgs[n_first] = r->message_id;
+		times[n_first] = r->occurred_at;
+		n_first++;
+	}
+	values[0] = cdp_text_array(msgs, n_first);
+	values[1] = cdp_int64_array(ids, n_first, INT8OID);
+	values[2] = cdp_int64_array(times, n_first, TIMESTAMPTZOID);
+	won = palloc(sizeof(int64) * n_first);	/* outside SPI's memory */
+
+	cdp_spi_connect();
+	cdp_spi_run("INSERT INTO cdp.event_messages (message_id, event_id, occurred_at) "
+				"SELECT * FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3)) "
+				"ON CONFLICT (message_id) DO NOTHING RETURNING event_id",
+				3, types, values, SPI_OK_INSERT_RETURNING);
+	n_won = (int) SPI_processed;
+	for (i = 0; i < n_won; i++)
+	{
+		bool		isnull;
+
+		won[i] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+	}
+	SPI_finish();
+	qsort(won, n_won, sizeof(int64), cdp_compare_int64);
+
+	to_claim.n = 0;				/* taken, even if what follows fails */
+	for (i = 0; i < n; i++)
+	{
+		Row		   *r = &to_claim.rows[i];
+
+		if (bsearch(&r->event_id, won, n_won, sizeof(int64), cdp_compare_int64) != NULL)
+		{
+			if (cdp_stitch_on_ingest)
+				cdp_stitch_remember(r->event_id, r->occurred_at, r->identifiers);
+		}
+		else
+		{
+			Event		ev = {0};
+
+			ev.has_occurred_at = r->has_occurred_at;
+			ev.occurred_at = r->occurred_at;
+			list_push(&duplicates, r->event_id, &ev, false);
+			duplicates.rows[duplicates.n - 1].nest_level = r->nest_level;
+		}
+	}
+	pfree(ids);
+	pfree(msgs);
+	pfree(times);
+	pfree(won);
+}
+
+/*
+ * Deletes rows of this statement from cdp.events; RETURNING the deleted
+ * rows when asked (for the duplicates' quarantine).  Returns the count.
+ */
+static int64
+delete_rows(RowList *l, int start, bool returning)
+{
+	int			n = l->n - start;
+	Datum	   *ids = palloc(sizeof(Datum) * n);
+	Datum	   *times = palloc(sizeof(Datum) * n);
+	int			n_times = 0;
+	int64		min_id = PG_INT64_MAX;
+	int64		max_id = PG_INT64_MIN;
+	Datum		values[4];
+	Oid			types[4] = {INT8ARRAYOID, INT8OID, INT8OID, TIMESTAMPTZARRAYOID};
+	int			i;
+
+	for (i = 0; i < n; i++)
+	{
+		const Row  *r = &l->rows[start + i];
+
+		ids[i] = Int64GetDatum(r->event_id);
+		min_id = Min(min_id, r->event_id);
+		max_id = Max(max_id, r->event_id);
+		if (r->has_occurred_at)
+			times[n_times++] = TimestampTzGetDatum(r->occurred_at);
+	}
+	l->n = start;
+	values[0] = PointerGetDatum(construct_array(ids, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	values[1] = Int64GetDatum(min_id);
+	values[2] = Int64GetDatum(max_id);
+	values[3] = PointerGetDatum(construct_array(times, n_times, TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	/* occurred_at prunes partitions, the id range uses the BRIN indexes */
+	cdp_spi_run(returning
+				? "DELETE FROM cdp.events WHERE event_id BETWEEN $2 AND $3 AND event_id = ANY ($1) "
+				"AND (occurred_at = ANY ($4) OR occurred_at IS NULL) "
+				"RETURNING occurred_at, channel, type, identifiers, properties, amount, source, message_id, "
+				"(SELECT m.event_id FROM cdp.event_messages m WHERE m.message_id = events.message_id)"
+				: "DELETE FROM cdp.events WHERE event_id BETWEEN $2 AND $3 AND event_id = ANY ($1) "
+				"AND (occurred_at = ANY ($4) OR occurred_at IS NULL)",
+				4, types, values, returning ? SPI_OK_DELETE_RETURNING : SPI_OK_DELETE);
+	return (int64) SPI_processed;
+}
+
+/* Deletes the rows quarantined during the statement, and says how many. */
+static void
+purge_rejected(void)
+{
+	int			start = list_statement_start(&rejected);
+	int			n = rejected.n - start;
+	int64		deleted;
+
+	if (n == 0)
+		return;
+	cdp_spi_connect();
+	deleted = delete_rows(&rejected, start, false);
+	SPI_finish();
+	ereport(NOTICE,
+			(errmsg_plural("%d event was rejected and moved to cdp.rejected_events",
+						   "%d events were rejected and moved to cdp.rejected_events", n, n),
+			 errhint("SELECT reason_code, reason, raw FROM cdp.rejected_events ORDER BY reject_id DESC LIMIT %d;", n)));
+	if (deleted != n)
+		elog(WARNING, "%d events were rejected but " INT64_FORMAT " were removed from cdp.events",
+			 n, deleted);
+}
+
+/* The value of varlena column col of a deleted row, detoasted, or NULL. */
+static void *
+returned(HeapTuple tuple, TupleDesc desc, int col)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(tuple, desc, col, &isnull);
+
+	return isnull ? NULL : PG_DETOAST_DATUM(d);
+}
+
+/* Deletes the retried rows of the statement and quarantines them; counts them. */
+static int64
+purge_duplicates(void)
+{
+	int			start = list_statement_start(&duplicates);
+	int			n = duplicates.n - start;
+	int64		deleted;
+	uint64		i;
+
+	if (n == 0)
+		return 0;
+	cdp_spi_connect();
+	deleted = delete_rows(&duplicates, start, true);
+	for (i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	t = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		Event		ev;
+		Problem		p;
+		bool		isnull;
+		int64		original = DatumGetInt64(SPI_getbinval(t, desc, 9, &isnull));
+
+		ev.occurred_at = DatumGetTimestampTz(SPI_getbinval(t, desc, 1, &isnull));
+		ev.has_occurred_at = !isnull;
+		ev.channel = returned(t, desc, 2);
+		ev.type = returned(t, desc, 3);
+		ev.identifiers = returned(t, desc, 4);
+		ev.properties = returned(t, desc, 5);
+		ev.amount = returned(t, desc, 6);
+		ev.source = returned(t, desc, 7);
+		ev.message_id = returned(t, desc, 8);
+		fail(&p, CDP_DUPLICATE_MESSAGE_ID,
+			 "A retried load is not stored twice; the original event keeps its id.",
+			 "message_id \"%s\" was already stored as event " INT64_FORMAT,
+			 shown(VARDATA_ANY(ev.message_id), VARSIZE_ANY_EXHDR(ev.message_id)), original);
+		quarantine(&p, ev.source, event_to_jsonb(&ev));
+	}
+	SPI_finish();
+	ereport(NOTICE,
+			(errmsg_plural("%d event was a retry of a stored message and moved to cdp.rejected_events",
+						   "%d events were retries of stored messages and moved to cdp.rejected_events",
+						   n, n),
+			 errhint("SELECT reason, raw FROM cdp.rejected_events WHERE reason_code = 'duplicate_message_id' ORDER BY reject_id DESC LIMIT %d;", n)));
+	if (deleted != n)
+		elog(WARNING, "%d retried events were found but " INT64_FORMAT " were removed from cdp.events",
+			 n, deleted);
+	return deleted;
+}
+
+/* One warning for the rows of unregistered types stored by the statement. */
+static void
+warn_unknown_types(void)
+{
+	StringInfoData names;
+	int			i;
+
+	if (n_unknown == 0)
+		return;
+	initStringInfo(&names);
+	for (i = 0; i < n_unknown_names; i++)
+		appendStringInfo(&names, "%s\"%s\"", i > 0 ? ", " : "", unknown_names[i]);
+	ereport(WARNING,
+			(errcode(ERRCODE_WARNING),
+			 errmsg_plural(INT64_FORMAT " event of a type not in cdp.event_types was stored: %s%s",
+						   INT64_FORMAT " events of types not in cdp.event_types were stored: %s%s",
+						   n_unknown, n_unknown, names.data,
+						   n_unknown_names == MAX_TYPES_NAMED ? ", ..." : ""),
+			 errhint("Register the types in cdp.event_types, correct the source, or set cdp.unknown_event_types to quarantine or accept.")));
+	n_unknown = 0;
+	n_unknown_names = 0;
+}
+
+/* Counts a row of the loader view, stored or not, for the statement's report. */
+void
+cdp_batch_count_loader_row(bool stored)
+{
+	loader_rows[stored ? 1 : 0]++;
+}
+
+/*
+ * Says how many rows the loader view stored when it quarantined some: COPY
+ * into a view counts every row it read.
+ */
+static void
+report_loader_rows(int64 retries)
+{
+	int64		stored = loader_rows[1];
+	int64		refused = loader_rows[0];
+
+	loader_rows[0] = loader_rows[1] = 0;
+	if (refused + retries == 0)
+		return;
+	ereport(NOTICE,
+			(errmsg_plural(INT64_FORMAT " row stored in cdp.events, " INT64_FORMAT " quarantined",
+						   INT64_FORMAT " rows stored in cdp.events, " INT64_FORMAT " quarantined",
+						   stored, stored, refused + retries),
+			 errdetail("COPY into cdp.event_load counts every row it reads."),
+			 errhint("SELECT reason_code, reason, raw FROM cdp.rejected_events ORDER BY reject_id DESC LIMIT " INT64_FORMAT ";",
+					 refused + retries)));
+}
+
+/* Defers the statement's end (cdp.ingest, the loader view's rows). */
+void
+cdp_batch_defer(void)
+{
+	defer_depth++;
+}
+
+/* Ends a deferral. */
+void
+cdp_batch_undefer(void)
+{
+	Assert(defer_depth > 0);
+	defer_depth--;
+}
+
+/*
+ * The end of a loading statement: claims, purges, warns, stitches.  Returns
+ * how many stored rows were retries, removed.
+ */
+int64
+cdp_batch_end(void)
+{
+	int64		retries;
+
+	if (defer_depth > 0)
+		return 0;
+	claim_messages();
+	purge_rejected();
+	retries = purge_duplicates();
+	report_loader_rows(retries);
+	warn_unknown_types();
+	cdp_stitch_pending();
+	return retries;
+}

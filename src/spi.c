@@ -1,0 +1,76 @@
+/*
+ * spi.c
+ *	  The checked SPI helpers that the glue shares: connect, run a statement
+ *	  with arguments and check its result code, and build the array
+ *	  arguments that set-based statements take.
+ */
+#include "cdp.h"
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "portability/instr_time.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+
+/* Connects to SPI or fails. */
+void
+cdp_spi_connect(void)
+{
+	int			ret = SPI_connect();
+
+	if (ret != SPI_OK_CONNECT)
+		elog(ERROR, "cdp could not connect to SPI: %s", SPI_result_code_string(ret));
+}
+
+/*
+ * Runs a statement with arguments (no NULLs) and checks its result code;
+ * returns the number of rows.  Logs its time at DEBUG2.
+ */
+uint64
+cdp_spi_run(const char *sql, int nargs, const Oid *types, Datum *values, int expect)
+{
+	instr_time	t0,
+				t1;
+	int			ret;
+
+	INSTR_TIME_SET_CURRENT(t0);
+	ret = SPI_execute_with_args(sql, nargs, (Oid *) types, values, NULL, false, 0);
+	INSTR_TIME_SET_CURRENT(t1);
+	INSTR_TIME_SUBTRACT(t1, t0);
+	elog(DEBUG2, "cdp: %.1f ms, %lu rows: %.60s", INSTR_TIME_GET_MILLISEC(t1),
+		 (unsigned long) SPI_processed, sql);
+	if (ret != expect)
+		elog(ERROR, "cdp statement failed (%s, expected %s): %.200s", SPI_result_code_string(ret),
+			 SPI_result_code_string(expect), sql);
+	return SPI_processed;
+}
+
+/* An array datum of 64-bit values: bigint[] or timestamptz[] (type). */
+Datum
+cdp_int64_array(const int64 *v, int n, Oid type)
+{
+	Datum	   *d = palloc(sizeof(Datum) * (n > 0 ? n : 1));
+	int			i;
+
+	for (i = 0; i < n; i++)
+		d[i] = Int64GetDatum(v[i]);
+	return PointerGetDatum(construct_array(d, n, type, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+}
+
+/* A text[] datum from C strings (NULL entries are NULLs). */
+Datum
+cdp_text_array(char **v, int n)
+{
+	Datum	   *d = palloc(sizeof(Datum) * (n > 0 ? n : 1));
+	bool	   *nulls = palloc(sizeof(bool) * (n > 0 ? n : 1));
+	int			dims[1] = {n};
+	int			lbs[1] = {1};
+	int			i;
+
+	for (i = 0; i < n; i++)
+	{
+		nulls[i] = v[i] == NULL;
+		d[i] = v[i] ? CStringGetTextDatum(v[i]) : (Datum) 0;
+	}
+	return PointerGetDatum(construct_md_array(d, nulls, 1, dims, lbs, TEXTOID, -1, false, TYPALIGN_INT));
+}
