@@ -34,7 +34,42 @@ SELECT cdp.ensure_partitions(NULL, '2025-04-01');
 SELECT cdp.ensure_partitions('1990-01-01', '2045-01-01');
 
 -- retention drops whole months only
-SELECT cdp.drop_partitions('2025-03-15');
+SELECT * FROM cdp.drop_partitions('2025-03-15');
 SELECT partition FROM cdp.event_partitions ORDER BY range_from NULLS FIRST;
 SELECT count(*) AS events_before_march FROM cdp.events WHERE occurred_at < '2025-03-01';
 SELECT cdp.drop_partitions(NULL);
+
+-- dry run: lists what would be dropped, drops nothing
+SELECT * FROM cdp.drop_partitions('2025-04-15', dry_run => true);
+SELECT partition FROM cdp.event_partitions ORDER BY range_from NULLS FIRST;
+
+-- the guard: a call that would drop a partition that may hold events of
+-- the last month (here older_than => now(), a mistake for now() minus the
+-- retention period) is refused unless forced
+CREATE FUNCTION pg_temp.try(stmt text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE st text; msg text; hint text;
+BEGIN
+	EXECUTE stmt;
+	RETURN 'ok';
+EXCEPTION WHEN OTHERS THEN
+	GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, hint = PG_EXCEPTION_HINT;
+	RETURN regexp_replace(regexp_replace(st || ': ' || msg || coalesce(E'\n  hint: ' || nullif(hint, ''), ''),
+	                                     '\d{4}-\d\d-\d\d [0-9:.+]+', '<now>', 'g'),
+	                      'events_\d{6}', 'events_<last month>', 'g');
+END $$;
+BEGIN;
+SELECT cdp.ensure_partitions(now() - interval '1 month', now()) AS created;
+SELECT pg_temp.try($$SELECT cdp.drop_partitions(now())$$);
+SELECT count(*) AS partitions FROM cdp.event_partitions;
+SET client_min_messages = error;
+SELECT count(*) AS would_drop FROM cdp.drop_partitions(now(), dry_run => true);
+SELECT count(*) AS dropped FROM cdp.drop_partitions(now(), force => true);
+RESET client_min_messages;
+SELECT partition = format('cdp.events_%s', to_char(now(), 'YYYYMM'))::regclass AS only_this_month_left
+FROM cdp.event_partitions WHERE NOT is_default;
+ROLLBACK;
+-- a retention period of a month or more needs no force
+BEGIN;
+SELECT count(*) AS dropped FROM cdp.drop_partitions(now() - interval '1 month');
+ROLLBACK;
+SELECT cdp.drop_partitions('2025-04-01', dry_run => NULL);

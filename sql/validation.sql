@@ -78,3 +78,84 @@ SELECT * FROM cdp.check_event(NULL, NULL, NULL, NULL);
 -- only the event with a custom type was stored; track never quarantines
 SELECT type FROM cdp.events WHERE occurred_at < '2025-01-02' OR occurred_at > now();
 SELECT count(*) AS rejected FROM cdp.rejected_events;
+
+-- Configuration is checked when it is written: each bad write below is
+-- refused (it would make every later load or run fail), and loads and runs
+-- still work afterwards.
+SET client_min_messages = warning;
+
+-- a blocklist pattern must compile, as it is matched: lower-cased
+SELECT pg_temp.try($$INSERT INTO cdp.identifier_blocklist (kind, value, is_pattern, reason)
+                     VALUES ('email', '(unclosed', true, 'typo')$$);
+SELECT pg_temp.try($$INSERT INTO cdp.identifier_blocklist (kind, value, is_pattern, reason)
+                     VALUES (NULL, 'a\Zb', true, '\Z becomes \z, which is no escape')$$);
+SELECT pg_temp.try($$UPDATE cdp.identifier_blocklist SET is_pattern = true, value = '[a-'
+                     WHERE value = 'a@a.com'$$);
+SELECT pg_temp.try($$INSERT INTO cdp.identifier_blocklist (kind, value, is_pattern, reason)
+                     VALUES ('email', '(unclosed', false, 'an exact value need not compile')$$);
+BEGIN;
+SELECT cdp.track('2025-01-02', 'web', 'page_view', '{"email": "ann@x.org"}') > 0 AS loads;
+ROLLBACK;
+SELECT (cdp.check_identifier('email', '(unclosed')).reason IS NOT NULL AS exact_value_blocked;
+DELETE FROM cdp.identifier_blocklist WHERE value = '(unclosed';
+
+-- at most 64 identity rules
+SELECT pg_temp.try($$INSERT INTO cdp.identity_rules (kind, priority, max_per_profile)
+                     SELECT 'k' || g, 1000 + g, 0 FROM generate_series(1, 60) g$$);
+SELECT count(*) AS rules FROM cdp.identity_rules;
+BEGIN;
+INSERT INTO cdp.identity_rules (kind, priority, max_per_profile)
+SELECT 'k' || g, 1000 + g, 0 FROM generate_series(1, 58) g;
+SELECT pg_temp.try($$INSERT INTO cdp.identity_rules (kind, priority, max_per_profile) VALUES ('k59', 1059, 0)$$);
+SELECT cdp.track('2025-01-02', 'web', 'page_view', '{"k58": "x", "email": "ann@x.org"}') > 0 AS loads_with_64;
+ROLLBACK;
+
+-- cdp.identity_rules is never empty: no TRUNCATE, no DELETE of every rule
+-- (checked at commit, so that a transaction may replace the rules)
+SELECT pg_temp.try($$TRUNCATE cdp.identity_rules$$);
+BEGIN;
+DELETE FROM cdp.identity_rules;
+COMMIT;
+BEGIN;
+DELETE FROM cdp.identity_rules WHERE kind <> 'cookie';
+SELECT pg_temp.try($$DELETE FROM cdp.identity_rules WHERE kind = 'cookie'$$);
+SELECT pg_temp.try($$SET CONSTRAINTS cdp.identity_rules_not_empty IMMEDIATE$$);
+ROLLBACK;
+CREATE TEMP TABLE saved_rules AS SELECT * FROM cdp.identity_rules;
+BEGIN;
+DELETE FROM cdp.identity_rules;
+INSERT INTO cdp.identity_rules SELECT * FROM saved_rules;
+COMMIT;
+SELECT count(*) AS rules FROM cdp.identity_rules;
+BEGIN;
+SELECT cdp.track('2025-01-02', 'web', 'page_view', '{"email": "ann@x.org"}') > 0 AS loads;
+SELECT (cdp.rebuild_identities()).identifiers > 0 AS rebuilds;
+ROLLBACK;
+
+-- cdp.channels is never empty either
+SELECT pg_temp.try($$TRUNCATE cdp.channels$$);
+BEGIN;
+DELETE FROM cdp.channels;
+COMMIT;
+SELECT count(*) AS channels FROM cdp.channels;
+
+-- funnels: at most 64 step types, in one funnel and over all of them
+INSERT INTO cdp.event_types (type, category, description)
+SELECT 'step_' || g, 'test', 'a step type of the tests' FROM generate_series(1, 1000) g;
+SELECT pg_temp.try($$INSERT INTO cdp.funnels (funnel_id, steps, conversion_window, abandon_after)
+                     SELECT 'huge', array_agg('step_' || g ORDER BY g), '7 days', '1 hour'
+                     FROM generate_series(1, 1000) g$$);
+SELECT count(DISTINCT s) AS step_types FROM cdp.funnels, unnest(steps) s;
+BEGIN;
+INSERT INTO cdp.funnels (funnel_id, steps, conversion_window, abandon_after)
+SELECT 'long', array_agg('step_' || g ORDER BY g), '7 days', '1 hour' FROM generate_series(1, 60) g;
+SELECT pg_temp.try($$INSERT INTO cdp.funnels (funnel_id, steps, conversion_window, abandon_after)
+                     VALUES ('one_more', '{step_1,step_61}', '7 days', '1 hour')$$);
+SELECT pg_temp.try($$UPDATE cdp.funnels SET steps = '{product_view,add_to_cart,step_61,purchase}'
+                     WHERE funnel_id = 'browse'$$);
+INSERT INTO cdp.funnels (funnel_id, steps, conversion_window, abandon_after)
+VALUES ('reuse', '{step_1,step_60,purchase}', '7 days', '1 hour');
+SELECT mode FROM cdp.detect_journey_breaks('2025-02-01');
+ROLLBACK;
+DELETE FROM cdp.event_types WHERE category = 'test';
+RESET client_min_messages;

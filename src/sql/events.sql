@@ -214,6 +214,37 @@ CREATE TRIGGER channels_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON 
 CREATE TRIGGER event_types_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON cdp.event_types
 	FOR EACH STATEMENT EXECUTE FUNCTION cdp.config_changed();
 
+-- A configuration table that must never be empty: TRUNCATE is refused, and
+-- a DELETE is checked at commit, so that a transaction may replace every row.
+-- Arguments: the key column and what a row is called.
+CREATE FUNCTION cdp.config_not_empty() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	tbl   text := format('%I.%I', TG_TABLE_SCHEMA, TG_TABLE_NAME);
+	empty boolean;
+BEGIN
+	IF TG_OP = 'TRUNCATE' THEN
+		RAISE EXCEPTION 'truncating % would leave it empty', tbl
+			USING ERRCODE = 'check_violation',
+			      HINT = 'The table must never be empty: DELETE its rows and insert the new ones in the same transaction (it is checked at commit).';
+	END IF;
+	EXECUTE format('SELECT NOT EXISTS (SELECT FROM %s)', tbl) INTO empty;
+	IF empty THEN
+		RAISE EXCEPTION 'deleting % "%" leaves % empty', TG_ARGV[1], to_jsonb(OLD) ->> TG_ARGV[0], tbl
+			USING ERRCODE = 'check_violation',
+			      HINT = format('The table must never be empty: keep one %s, or insert the new ones in the same transaction (it is checked at commit).', TG_ARGV[1]);
+	END IF;
+	RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION cdp.config_not_empty() IS 'Trigger: refuses to truncate a configuration table that must never be empty, and a transaction that deletes its last row (checked at commit)';
+CREATE CONSTRAINT TRIGGER channels_not_empty AFTER DELETE ON cdp.channels
+	DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION cdp.config_not_empty('channel', 'channel');
+CREATE TRIGGER channels_no_truncate BEFORE TRUNCATE ON cdp.channels
+	FOR EACH STATEMENT EXECUTE FUNCTION cdp.config_not_empty('channel', 'channel');
+
 CREATE FUNCTION cdp.track(
 	occurred_at timestamptz,
 	channel     text,

@@ -280,6 +280,62 @@ CREATE TRIGGER identifier_blocklist_changed AFTER INSERT OR UPDATE OR DELETE OR 
 CREATE TRIGGER identity_overrides_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON cdp.identity_overrides
 	FOR EACH STATEMENT EXECUTE FUNCTION cdp.config_changed();
 
+-- Configuration is checked when it is written: a bad row would otherwise
+-- make every later load or rebuild fail.
+
+CREATE FUNCTION cdp.identifier_blocklist_check() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	msg text;
+BEGIN
+	IF NEW.is_pattern THEN
+		BEGIN
+			-- compiled as identity resolution uses it: lower-cased, C collation
+			PERFORM '' COLLATE "C" ~ lower(NEW.value);
+		EXCEPTION WHEN invalid_regular_expression THEN
+			GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT;
+			RAISE EXCEPTION 'blocklist pattern "%" for % is not a valid regular expression',
+				NEW.value, coalesce('kind ' || NEW.kind, 'every kind')
+				USING ERRCODE = 'invalid_regular_expression',
+				      DETAIL = format('Lower-cased, as it is matched, it gives: %s.', msg),
+				      HINT = 'Write a PostgreSQL regular expression that stays valid in lower case, or set is_pattern to false for an exact value.';
+		END;
+	END IF;
+	RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION cdp.identifier_blocklist_check() IS 'Trigger: refuses a blocklist pattern that is not a valid regular expression once lower-cased';
+CREATE TRIGGER identifier_blocklist_check BEFORE INSERT OR UPDATE ON cdp.identifier_blocklist
+	FOR EACH ROW EXECUTE FUNCTION cdp.identifier_blocklist_check();
+
+-- At most CDP_IDGRAPH_MAX_KINDS (src/core/idgraph.h) kinds have a rule.
+CREATE FUNCTION cdp.identity_rules_limit() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	n bigint;
+BEGIN
+	SELECT count(*) INTO n FROM cdp.identity_rules;
+	IF n > 64 THEN
+		RAISE EXCEPTION 'identity rule "%" would make % kinds in cdp.identity_rules, more than 64', NEW.kind, n
+			USING ERRCODE = 'program_limit_exceeded',
+			      HINT = 'Identity resolution handles at most 64 identifier kinds: delete the rules of kinds you no longer use, or leave rare kinds without a rule (they are then ignored).';
+	END IF;
+	RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION cdp.identity_rules_limit() IS 'Constraint trigger: refuses a rule that makes cdp.identity_rules hold more than 64 kinds';
+CREATE CONSTRAINT TRIGGER identity_rules_limit AFTER INSERT ON cdp.identity_rules
+	DEFERRABLE INITIALLY IMMEDIATE FOR EACH ROW EXECUTE FUNCTION cdp.identity_rules_limit();
+
+CREATE CONSTRAINT TRIGGER identity_rules_not_empty AFTER DELETE ON cdp.identity_rules
+	DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION cdp.config_not_empty('kind', 'identity rule');
+CREATE TRIGGER identity_rules_no_truncate BEFORE TRUNCATE ON cdp.identity_rules
+	FOR EACH STATEMENT EXECUTE FUNCTION cdp.config_not_empty('kind', 'identity rule');
+
 CREATE FUNCTION cdp.normalize_email(email text) RETURNS text
 	AS 'MODULE_PATHNAME', 'cdp_email_sql' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION cdp.normalize_email(text) IS 'E-mail address trimmed and lower-cased, or NULL if it is not a valid address';

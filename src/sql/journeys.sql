@@ -43,6 +43,11 @@ BEGIN
 			USING ERRCODE = 'invalid_parameter_value',
 			      HINT = 'List the event types of its steps in order, such as ''{add_to_cart,checkout_start,purchase}''.';
 	END IF;
+	IF n > 64 THEN
+		RAISE EXCEPTION 'funnel "%" has % steps, more than 64', NEW.funnel_id, n
+			USING ERRCODE = 'program_limit_exceeded',
+			      HINT = 'Journey detection follows at most 64 distinct step types over all funnels together.';
+	END IF;
 	IF array_position(NEW.steps, NULL) IS NOT NULL THEN
 		RAISE EXCEPTION 'funnel "%" has a null step', NEW.funnel_id
 			USING ERRCODE = 'null_value_not_allowed',
@@ -104,6 +109,30 @@ COMMENT ON FUNCTION cdp.funnels_check() IS 'Trigger: refuses a funnel whose step
 
 CREATE TRIGGER funnels_check BEFORE INSERT OR UPDATE ON cdp.funnels
 	FOR EACH ROW EXECUTE FUNCTION cdp.funnels_check();
+
+-- Detection follows at most 64 distinct step types over every funnel
+-- together (the setup of src/journey.c): checked on the table as it is
+-- after the statement (or at commit, when deferred).
+CREATE FUNCTION cdp.funnels_limit() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	n bigint;
+BEGIN
+	SELECT count(DISTINCT s) INTO n FROM cdp.funnels f CROSS JOIN LATERAL unnest(f.steps) s;
+	IF n > 64 THEN
+		RAISE EXCEPTION 'funnel "%" would bring the step types of cdp.funnels to %, more than 64', NEW.funnel_id, n
+			USING ERRCODE = 'program_limit_exceeded',
+			      DETAIL = 'Journey detection follows at most 64 distinct step types over all funnels together.',
+			      HINT = 'Reuse the step types of other funnels, or delete the funnels you no longer use.';
+	END IF;
+	RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION cdp.funnels_limit() IS 'Constraint trigger: refuses a funnel that brings the distinct step types of all funnels above 64';
+CREATE CONSTRAINT TRIGGER funnels_limit AFTER INSERT OR UPDATE ON cdp.funnels
+	DEFERRABLE INITIALLY IMMEDIATE FOR EACH ROW EXECUTE FUNCTION cdp.funnels_limit();
 
 INSERT INTO cdp.funnels (funnel_id, steps, conversion_window, abandon_after, min_step, description, builtin) VALUES
 	('cart',   '{add_to_cart,checkout_start,purchase}', '7 days', '1 hour', 1,

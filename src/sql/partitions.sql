@@ -92,32 +92,62 @@ END
 $$;
 COMMENT ON FUNCTION cdp.ensure_partitions(timestamptz, timestamptz) IS 'Creates the monthly partitions (UTC) covering the range, moving any of their events out of the default partition; returns how many it created';
 
-CREATE FUNCTION cdp.drop_partitions(older_than timestamptz)
-RETURNS integer
+-- Retention.  A guard keeps a mistaken older_than (now() instead of now()
+-- minus the retention period) from dropping recent months: partitions that
+-- may hold events of the last month are dropped only with force.
+CREATE FUNCTION cdp.drop_partitions(older_than timestamptz, dry_run boolean DEFAULT false,
+                                    force boolean DEFAULT false)
+RETURNS TABLE (partition text, range_from timestamptz, range_to timestamptz, estimated_rows bigint)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	p       record;
-	dropped integer := 0;
+	p      record;
+	recent text[];
+	bound  timestamptz := now() - interval '1 month';
 BEGIN
-	IF older_than IS NULL THEN
-		RAISE EXCEPTION 'older_than must not be null'
+	IF older_than IS NULL OR dry_run IS NULL OR force IS NULL THEN
+		RAISE EXCEPTION 'older_than, dry_run and force must not be null'
 			USING ERRCODE = 'null_value_not_allowed';
 	END IF;
-	PERFORM pg_advisory_xact_lock(hashtext('cdp.ensure_partitions'));
-	FOR p IN SELECT partition::text AS name, range_from, range_to FROM cdp.event_partitions
-	         WHERE NOT is_default AND range_to <= older_than ORDER BY range_from
+	IF NOT dry_run THEN
+		PERFORM pg_advisory_xact_lock(hashtext('cdp.ensure_partitions'));
+	END IF;
+	SELECT array_agg(ep.partition::text ORDER BY ep.range_from) INTO recent
+	FROM cdp.event_partitions ep
+	WHERE NOT ep.is_default AND ep.range_to <= older_than AND ep.range_to > bound;
+	IF recent IS NOT NULL AND NOT force THEN
+		IF dry_run THEN
+			RAISE WARNING 'drop_partitions(%) would refuse to drop recent partitions: %',
+				older_than, array_to_string(recent, ', ')
+				USING DETAIL = format('A partition that ends after %s may hold events of the last month; it is dropped only with force.', bound),
+				      HINT = 'Without dry_run the call fails unless force => true is passed.';
+		ELSE
+			RAISE EXCEPTION 'drop_partitions(%) would drop recent partitions: %',
+				older_than, array_to_string(recent, ', ')
+				USING ERRCODE = 'invalid_parameter_value',
+				      DETAIL = format('A partition that ends after %s may hold events of the last month; it is dropped only with force.', bound),
+				      HINT = 'Pass the start of the retention period, such as now() - interval ''13 months''; list what would go with dry_run => true, or pass force => true to drop them anyway.';
+		END IF;
+	END IF;
+	FOR p IN SELECT ep.partition::text AS name, ep.range_from, ep.range_to, ep.estimated_rows
+	         FROM cdp.event_partitions ep
+	         WHERE NOT ep.is_default AND ep.range_to <= older_than ORDER BY ep.range_from
 	LOOP
-		EXECUTE format('DROP TABLE %s', p.name);
-		DELETE FROM cdp.event_anchors WHERE occurred_at >= p.range_from AND occurred_at < p.range_to;
-		DELETE FROM cdp.event_messages WHERE occurred_at >= p.range_from AND occurred_at < p.range_to;
-		-- journeys forget the dropped events at the next detection
-		UPDATE cdp.journey_progress SET needs_full = true WHERE NOT needs_full;
-		RAISE NOTICE 'dropped % (events from % to %)', p.name, p.range_from, p.range_to;
-		dropped := dropped + 1;
+		IF NOT dry_run THEN
+			EXECUTE format('DROP TABLE %s', p.name);
+			DELETE FROM cdp.event_anchors a WHERE a.occurred_at >= p.range_from AND a.occurred_at < p.range_to;
+			DELETE FROM cdp.event_messages m WHERE m.occurred_at >= p.range_from AND m.occurred_at < p.range_to;
+			-- journeys forget the dropped events at the next detection
+			UPDATE cdp.journey_progress SET needs_full = true WHERE NOT needs_full;
+			RAISE NOTICE 'dropped % (events from % to %)', p.name, p.range_from, p.range_to;
+		END IF;
+		partition := p.name;
+		range_from := p.range_from;
+		range_to := p.range_to;
+		estimated_rows := p.estimated_rows;
+		RETURN NEXT;
 	END LOOP;
-	RETURN dropped;
 END
 $$;
-COMMENT ON FUNCTION cdp.drop_partitions(timestamptz) IS 'Retention: drops the monthly partitions whose whole range is before older_than, and the anchors of their events; returns how many it dropped';
+COMMENT ON FUNCTION cdp.drop_partitions(timestamptz, boolean, boolean) IS 'Retention: drops the monthly partitions whose whole range is before older_than, and the anchors and message ids of their events, and lists them; dry_run only lists them; refuses to drop a partition that may hold events of the last month unless force';

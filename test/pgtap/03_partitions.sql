@@ -35,7 +35,7 @@ SELECT matches(pg_temp.plan_of($$SELECT count(*) FROM cdp.events WHERE occurred_
                '^(?!.*(events_201901|events_201903|events_default)).*events_201902', 'only February is read');
 
 -- Retention drops whole months before the given time, and nothing else.
-SELECT is(cdp.drop_partitions('2019-03-01'), 2, 'January and February dropped');
+SELECT is((SELECT count(*)::int FROM cdp.drop_partitions('2019-03-01')), 2, 'January and February dropped');
 SELECT set_eq($$SELECT partition::text FROM cdp.event_partitions WHERE range_from >= '2019-01-01'$$,
               ARRAY['cdp.events_201903'], 'March is kept');
 
