@@ -75,6 +75,9 @@ script_suite identity_demo test/identity_demo.sh
 echo "== journeys on real data (Taobao sample)"
 script_suite journeys_real test/journeys_real.sh
 
+echo "== NULL, empty and extreme arguments to every function (generated from pg_proc)"
+script_suite null_sweep test/null_sweep.sh
+
 echo "== lifetime-value models on the real CDNOW data"
 script_suite scoring_cdnow test/scoring_cdnow.sh
 
