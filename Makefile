@@ -28,8 +28,14 @@ PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-sign-compare \
 ifdef DEBUG
 PG_CFLAGS += -DUSE_ASSERT_CHECKING -O0 -g
 endif
+# SANITIZE=1: cdp.so under AddressSanitizer and UBSan (it then needs their
+# runtimes: see test/run.sh); test/lib.sh cleans when the flavour changes.
+ifdef SANITIZE
+PG_CFLAGS += -fsanitize=address,undefined --param=asan-stack=0 -fno-omit-frame-pointer -fno-sanitize-recover=all -g
+SHLIB_LINK += -fsanitize=address,undefined
+endif
 
-EXTRA_CLEAN = test/unit/build contrib/demo/cdp-demo-gen
+EXTRA_CLEAN = test/unit/build contrib/demo/cdp-demo-gen .build-flavour
 
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)

@@ -11,6 +11,9 @@ SELECT v, cdp.normalize_phone(v) FROM (VALUES ('07700 900123'), ('+44 7700 90012
                                           ('(07700) 900123'), ('+44 (0)7700 900123'), ('7700'), ('call me')) t(v);
 SELECT cdp.normalize_phone('06 12 34 56 78', 'FR'), cdp.normalize_phone('(415) 555-0123', 'US');
 SELECT cdp.normalize_phone('0612345678', 'XX');
+-- NULL in, NULL out (a NULL phone used to crash the backend); a NULL country is the default one
+SELECT cdp.normalize_phone(NULL) IS NULL AS null_phone, cdp.normalize_phone(NULL, 'FR') IS NULL AS null_phone_fr,
+       cdp.normalize_phone('07700 900123', NULL) AS default_country;
 SELECT * FROM cdp.check_identifier('email', 'TEST@test.com');
 SELECT * FROM cdp.check_identifier('phone', '0000000000');
 SELECT * FROM cdp.check_identifier('cookie', 'undefined');

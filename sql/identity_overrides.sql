@@ -58,6 +58,19 @@ SELECT identifiers, profiles, changed FROM cdp.rebuild_identities();
 SELECT cdp.merge_profiles(cdp.resolve('customer_id', 'B-2'), cdp.resolve('device_id', 'd-9'), NULL);
 SELECT cdp.merge_profiles(cdp.resolve('customer_id', 'B-2'), cdp.resolve('cookie', 'c-2'), 'same');
 SELECT cdp.merge_profiles(cdp.resolve('customer_id', 'B-2'), 424242, 'unknown');
+-- force must not be NULL: a clear error, not a constraint of an internal table
+DO $$
+DECLARE
+	st text;
+	msg text;
+	hint text;
+BEGIN
+	PERFORM cdp.merge_profiles(cdp.resolve('customer_id', 'A-1'), cdp.resolve('customer_id', 'B-2'), 'household', force => NULL);
+EXCEPTION WHEN OTHERS THEN
+	GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, hint = PG_EXCEPTION_HINT;
+	RAISE WARNING '%: % (%)', st, msg, hint;
+END
+$$;
 SELECT cdp.merge_profiles(cdp.resolve('customer_id', 'A-1'), cdp.resolve('customer_id', 'B-2'), 'household');
 -- Eve calls and confirms she is B's partner using B's account: merge by hand (overrules the unmerge)
 SELECT cdp.merge_profiles(cdp.resolve('customer_id', 'B-2'), cdp.resolve('device_id', 'd-9'), 'confirmed by phone') AS hand_merge;

@@ -333,16 +333,25 @@ cdp_email_sql(PG_FUNCTION_ARGS)
 	PG_RETURN_TEXT_P(cstring_to_text_with_len(buf, n));
 }
 
-/* cdp.normalize_phone(text, country): E.164, or NULL if invalid. */
+/*
+ * cdp.normalize_phone(text, country): E.164, or NULL if invalid. Not STRICT:
+ * a NULL country means cdp.default_country; a NULL phone gives NULL.
+ */
 Datum
 cdp_phone_sql(PG_FUNCTION_ARGS)
 {
-	text	   *in = PG_GETARG_TEXT_PP(0);
-	char	   *country = PG_ARGISNULL(1) ? cdp_default_country : text_to_cstring(PG_GETARG_TEXT_PP(1));
+	text	   *in;
+	char	   *country;
 	char		buf[CDP_MAX_NORMALIZED];
 	const char *why;
 	int			n;
 
+	if (PG_ARGISNULL(0))
+		PG_RETURN_NULL();
+	in = PG_GETARG_TEXT_PP(0);
+	country = PG_ARGISNULL(1) ? cdp_default_country : text_to_cstring(PG_GETARG_TEXT_PP(1));
+	if (country == NULL)
+		country = "";
 	if (country[0] != '\0' && !cdp_phone_country_known(country))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),

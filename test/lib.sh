@@ -5,7 +5,9 @@
 #   cdp_start_cluster NAME PORT [conf lines...]
 #                             throwaway cluster in /tmp/cdp-NAME (data, socket,
 #                             log), run by an unprivileged account, with
-#                             shared_preload_libraries = 'pg_cron,cdp';
+#                             shared_preload_libraries = 'pg_cron,cdp' and the
+#                             VAR=value words of $CDP_SERVER_ENV in its
+#                             environment;
 #                             exports PGHOST PGPORT PGUSER PGDATABASE=cdp
 #   cdp_stop_cluster NAME     stop it (data directory kept until next start)
 #   cdp_psql ...              psql on that cluster, stopping on the first error
@@ -69,11 +71,20 @@ cdp_private_install() {
 	chmod 755 "$CDP_PG_ROOT"
 }
 
-# Installs what is missing, then builds and installs the extension.
+# Installs what is missing, then builds and installs the extension (under
+# AddressSanitizer and UBSan when SANITIZE=1; objects of the other flavour
+# are cleaned first).
 cdp_setup() {
+	local flavour=plain
+	[ "${SANITIZE:-0}" = 1 ] && flavour=sanitize
 	cdp_install_packages
 	cdp_private_install
-	echo "== building and installing cdp"
+	if [ "$(cat "$CDP_ROOT/.build-flavour" 2>/dev/null)" != "$flavour" ]; then
+		make -C "$CDP_ROOT" -s clean >/dev/null
+		echo "$flavour" >"$CDP_ROOT/.build-flavour"
+	fi
+	echo "== building and installing cdp ($flavour)"
+	if [ "$flavour" = sanitize ]; then export SANITIZE=1; else unset SANITIZE; fi
 	make -C "$CDP_ROOT" -s >/dev/null
 	cdp_as_root make -C "$CDP_ROOT" -s install >/dev/null
 }
@@ -104,7 +115,8 @@ cdp_start_cluster() {
 		local line
 		for line in "$@"; do echo "$line"; done
 	} | cdp_as_server tee -a "$CDP_CLUSTER_DIR/data/postgresql.conf" >/dev/null
-	cdp_as_server "$PGBIN/pg_ctl" -D "$CDP_CLUSTER_DIR/data" -l "$CDP_CLUSTER_DIR/server.log" -w -s start ||
+	# shellcheck disable=SC2086
+	cdp_as_server env ${CDP_SERVER_ENV:-} "$PGBIN/pg_ctl" -D "$CDP_CLUSTER_DIR/data" -l "$CDP_CLUSTER_DIR/server.log" -w -s start ||
 		{ tail -20 "$CDP_CLUSTER_DIR/server.log" >&2; return 1; }
 	export PGHOST=$CDP_CLUSTER_DIR/socket PGPORT=$port PGUSER=$user PGDATABASE=cdp
 	"$PGBIN/createdb" cdp

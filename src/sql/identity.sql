@@ -373,6 +373,11 @@ BEGIN
 	IF survivor IS NULL OR absorbed IS NULL THEN
 		RAISE EXCEPTION 'profile ids must not be null' USING ERRCODE = 'null_value_not_allowed';
 	END IF;
+	IF force IS NULL THEN
+		RAISE EXCEPTION 'force must not be null'
+			USING ERRCODE = 'null_value_not_allowed',
+			      HINT = 'Pass force => false to keep the limits of cdp.identity_rules, or force => true to merge past them.';
+	END IF;
 	IF reason IS NULL OR btrim(reason) = '' THEN
 		RAISE EXCEPTION 'a merge by hand needs a reason'
 			USING ERRCODE = 'invalid_parameter_value',
