@@ -29,7 +29,7 @@ chmod 755 "$dir"
 
 # C functions that are not STRICT because they give NULL arguments a meaning
 # (or are trigger functions, called by the trigger manager only).
-null_checking="cdp.accept_event(bigint,timestamp with time zone,text,text,jsonb,jsonb,numeric,text)
+null_checking="cdp.accept_event(bigint,timestamp with time zone,text,text,jsonb,jsonb,numeric,text,text)
 cdp.bgnbd_fit_final(internal)
 cdp.btyd_accum2(internal,double precision,double precision)
 cdp.btyd_accum3(internal,double precision,double precision,double precision)
@@ -44,12 +44,13 @@ cdp.funnel_journeys_final(internal)
 cdp.funnel_journeys_trans(internal,text,text,timestamp with time zone,text,bigint,timestamp with time zone)
 cdp.gamma_gamma_fit_final(internal)
 cdp.journeys(text,timestamp with time zone,timestamp with time zone,timestamp with time zone,bigint[])
+cdp.next_event_id()
 cdp.normalize_phone(text,text)
 cdp.pareto_nbd_fit_final(internal)
 cdp.rebuild_identities()
 cdp.session_no(timestamp with time zone,bigint)
 cdp.session_no(timestamp with time zone,bigint,interval)
-cdp.track(timestamp with time zone,text,text,jsonb,jsonb,numeric,text)
+cdp.track(timestamp with time zone,text,text,jsonb,jsonb,numeric,text,text)
 cdp.unmerge(bigint,text)"
 
 # Records one check.
