@@ -271,10 +271,11 @@ BEGIN
 	FOR rel IN
 		SELECT c.oid::regclass
 		FROM unnest(tables) AS t(rel)
-		CROSS JOIN LATERAL pg_catalog.pg_partition_tree(t.rel) AS p
-		JOIN pg_catalog.pg_class c ON c.oid = p.relid
+		CROSS JOIN LATERAL (SELECT p.relid FROM pg_catalog.pg_partition_tree(t.rel) AS p WHERE p.isleaf
+		                    UNION SELECT t.rel) AS l(relid)
+		JOIN pg_catalog.pg_class c ON c.oid = l.relid
 		LEFT JOIN pg_catalog.pg_stat_all_tables s ON s.relid = c.oid
-		WHERE p.isleaf AND c.relkind IN ('r', 'm')
+		WHERE c.relkind IN ('r', 'm')
 		  AND (c.reltuples < 0 OR coalesce(s.n_mod_since_analyze, 0) > 50 + 0.1 * c.reltuples)
 		ORDER BY 1
 	LOOP
