@@ -105,7 +105,7 @@ SELECT cdp.validate_clv('2026-01-01', '2025-06-01');
 -- to drop out after each purchase (deterministic pseudo-random numbers);
 -- fitted on the first eight months, checked on the last four
 SELECT count(cdp.track(timestamptz '2025-01-01' + day * interval '1 day', 'web', 'purchase',
-                       jsonb_build_object('customer_id', 'v' || g), '{}', 30)) AS purchases
+                       jsonb_build_object('customer_id', 'v' || g), '{}', (5 + (g * 37) % 95) * (1 + ((g + day::int) % 7) / 10.0))) AS purchases
 FROM (WITH RECURSIVE p(g, k, day) AS (
         SELECT g, 0, ((g * 13) % 240)::float8 FROM generate_series(1, 600) g
         UNION ALL
@@ -118,3 +118,57 @@ SELECT customers, actual, round(predicted::numeric) AS predicted, round(aggregat
 FROM cdp.validate_clv('2025-09-01', '2026-01-01', interval '8 months');
 -- per customer, in cdp.clv_validation
 SELECT count(*) AS customers, sum(actual) AS actual, round(sum(predicted)::numeric) AS predicted FROM cdp.clv_validation;
+
+-- Every purchaser gets p_alive and a lifetime value, from its whole history,
+-- even when its last purchase is older than the calibration window
+SELECT rfm_profiles, clv_profiles FROM cdp.refresh_scores('2026-01-01', calibration => '4 months');
+SELECT count(*) AS lapsed, count(c.p_alive) AS with_p_alive, count(c.clv) AS with_clv
+FROM cdp.rfm r LEFT JOIN cdp.clv c USING (profile_id) WHERE r.last_purchase < '2025-09-01';
+SELECT bool_and(abs(c.t - extract(epoch FROM r.as_of - date_trunc('day', r.first_purchase)) / 86400) < 1e-9) AS whole_history,
+       max(c.t) > 365 * 4 / 12 AS older_than_calibration
+FROM cdp.rfm r JOIN cdp.clv c USING (profile_id);
+
+-- The model without dropout: Poisson purchases at gamma rates, BG/NBD's
+-- limit as a runs to 0; everyone of the cohort above buys for ever here
+WITH f AS (SELECT cdp.nbd_fit(x, t_x, t) AS p FROM cohort)
+SELECT p->>'status' AS status, round((p->>'r')::numeric, 3) AS r, round((p->>'alpha')::numeric, 2) AS alpha,
+       round(cdp.nbd_expected_purchases(p, 30, 4, 100, 200)::numeric, 6)
+         = round((30 * ((p->>'r')::float8 + 4) / ((p->>'alpha')::float8 + 200))::numeric, 6) AS expected_formula,
+       cdp.clv(p, '{"model": "gamma_gamma", "p": 6, "q": 4, "gamma": 15}', 4, 100, 200, 30, 12, 30, 0)
+         > cdp.clv(p, '{"model": "gamma_gamma", "p": 6, "q": 4, "gamma": 15}', 4, 100, 200, 30, 6, 30, 0) AS clv_grows
+FROM f;
+SELECT cdp.nbd_expected_purchases('{"model": "bgnbd", "r": 1, "alpha": 1, "a": 1, "b": 1}', 30, 1, 1, 2);
+
+-- Absurd amounts: one purchase beyond double precision, one of 1e300. They
+-- get in only with the ingest limit raised (cdp.max_amount, if this build has
+-- it); the spend model leaves them out with a warning, they keep RFM and p_alive
+DO $$ BEGIN PERFORM set_config(name, '1e1001', false) FROM pg_settings WHERE name = 'cdp.max_amount'; END $$;
+SELECT count(cdp.track(t, 'web', 'purchase', jsonb_build_object('customer_id', c), '{}', amt)) AS events FROM (VALUES
+	('2025-10-01 10:00'::timestamptz, 'huge', 10::numeric), ('2025-11-01 10:00', 'huge', 1e1000),
+	('2025-10-02 10:00', 'large', 10), ('2025-11-02 10:00', 'large', 1e300), ('2025-12-02 10:00', 'large', 20)
+) v(t, c, amt);
+SELECT rfm_profiles, clv_profiles FROM cdp.refresh_scores('2026-01-01', calibration => '4 months');
+SELECT spend_model->>'status' AS spend_status, spend_model->>'left_out' AS left_out FROM cdp.clv_models ORDER BY model_id DESC LIMIT 1;
+SELECT i.value AS customer, c.avg_value, c.p_alive > 0 AS p_alive, c.expected_value, c.clv, r.monetary > 1e299 AS monetary
+FROM cdp.clv c JOIN cdp.rfm r USING (profile_id) JOIN cdp.identifiers i ON i.profile_id = c.profile_id AND i.kind = 'customer_id'
+WHERE i.value IN ('huge', 'large') ORDER BY 1;
+SELECT count(*) - count(clv) AS without_clv FROM cdp.clv;
+SELECT customers, params->>'status' AS status FROM cdp.validate_clv('2025-11-15', '2026-01-01', interval '10 months');
+-- too little history to see dropout: the error says what to do
+SELECT customers FROM cdp.validate_clv('2025-12-15', '2026-01-01', interval '4 months');
+SELECT h.x, h.avg_value FROM cdp.purchase_history('2025-01-01', '2026-01-01') h
+JOIN cdp.identifiers i ON i.profile_id = h.profile_id AND i.kind = 'customer_id' WHERE i.value = 'huge';
+DO $$ BEGIN PERFORM set_config(name, reset_val, false) FROM pg_settings WHERE name = 'cdp.max_amount'; END $$;
+
+-- Jobs analyze what they read when its statistics are missing or stale
+BEGIN;
+CREATE TABLE fresh AS SELECT g FROM generate_series(1, 1000) g;
+CREATE TABLE fresh_parts (g int) PARTITION BY RANGE (g);
+CREATE TABLE fresh_parts_1 PARTITION OF fresh_parts FOR VALUES FROM (0) TO (500);
+CREATE TABLE fresh_parts_2 PARTITION OF fresh_parts FOR VALUES FROM (500) TO (1001);
+INSERT INTO fresh_parts SELECT g FROM generate_series(1, 1000) g;
+SELECT relname, reltuples FROM pg_class WHERE relname LIKE 'fresh%' ORDER BY 1;
+SELECT cdp.analyze_stale(ARRAY['fresh', 'fresh_parts']::regclass[]) AS analyzed;
+SELECT relname, reltuples FROM pg_class WHERE relname LIKE 'fresh%' ORDER BY 1;
+SELECT cdp.analyze_stale(ARRAY['fresh', 'fresh_parts']::regclass[]) AS analyzed_again;
+ROLLBACK;

@@ -1,7 +1,7 @@
 /*
  * scoring.c
  *	  Lifetime-value models in SQL: the aggregates cdp.bgnbd_fit,
- *	  cdp.pareto_nbd_fit and cdp.gamma_gamma_fit, and the functions that
+ *	  cdp.pareto_nbd_fit, cdp.nbd_fit and cdp.gamma_gamma_fit, and the functions that
  *	  apply their fitted parameters (p_alive, expected purchases, expected
  *	  value, clv).  The mathematics and the optimizer are in
  *	  src/core/btyd.c; this file converts datums and jsonb.
@@ -34,10 +34,12 @@ PG_FUNCTION_INFO_V1(cdp_btyd_deserialize);
 PG_FUNCTION_INFO_V1(cdp_bgnbd_fit_final);
 PG_FUNCTION_INFO_V1(cdp_pareto_fit_final);
 PG_FUNCTION_INFO_V1(cdp_gg_fit_final);
+PG_FUNCTION_INFO_V1(cdp_nbd_fit_final);
 PG_FUNCTION_INFO_V1(cdp_bgnbd_p_alive);
 PG_FUNCTION_INFO_V1(cdp_bgnbd_expected_purchases);
 PG_FUNCTION_INFO_V1(cdp_pareto_p_alive);
 PG_FUNCTION_INFO_V1(cdp_pareto_expected_purchases);
+PG_FUNCTION_INFO_V1(cdp_nbd_expected_purchases);
 PG_FUNCTION_INFO_V1(cdp_gg_expected_value);
 PG_FUNCTION_INFO_V1(cdp_clv_sql);
 
@@ -57,6 +59,7 @@ typedef struct BtydState
 static const char *const bgnbd_names[] = {"r", "alpha", "a", "b"};
 static const char *const pareto_names[] = {"r", "alpha", "s", "beta"};
 static const char *const gg_names[] = {"p", "q", "gamma"};
+static const char *const nbd_names[] = {"r", "alpha"};
 
 /* The model's name in jsonb, and its parameter names. */
 static const char *
@@ -72,6 +75,10 @@ model_info(CdpBtydModel model, const char *const **names, int *n)
 			*names = pareto_names;
 			*n = 4;
 			return "pareto_nbd";
+		case CDP_BTYD_NBD:
+			*names = nbd_names;
+			*n = 2;
+			return "nbd";
 		case CDP_BTYD_GAMMA_GAMMA:
 		default:
 			*names = gg_names;
@@ -351,6 +358,8 @@ fit_final(FunctionCallInfo fcinfo, CdpBtydModel model)
 		rc = cdp_btyd_fit_bgnbd(s->col[0], s->col[1], s->col[2], NULL, s->n, &opt, &fit);
 	else if (model == CDP_BTYD_PARETO_NBD)
 		rc = cdp_btyd_fit_pareto(s->col[0], s->col[1], s->col[2], NULL, s->n, &opt, &fit);
+	else if (model == CDP_BTYD_NBD)
+		rc = cdp_btyd_fit_nbd(s->col[0], s->col[1], s->col[2], NULL, s->n, &opt, &fit);
 	else
 		rc = cdp_btyd_fit_gg(s->col[0], s->col[1], NULL, s->n, &opt, &fit);
 	if (rc == CDP_BTYD_EINTR)
@@ -377,6 +386,13 @@ Datum
 cdp_pareto_fit_final(PG_FUNCTION_ARGS)
 {
 	return fit_final(fcinfo, CDP_BTYD_PARETO_NBD);
+}
+
+/* Final function of cdp.nbd_fit. */
+Datum
+cdp_nbd_fit_final(PG_FUNCTION_ARGS)
+{
+	return fit_final(fcinfo, CDP_BTYD_NBD);
 }
 
 /* Final function of cdp.gamma_gamma_fit. */
@@ -519,6 +535,13 @@ cdp_pareto_expected_purchases(PG_FUNCTION_ARGS)
 						  "cdp.pareto_nbd_expected_purchases");
 }
 
+/* cdp.nbd_expected_purchases(params, horizon, x, t_x, t) */
+Datum
+cdp_nbd_expected_purchases(PG_FUNCTION_ARGS)
+{
+	return apply_expected(fcinfo, CDP_BTYD_NBD, cdp_btyd_nbd_expected, "cdp.nbd_expected_purchases");
+}
+
 /* cdp.gamma_gamma_expected_value(params, x, avg_value) */
 Datum
 cdp_gg_expected_value(PG_FUNCTION_ARGS)
@@ -535,15 +558,15 @@ cdp_gg_expected_value(PG_FUNCTION_ARGS)
 /*
  * cdp.clv(params, spend_params, x, t_x, t, avg_value, periods,
  * period_length, discount_rate, margin): the discounted margin expected over
- * the next periods; params of a BG/NBD or Pareto/NBD fit, spend_params of a
- * Gamma-Gamma fit.
+ * the next periods; params of a BG/NBD, Pareto/NBD or NBD fit, spend_params
+ * of a Gamma-Gamma fit.
  */
 Datum
 cdp_clv_sql(PG_FUNCTION_ARGS)
 {
 	Jsonb	   *pj = PG_GETARG_JSONB_P(0);
 	char	   *model_name = jsonb_field(pj, "model");
-	CdpBtydModel model = model_name && strcmp(model_name, "pareto_nbd") == 0 ? CDP_BTYD_PARETO_NBD : CDP_BTYD_BGNBD;
+	CdpBtydModel model = CDP_BTYD_BGNBD;
 	double		p[CDP_BTYD_MAX_PARAMS];
 	double		gg[CDP_BTYD_MAX_PARAMS];
 	double		x = PG_GETARG_FLOAT8(2);
@@ -551,6 +574,10 @@ cdp_clv_sql(PG_FUNCTION_ARGS)
 	double		out;
 	int32		periods = PG_GETARG_INT32(6);
 
+	if (model_name && strcmp(model_name, "pareto_nbd") == 0)
+		model = CDP_BTYD_PARETO_NBD;
+	else if (model_name && strcmp(model_name, "nbd") == 0)
+		model = CDP_BTYD_NBD;
 	read_params(pj, model, p);
 	read_params(PG_GETARG_JSONB_P(1), CDP_BTYD_GAMMA_GAMMA, gg);
 	if (periods < 0 || periods > 100000)

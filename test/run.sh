@@ -125,6 +125,9 @@ script_suite journeys_real test/journeys_real.sh
 echo "== lifetime-value models on the real CDNOW data"
 script_suite scoring_cdnow test/scoring_cdnow.sh
 
+echo "== lifetime value on the real Online Retail invoices"
+script_suite scoring_retail test/scoring_retail.sh
+
 echo
 if [ ${#failures[@]} -gt 0 ]; then echo "failed suites: ${failures[*]}"; fi
 echo "tests: $passed passed, $failed failed"

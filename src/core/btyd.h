@@ -26,6 +26,11 @@
  *											 formulation of Fader & Hardie 2005)
  *	  Gamma-Gamma	{p, q, gamma}			(Fader, Hardie & Lee 2005, "RFM and
  *											 CLV"; lifetimes calls gamma "v")
+ *	  NBD			{r, alpha}				(Ehrenberg 1959: Poisson purchases
+ *											 at a gamma-distributed rate, no
+ *											 dropout; the limit of BG/NBD as
+ *											 a -> 0 and of Pareto/NBD as
+ *											 s -> 0)
  *
  * Every function returns a CdpBtydStatus (0 = CDP_BTYD_OK) and writes its
  * result through a pointer; nothing aborts or exits.  There is no global
@@ -50,7 +55,9 @@ typedef enum CdpBtydModel
 {
 	CDP_BTYD_BGNBD = 1,			/* {r, alpha, a, b} */
 	CDP_BTYD_PARETO_NBD,		/* {r, alpha, s, beta} */
-	CDP_BTYD_GAMMA_GAMMA		/* {p, q, gamma} */
+	CDP_BTYD_GAMMA_GAMMA,		/* {p, q, gamma} */
+	CDP_BTYD_NBD				/* {r, alpha}: BG/NBD or Pareto/NBD without
+								 * dropout (a -> 0, s -> 0) */
 } CdpBtydModel;
 
 typedef enum CdpBtydStatus
@@ -194,6 +201,16 @@ extern int	cdp_btyd_fit_pareto(const double *x, const double *t_x,
 								const double *T, const double *weight,
 								size_t n, const CdpBtydOptions *opt,
 								CdpBtydFit *fit);
+/*
+ * The NBD fit: the purchase model without dropout, the limit both models
+ * above reach when the data do not identify their dropout (a or s runs to
+ * 0).  Its log-likelihood is the BG/NBD one at a = 0:
+ *	  sum_i lnG(r + x) - lnG(r) + r ln alpha - (r + x) ln(alpha + T).
+ */
+extern int	cdp_btyd_fit_nbd(const double *x, const double *t_x,
+							 const double *T, const double *weight,
+							 size_t n, const CdpBtydOptions *opt,
+							 CdpBtydFit *fit);
 extern int	cdp_btyd_fit_gg(const double *x, const double *m,
 							const double *weight, size_t n,
 							const CdpBtydOptions *opt, CdpBtydFit *fit);
@@ -219,6 +236,14 @@ extern int	cdp_btyd_bgnbd_expected_new(const double *params, double t,
 /* BG/NBD: P(X(t) = k), k repeat purchases by a new customer in (0, t]. */
 extern int	cdp_btyd_bgnbd_prob(const double *params, double t, double k,
 								double *out);
+
+/*
+ * NBD: expected purchases in (T, T + t] of a customer with x purchases
+ * after the first in T, t (r + x) / (alpha + T); nobody drops out, so its
+ * P(alive) is 1.
+ */
+extern int	cdp_btyd_nbd_expected(const double *params, double x, double t_x,
+								  double T, double t, double *out);
 
 /* Pareto/NBD: probability that a customer with history (x, t_x, T) is alive. */
 extern int	cdp_btyd_pareto_p_alive(const double *params, double x,
@@ -256,7 +281,7 @@ extern int	cdp_btyd_gg_expected_value(const double *params, double x,
  * expected value of a transaction (e.g. from cdp_btyd_gg_expected_value)
  * and margin the share of it that is profit (1 for revenue).  This is
  * lifetimes' customer_lifetime_value with a margin factor.  model is
- * CDP_BTYD_BGNBD or CDP_BTYD_PARETO_NBD; periods >= 0 (at most 100000);
+ * CDP_BTYD_BGNBD, CDP_BTYD_PARETO_NBD or CDP_BTYD_NBD; periods >= 0 (at most 100000);
  * discount_rate > -1 per period.
  */
 extern int	cdp_btyd_clv(CdpBtydModel model, const double *params, double x,

@@ -158,6 +158,20 @@ cdp_btyd_bgnbd_expected(const double *params, double x, double t_x,
 	return CDP_BTYD_OK;
 }
 
+/* NBD E[Y(t) | x, t_x, T] = t (r + x) / (alpha + T). */
+int
+cdp_btyd_nbd_expected(const double *params, double x, double t_x, double T,
+					  double t, double *out)
+{
+	if (clear_out(out) != CDP_BTYD_OK ||
+		cdp_btyd_check_params(params, 2) != CDP_BTYD_OK ||
+		cdp_btyd_check_customer(x, x > 0.0 ? t_x : 0.0, T) != CDP_BTYD_OK ||
+		!isfinite(t) || t < 0.0)
+		return CDP_BTYD_EINVAL;
+	*out = t * (params[0] + x) / (params[1] + T);
+	return isfinite(*out) ? CDP_BTYD_OK : CDP_BTYD_EDOMAIN;
+}
+
 /* BG/NBD E[X(t)] of a new customer. */
 int
 cdp_btyd_bgnbd_expected_new(const double *params, double t, double *out)
@@ -375,6 +389,8 @@ cdp_btyd_clv(CdpBtydModel model, const double *params, double x, double t_x,
 		if (st == CDP_BTYD_OK)
 			pre = (params[0] + x) / (params[1] + T) * (params[3] + T) * pa;
 	}
+	else if (model == CDP_BTYD_NBD)
+		st = cdp_btyd_nbd_expected(params, x, t_x, T, period_length, &pre);
 	else
 		return CDP_BTYD_EINVAL;
 	if (st != CDP_BTYD_OK)
@@ -391,6 +407,8 @@ cdp_btyd_clv(CdpBtydModel model, const double *params, double x, double t_x,
 				return st;
 			e *= pa;
 		}
+		else if (model == CDP_BTYD_NBD)
+			e = pre * k;		/* purchases at a constant expected rate */
 		else
 			e = pre * pareto_horizon(params[2], params[3] + T, t);
 		disc /= 1.0 + discount_rate;

@@ -93,6 +93,7 @@ typedef struct FitCtx
 static const char *const bgnbd_names[] = {"r", "alpha", "a", "b"};
 static const char *const pareto_names[] = {"r", "alpha", "s", "beta"};
 static const char *const gg_names[] = {"p", "q", "gamma"};
+static const char *const nbd_names[] = {"r", "alpha"};
 
 /* ---- indexed data for the fits ------------------------------------------- */
 
@@ -464,6 +465,65 @@ obj_bgnbd(const double *theta, double *grad, void *arg)
 		grad[1] = -al * dal / d->W;
 		grad[2] = -a * da / d->W;
 		grad[3] = -b * db / d->W;
+	}
+	return add_penalty(c, pr, -ll / d->W, grad);
+}
+
+/* Mean negative NBD log-likelihood and its gradient in log-parameters. */
+static double
+obj_nbd(const double *theta, double *grad, void *arg)
+{
+	const FitCtx *c = arg;
+	const Rfm  *d = c->rfm;
+	double		pr[2];
+	double		r,
+				al,
+				lgr,
+				psr,
+				lal;
+	double		ll = 0.0,
+				dr = 0.0,
+				dal = 0.0;
+	double	   *LT = d->buf,
+			   *IT = d->buf + d->nT;
+	size_t		gi,
+				i,
+				j;
+
+	pr[0] = r = exp(theta[0]);
+	pr[1] = al = exp(theta[1]);
+	for (j = 0; j < d->nT; j++)
+	{
+		LT[j] = log(al + d->Tv[j]);
+		IT[j] = 1.0 / (al + d->Tv[j]);
+	}
+	lgr = cdp_btyd_lgamma(r);
+	psr = cdp_btyd_digamma(r);
+	lal = log(al);
+	for (gi = 0; gi < d->nx; gi++)
+	{
+		double		x = d->xv[gi],
+					wx = d->wx[gi],
+					rx = r + x,
+					sL = 0.0,
+					sI = 0.0;
+
+		for (i = d->xstart[gi]; i < d->xstart[gi + 1]; i++)
+		{
+			sL += d->w[i] * LT[d->iT[i]];
+			sI += d->w[i] * IT[d->iT[i]];
+		}
+		ll += wx * (cdp_btyd_lgamma(rx) - lgr + r * lal) - rx * sL;
+		if (grad)
+		{
+			dr += wx * (cdp_btyd_digamma(rx) - psr + lal) - sL;
+			dal += wx * r / al - rx * sI;
+		}
+	}
+	if (grad)
+	{
+		grad[0] = -r * dr / d->W;
+		grad[1] = -al * dal / d->W;
 	}
 	return add_penalty(c, pr, -ll / d->W, grad);
 }
@@ -947,7 +1007,7 @@ read_options(const CdpBtydOptions *opt, double gtol_default,
 	return CDP_BTYD_OK;
 }
 
-/* Shared part of the BG/NBD and Pareto/NBD fits. */
+/* Shared part of the BG/NBD, Pareto/NBD and NBD fits. */
 static int
 fit_rfm(CdpBtydModel model, const double *x, const double *t_x,
 		const double *T, const double *weight, size_t n,
@@ -962,11 +1022,12 @@ fit_rfm(CdpBtydModel model, const double *x, const double *t_x,
 				rate;
 	char		msg[160];
 	int			pareto = (model == CDP_BTYD_PARETO_NBD);
+	int			k = (model == CDP_BTYD_NBD) ? 2 : 4;
 	int			st;
 
 	if (fit == NULL)
 		return CDP_BTYD_EINVAL;
-	fit_init(fit, model, 4);
+	fit_init(fit, model, k);
 	memset(&ctx, 0, sizeof(ctx));
 	memset(&pb, 0, sizeof(pb));
 	if (read_options(opt, pareto ? 1e-7 : 1e-8, &pb, &ctx) != CDP_BTYD_OK)
@@ -1008,14 +1069,14 @@ fit_rfm(CdpBtydModel model, const double *x, const double *t_x,
 		}
 	}
 	ctx.rfm = &d;
-	ctx.k = 4;
+	ctx.k = k;
 	ctx.pscale[0] = 1.0;
 	ctx.pscale[1] = d.scale;
 	ctx.pscale[2] = 1.0;
 	ctx.pscale[3] = pareto ? d.scale : 1.0;
-	pb.fn = pareto ? obj_pareto : obj_bgnbd;
+	pb.fn = pareto ? obj_pareto : model == CDP_BTYD_NBD ? obj_nbd : obj_bgnbd;
 	pb.arg = &ctx;
-	pb.k = 4;
+	pb.k = k;
 	pb.analytic_grad = !pareto;
 
 	/* repeat purchases per unit of (rescaled) time */
@@ -1030,8 +1091,8 @@ fit_rfm(CdpBtydModel model, const double *x, const double *t_x,
 	starts[1][3] = log(pareto ? 2.0 : 3.0);
 
 	st = fit_run(&ctx, &pb, (const double (*)[MAXP]) starts, 2, d.W,
-				 d.swx * log(d.scale), pareto ? pareto_names : bgnbd_names,
-				 fit);
+				 d.swx * log(d.scale),
+				 pareto ? pareto_names : k == 2 ? nbd_names : bgnbd_names, fit);
 	rfm_free(&d);
 	return st;
 }
@@ -1052,6 +1113,15 @@ cdp_btyd_fit_pareto(const double *x, const double *t_x, const double *T,
 					const CdpBtydOptions *opt, CdpBtydFit *fit)
 {
 	return fit_rfm(CDP_BTYD_PARETO_NBD, x, t_x, T, weight, n, opt, fit);
+}
+
+/* Fits the NBD model (see btyd.h). */
+int
+cdp_btyd_fit_nbd(const double *x, const double *t_x, const double *T,
+				 const double *weight, size_t n,
+				 const CdpBtydOptions *opt, CdpBtydFit *fit)
+{
+	return fit_rfm(CDP_BTYD_NBD, x, t_x, T, weight, n, opt, fit);
 }
 
 /* Fits the Gamma-Gamma model (see btyd.h). */

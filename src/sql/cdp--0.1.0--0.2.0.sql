@@ -512,3 +512,306 @@ BEGIN
 	RETURN mid;
 END
 $$;
+
+
+-- ---------------------------------------------------------------------------
+-- Scoring: the NBD model (fallback when dropout is not identified), every
+-- purchaser scored from its whole history, spend outliers left out, amounts
+-- beyond double precision, stale statistics analyzed, validate_clv hint.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION cdp.nbd_fit_final(internal) RETURNS jsonb
+	AS 'MODULE_PATHNAME', 'cdp_nbd_fit_final' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+COMMENT ON FUNCTION cdp.nbd_fit_final(internal) IS 'Internal: fits NBD';
+CREATE AGGREGATE cdp.nbd_fit(x double precision, t_x double precision, t double precision) (
+	SFUNC = cdp.btyd_accum3, STYPE = internal, FINALFUNC = cdp.nbd_fit_final,
+	COMBINEFUNC = cdp.btyd_combine, SERIALFUNC = cdp.btyd_serialize, DESERIALFUNC = cdp.btyd_deserialize,
+	PARALLEL = SAFE);
+COMMENT ON AGGREGATE cdp.nbd_fit(double precision, double precision, double precision) IS 'Fits the NBD model (Ehrenberg 1959: purchases at gamma-distributed rates, nobody drops out; the limit of BG/NBD as a runs to 0 and of Pareto/NBD as s runs to 0) to (x, t_x, t); jsonb with r, alpha and the fit''s diagnostics';
+CREATE FUNCTION cdp.nbd_expected_purchases(params jsonb, horizon double precision, x double precision, t_x double precision, t double precision)
+	RETURNS double precision AS 'MODULE_PATHNAME', 'cdp_nbd_expected_purchases' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION cdp.nbd_expected_purchases(jsonb, double precision, double precision, double precision, double precision) IS 'NBD: expected purchases in the next horizon of a customer with history (x, t_x, t), horizon (r + x) / (alpha + t); nobody drops out, so P(alive) is 1';
+COMMENT ON FUNCTION cdp.clv(jsonb, jsonb, double precision, double precision, double precision, double precision, integer, double precision, double precision, double precision) IS 'Customer lifetime value: margin times the expected value of a purchase (Gamma-Gamma) times the purchases expected in each of the next periods (BG/NBD, Pareto/NBD or NBD, periods of period_length time units), discounted at discount_rate per period';
+COMMENT ON COLUMN cdp.clv_models.model IS 'The purchase model (cdp.bgnbd_fit, cdp.pareto_nbd_fit or cdp.nbd_fit result); when the requested model could not be identified, the NBD fit it fell back to, with the failed fit in its "fallback_from" field';
+COMMENT ON COLUMN cdp.clv_models.spend_model IS 'The spend model (cdp.gamma_gamma_fit result), with "left_out": the customers whose mean purchase value was not a finite number or above "left_out_above" (10,000 times the median), left out of it';
+COMMENT ON TABLE cdp.clv IS 'Lifetime value of every live profile with a purchase up to as_of, from its whole history and the latest model of cdp.clv_models (fitted on the calibration window); filled by cdp.refresh_scores';
+COMMENT ON COLUMN cdp.clv.x IS 'Repeat purchase days up to as_of (purchase days after the first)';
+COMMENT ON COLUMN cdp.clv.avg_value IS 'Mean value of the repeat purchase days (Infinity beyond double precision)';
+COMMENT ON COLUMN cdp.clv.p_alive IS 'Probability that the customer is still active (1 under the NBD model)';
+COMMENT ON COLUMN cdp.clv.expected_value IS 'Expected value of a future purchase day (Gamma-Gamma); NULL for a customer left out of the spend model';
+COMMENT ON COLUMN cdp.clv.clv IS 'Discounted margin expected over the horizon; NULL for a customer left out of the spend model';
+
+CREATE OR REPLACE FUNCTION cdp.purchase_history(from_time timestamptz, to_time timestamptz, days regclass DEFAULT NULL)
+RETURNS TABLE (profile_id bigint, x integer, t_x double precision, t double precision, avg_value double precision)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	first_day date := (from_time AT TIME ZONE 'UTC')::date;
+	last_day  date := (to_time AT TIME ZONE 'UTC')::date;
+BEGIN
+	-- the mean is computed in numeric; one beyond double precision is Infinity
+	RETURN QUERY EXECUTE format(
+		'SELECT h.profile_id, h.x, h.t_x, h.t,
+		        CASE WHEN h.m IS NULL THEN NULL WHEN h.m = ''NaN'' THEN ''NaN''::double precision
+		             WHEN h.m >= 1e308 THEN ''Infinity''::double precision ELSE h.m::double precision END
+		 FROM (SELECT d.profile_id, (count(*) - 1)::integer AS x,
+		              (max(d.day) - min(d.day))::double precision AS t_x,
+		              (extract(epoch FROM $2 - (min(d.day)::timestamp AT TIME ZONE ''UTC'')) / 86400.0)::double precision AS t,
+		              CASE WHEN count(*) > 1
+		                   THEN greatest(0, (sum(d.value) - (array_agg(d.value ORDER BY d.day))[1]) / (count(*) - 1)) END AS m
+		       FROM %s d
+		       WHERE d.purchases > 0 AND d.day BETWEEN $3 AND $4
+		       GROUP BY 1) h',
+		coalesce(days::text, 'cdp.purchase_days($1, $2)'))
+	USING first_day::timestamp AT TIME ZONE 'UTC', to_time, first_day, last_day;
+END
+$$;
+COMMENT ON FUNCTION cdp.purchase_history(timestamptz, timestamptz, regclass) IS 'The lifetime-value models'' view of each profile with a purchase day in a window (days from that of from_time to to_time), in days: x repeat purchase days, t_x days from the first to the last, t days from the first to to_time, and the mean value of the repeat days (Infinity when beyond double precision); read from a table of cdp.purchase_days rows when days is given';
+
+CREATE FUNCTION cdp.analyze_stale(tables regclass[]) RETURNS integer
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	rel      regclass;
+	analyzed integer := 0;
+BEGIN
+	FOR rel IN
+		SELECT c.oid::regclass
+		FROM unnest(tables) AS t(rel)
+		CROSS JOIN LATERAL (SELECT p.relid FROM pg_catalog.pg_partition_tree(t.rel) AS p WHERE p.isleaf
+		                    UNION SELECT t.rel) AS l(relid)
+		JOIN pg_catalog.pg_class c ON c.oid = l.relid
+		LEFT JOIN pg_catalog.pg_stat_all_tables s ON s.relid = c.oid
+		WHERE c.relkind IN ('r', 'm')
+		  AND (c.reltuples < 0 OR coalesce(s.n_mod_since_analyze, 0) > 50 + 0.1 * c.reltuples)
+		ORDER BY 1
+	LOOP
+		EXECUTE pg_catalog.format('ANALYZE %s', rel);
+		analyzed := analyzed + 1;
+	END LOOP;
+	IF analyzed > 0 THEN
+		RAISE DEBUG 'analyzed % tables whose statistics were missing or stale', analyzed;
+	END IF;
+	RETURN analyzed;
+END
+$$;
+COMMENT ON FUNCTION cdp.analyze_stale(regclass[]) IS 'Internal: analyzes those of the tables (the partitions of a partitioned one) never analyzed, or with more rows changed since their last analyze than autovacuum''s default threshold (50 + 10 %); returns how many; called by the scoring jobs before they read events';
+
+CREATE OR REPLACE FUNCTION cdp.refresh_scores(as_of timestamptz DEFAULT now(),
+                                   calibration interval DEFAULT '1 year',
+                                   horizon interval DEFAULT '1 year',
+                                   model text DEFAULT 'bgnbd',
+                                   annual_discount double precision DEFAULT 0.1,
+                                   margin double precision DEFAULT 1,
+                                   OUT rfm_profiles bigint, OUT clv_profiles bigint, OUT model_id bigint)
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	fit       jsonb;
+	nbd       jsonb;
+	spend     jsonb;
+	spend_cap double precision;
+	left_out  bigint;
+	from_time timestamptz := as_of - calibration;
+	days      double precision := extract(epoch FROM horizon) / 86400.0;
+	months    integer;
+BEGIN
+	IF as_of IS NULL OR calibration IS NULL OR horizon IS NULL THEN
+		RAISE EXCEPTION 'as_of, calibration and horizon must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF model IS NULL OR model NOT IN ('bgnbd', 'pareto_nbd', 'nbd') THEN
+		RAISE EXCEPTION 'unknown lifetime-value model "%"', model
+			USING ERRCODE = 'invalid_parameter_value', HINT = 'Use bgnbd, pareto_nbd or nbd.';
+	END IF;
+	IF calibration <= interval '0' OR horizon < interval '0' THEN
+		RAISE EXCEPTION 'calibration must be positive and horizon not negative'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF annual_discount IS NULL OR annual_discount <= -1 OR margin IS NULL OR margin < 0 THEN
+		RAISE EXCEPTION 'annual_discount must be above -1 and margin at least 0'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+
+	-- statistics of what is read, if a bulk load left them missing or stale
+	PERFORM cdp.analyze_stale(ARRAY['cdp.events', 'cdp.event_anchors', 'cdp.identifiers']::regclass[]);
+
+	-- one pass over the purchases up to as_of, for RFM and the models
+	CREATE TEMP TABLE cdp_days ON COMMIT DROP AS
+		SELECT * FROM cdp.purchase_days('-infinity', refresh_scores.as_of);
+	ANALYZE cdp_days;
+
+	-- RFM over every purchase up to as_of
+	TRUNCATE cdp.rfm;
+	INSERT INTO cdp.rfm (profile_id, as_of, first_purchase, last_purchase, recency_days, frequency, monetary, r, f, m, rfm_code, segment)
+	WITH p AS (
+		SELECT d.profile_id, min(d.first_at) AS first_purchase, max(d.last_at) AS last_purchase,
+		       sum(d.purchases) AS frequency, sum(d.value) AS monetary
+		FROM pg_temp.cdp_days d
+		GROUP BY 1 HAVING sum(d.purchases) > 0
+	), s AS (
+		SELECT p.profile_id, p.first_purchase, p.last_purchase,
+		       round((extract(epoch FROM refresh_scores.as_of - p.last_purchase) / 86400.0)::numeric, 2) AS recency_days,
+		       p.frequency::integer AS frequency, p.monetary,
+		       count(*) OVER () AS n,
+		       rank() OVER (ORDER BY p.last_purchase) AS rr,
+		       rank() OVER (ORDER BY p.frequency) AS fr,
+		       rank() OVER (ORDER BY p.monetary) AS mr
+		FROM p
+	), sc AS (
+		SELECT s.*, (1 + (5 * (rr - 1)) / n)::smallint AS r, (1 + (5 * (fr - 1)) / n)::smallint AS f,
+		       (1 + (5 * (mr - 1)) / n)::smallint AS m
+		FROM s
+	)
+	SELECT sc.profile_id, refresh_scores.as_of, sc.first_purchase, sc.last_purchase, sc.recency_days, sc.frequency,
+	       sc.monetary, sc.r, sc.f, sc.m, sc.r::text || sc.f::text || sc.m::text,
+	       (SELECT g.segment FROM cdp.rfm_segments g
+	        WHERE sc.r BETWEEN g.r_min AND g.r_max AND (sc.f + sc.m) / 2.0 BETWEEN g.fm_min AND g.fm_max
+	        ORDER BY g.priority LIMIT 1)
+	FROM sc;
+	GET DIAGNOSTICS rfm_profiles = ROW_COUNT;
+
+	-- lifetime value: the models learn from the calibration window ...
+	TRUNCATE cdp.clv;
+	clv_profiles := 0;
+	CREATE TEMP TABLE cdp_history ON COMMIT DROP AS
+		SELECT * FROM cdp.purchase_history(from_time, refresh_scores.as_of, 'pg_temp.cdp_days');
+	-- ... and apply to every purchaser, with the whole history up to as_of
+	CREATE TEMP TABLE cdp_whole ON COMMIT DROP AS
+		SELECT * FROM cdp.purchase_history('-infinity', refresh_scores.as_of, 'pg_temp.cdp_days');
+	DROP TABLE cdp_days;
+	IF model = 'bgnbd' THEN
+		SELECT cdp.bgnbd_fit(h.x, h.t_x, h.t) INTO fit FROM cdp_history h;
+	ELSIF model = 'pareto_nbd' THEN
+		SELECT cdp.pareto_nbd_fit(h.x, h.t_x, h.t) INTO fit FROM cdp_history h;
+	ELSE
+		SELECT cdp.nbd_fit(h.x, h.t_x, h.t) INTO fit FROM cdp_history h;
+	END IF;
+	-- when the data do not show dropout, the model without it (its limit)
+	IF fit IS NOT NULL AND fit->>'status' = 'the data do not identify the model' AND model <> 'nbd' THEN
+		SELECT cdp.nbd_fit(h.x, h.t_x, h.t) INTO nbd FROM cdp_history h;
+		IF nbd->>'status' = 'ok' THEN
+			RAISE WARNING 'the % model could not be fitted: lifetime values use the nbd model, without dropout', model
+				USING DETAIL = upper(left(fit->>'message', 1)) || substr(fit->>'message', 2) || '.',
+				      HINT = 'Nobody is predicted to drop out (p_alive is 1); a longer calibration window may show dropout. The failed fit is in the "fallback_from" field of cdp.clv_models.model.';
+			fit := nbd || jsonb_build_object('fallback_from', fit);
+		END IF;
+	END IF;
+
+	-- spend: customers whose mean repeat value is not a finite number or
+	-- above 10,000 times the median are left out of the Gamma-Gamma model
+	SELECT 10000 * percentile_cont(0.5) WITHIN GROUP (ORDER BY h.avg_value) INTO spend_cap
+	FROM cdp_history h WHERE h.x > 0 AND h.avg_value > 0 AND h.avg_value < 'Infinity';
+	SELECT count(*) INTO left_out FROM cdp_whole h WHERE h.x > 0 AND h.avg_value > 0 AND NOT (h.avg_value <= spend_cap);
+	SELECT cdp.gamma_gamma_fit(h.x, h.avg_value) INTO spend
+	FROM cdp_history h WHERE h.avg_value <= spend_cap OR h.avg_value = 0;
+	IF left_out > 0 THEN
+		RAISE WARNING '% customers left out of the spend model: their mean purchase value is not a finite number or is above % (10,000 times the median)',
+			left_out, coalesce(spend_cap::text, 'any bound')
+			USING DETAIL = 'They keep their RFM scores, p_alive and expected purchases, but get no expected value and no lifetime value.',
+			      HINT = 'Check their purchases (cdp.rfm.monetary, cdp.clv rows where avg_value is large); fix or remove the wrong amounts.';
+	END IF;
+	IF spend IS NOT NULL THEN
+		spend := spend || jsonb_build_object('left_out', left_out, 'left_out_above', spend_cap);
+	END IF;
+
+	-- the horizon in periods of about a month, discounted monthly
+	months := ceil(days / 30.0)::integer;
+	INSERT INTO cdp.clv_models (as_of, calibration_from, model, spend_model, horizon_days, annual_discount, margin)
+	VALUES (refresh_scores.as_of, from_time, coalesce(fit, '{"status": "no customers"}'), spend,
+	        round(days)::integer, annual_discount, margin)
+	RETURNING clv_models.model_id INTO refresh_scores.model_id;
+	IF fit IS NULL OR fit->>'status' <> 'ok' THEN
+		RAISE WARNING 'lifetime values not computed: the % model could not be fitted', model
+			USING DETAIL = coalesce(fit->>'message', 'No profile purchased in the calibration window.'),
+			      HINT = 'See cdp.clv_models; a longer calibration window gives the model more to learn from.';
+		DROP TABLE cdp_history;
+		DROP TABLE cdp_whole;
+		RETURN;
+	END IF;
+	INSERT INTO cdp.clv (profile_id, model_id, x, t_x, t, avg_value, p_alive, expected_purchases, expected_value, clv)
+	SELECT h.profile_id, refresh_scores.model_id, h.x, h.t_x, h.t, h.avg_value,
+	       CASE fit->>'model' WHEN 'bgnbd' THEN cdp.bgnbd_p_alive(fit, h.x, h.t_x, h.t)
+	            WHEN 'pareto_nbd' THEN cdp.pareto_nbd_p_alive(fit, h.x, h.t_x, h.t) ELSE 1 END,
+	       CASE fit->>'model' WHEN 'bgnbd' THEN cdp.bgnbd_expected_purchases(fit, days, h.x, h.t_x, h.t)
+	            WHEN 'pareto_nbd' THEN cdp.pareto_nbd_expected_purchases(fit, days, h.x, h.t_x, h.t)
+	            ELSE cdp.nbd_expected_purchases(fit, days, h.x, h.t_x, h.t) END,
+	       CASE WHEN spend->>'status' = 'ok' AND s.usable THEN cdp.gamma_gamma_expected_value(spend, h.x, coalesce(h.avg_value, 0)) END,
+	       CASE WHEN spend->>'status' = 'ok' AND s.usable
+	            THEN cdp.clv(fit, spend, h.x, h.t_x, h.t, coalesce(h.avg_value, 0), months,
+	                         days / greatest(months, 1), power(1 + annual_discount, 1.0 / 12) - 1, margin) END
+	FROM cdp_whole h
+	CROSS JOIN LATERAL (SELECT h.x = 0 OR h.avg_value = 0 OR h.avg_value <= spend_cap AS usable) s;
+	GET DIAGNOSTICS clv_profiles = ROW_COUNT;
+	IF spend IS NULL OR spend->>'status' <> 'ok' THEN
+		RAISE WARNING 'expected values and lifetime values not computed: the Gamma-Gamma model could not be fitted'
+			USING DETAIL = coalesce(spend->>'message', 'No profile made a repeat purchase in the calibration window.');
+	END IF;
+	DROP TABLE cdp_history;
+	DROP TABLE cdp_whole;
+END
+$$;
+COMMENT ON FUNCTION cdp.refresh_scores(timestamptz, interval, interval, text, double precision, double precision) IS 'Recomputes cdp.rfm (every purchase up to as_of) and cdp.clv (a BG/NBD, Pareto/NBD or NBD model and a Gamma-Gamma model fitted on the calibration window before as_of, stored in cdp.clv_models, applied over the horizon to every purchaser''s whole history; NBD when the data do not identify dropout; spend outliers left out); returns the profiles scored and the model id';
+
+CREATE OR REPLACE FUNCTION cdp.validate_clv(calibration_end timestamptz, holdout_end timestamptz,
+                                 calibration interval DEFAULT '1 year', model text DEFAULT 'bgnbd',
+                                 OUT customers bigint, OUT actual bigint, OUT predicted double precision,
+                                 OUT aggregate_error double precision, OUT mae double precision,
+                                 OUT rmse double precision, OUT correlation double precision, OUT params jsonb)
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	horizon double precision;
+BEGIN
+	IF calibration_end IS NULL OR holdout_end IS NULL OR holdout_end <= calibration_end THEN
+		RAISE EXCEPTION 'the hold-out period must end after the calibration period'
+			USING ERRCODE = 'invalid_parameter_value',
+			      HINT = 'Call cdp.validate_clv(calibration_end, holdout_end) with holdout_end > calibration_end.';
+	END IF;
+	IF model IS NULL OR model NOT IN ('bgnbd', 'pareto_nbd', 'nbd') THEN
+		RAISE EXCEPTION 'unknown lifetime-value model "%"', model
+			USING ERRCODE = 'invalid_parameter_value', HINT = 'Use bgnbd, pareto_nbd or nbd.';
+	END IF;
+	PERFORM cdp.analyze_stale(ARRAY['cdp.events', 'cdp.event_anchors', 'cdp.identifiers']::regclass[]);
+	horizon := extract(epoch FROM holdout_end - calibration_end) / 86400.0;
+	CREATE TEMP TABLE cdp_history ON COMMIT DROP AS
+		SELECT * FROM cdp.purchase_history(calibration_end - calibration, calibration_end);
+	IF model = 'bgnbd' THEN
+		SELECT cdp.bgnbd_fit(h.x, h.t_x, h.t) INTO params FROM cdp_history h;
+	ELSIF model = 'pareto_nbd' THEN
+		SELECT cdp.pareto_nbd_fit(h.x, h.t_x, h.t) INTO params FROM cdp_history h;
+	ELSE
+		SELECT cdp.nbd_fit(h.x, h.t_x, h.t) INTO params FROM cdp_history h;
+	END IF;
+	IF params IS NULL OR params->>'status' <> 'ok' THEN
+		DROP TABLE cdp_history;
+		RAISE EXCEPTION 'the % model could not be fitted on the calibration period', model
+			USING ERRCODE = 'data_exception',
+			      DETAIL = coalesce(upper(left(params->>'message', 1)) || substr(params->>'message', 2) || '.',
+			                        'No profile purchased in the calibration period.'),
+			      HINT = CASE WHEN params->>'status' = 'the data do not identify the model'
+			                  THEN 'The calibration period does not show how customers drop out: give it more history (calibration => ''2 years''), or validate another model (model => ''pareto_nbd'', or ''nbd'', the model without dropout that cdp.refresh_scores falls back to).'
+			                  ELSE 'Give the calibration period more customers with repeat purchases (an earlier calibration_end or a longer calibration).' END;
+	END IF;
+	TRUNCATE cdp.clv_validation;
+	INSERT INTO cdp.clv_validation (profile_id, x, t_x, t, predicted, actual)
+	SELECT h.profile_id, h.x, h.t_x, h.t,
+	       CASE model WHEN 'bgnbd' THEN cdp.bgnbd_expected_purchases(params, horizon, h.x, h.t_x, h.t)
+	            WHEN 'pareto_nbd' THEN cdp.pareto_nbd_expected_purchases(params, horizon, h.x, h.t_x, h.t)
+	            ELSE cdp.nbd_expected_purchases(params, horizon, h.x, h.t_x, h.t) END,
+	       coalesce(a.days, 0)
+	FROM cdp_history h
+	LEFT JOIN (SELECT d.profile_id, count(*)::integer AS days
+	           FROM cdp.purchase_days(calibration_end + interval '1 microsecond', holdout_end) d
+	           WHERE d.purchases > 0 GROUP BY 1) a USING (profile_id);
+	DROP TABLE cdp_history;
+	SELECT count(*), sum(v.actual), sum(v.predicted),
+	       (sum(v.predicted) - sum(v.actual)) / nullif(sum(v.actual), 0),
+	       avg(abs(v.predicted - v.actual)), sqrt(avg((v.predicted - v.actual) ^ 2)), corr(v.predicted, v.actual)
+	INTO customers, actual, predicted, aggregate_error, mae, rmse, correlation
+	FROM cdp.clv_validation v;
+END
+$$;
+COMMENT ON FUNCTION cdp.validate_clv(timestamptz, timestamptz, interval, text) IS 'Fits a purchase model (bgnbd, pareto_nbd or nbd) on the calibration period ending at calibration_end and compares, for its customers, the purchase days it predicts up to holdout_end with those that happened: totals, aggregate error (relative), mean absolute error, RMSE and correlation per customer (details in cdp.clv_validation)';

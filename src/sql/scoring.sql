@@ -33,6 +33,10 @@ CREATE FUNCTION cdp.gamma_gamma_fit_final(internal) RETURNS jsonb
 	AS 'MODULE_PATHNAME', 'cdp_gg_fit_final' LANGUAGE C IMMUTABLE PARALLEL SAFE;
 COMMENT ON FUNCTION cdp.gamma_gamma_fit_final(internal) IS 'Internal: fits Gamma-Gamma';
 
+CREATE FUNCTION cdp.nbd_fit_final(internal) RETURNS jsonb
+	AS 'MODULE_PATHNAME', 'cdp_nbd_fit_final' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+COMMENT ON FUNCTION cdp.nbd_fit_final(internal) IS 'Internal: fits NBD';
+
 CREATE AGGREGATE cdp.bgnbd_fit(x double precision, t_x double precision, t double precision) (
 	SFUNC = cdp.btyd_accum3, STYPE = internal, FINALFUNC = cdp.bgnbd_fit_final,
 	COMBINEFUNC = cdp.btyd_combine, SERIALFUNC = cdp.btyd_serialize, DESERIALFUNC = cdp.btyd_deserialize,
@@ -43,6 +47,11 @@ CREATE AGGREGATE cdp.pareto_nbd_fit(x double precision, t_x double precision, t 
 	COMBINEFUNC = cdp.btyd_combine, SERIALFUNC = cdp.btyd_serialize, DESERIALFUNC = cdp.btyd_deserialize,
 	PARALLEL = SAFE);
 COMMENT ON AGGREGATE cdp.pareto_nbd_fit(double precision, double precision, double precision) IS 'Fits the Pareto/NBD model (Schmittlein, Morrison and Colombo 1987) to (x, t_x, t); jsonb with r, alpha, s, beta and the fit''s diagnostics';
+CREATE AGGREGATE cdp.nbd_fit(x double precision, t_x double precision, t double precision) (
+	SFUNC = cdp.btyd_accum3, STYPE = internal, FINALFUNC = cdp.nbd_fit_final,
+	COMBINEFUNC = cdp.btyd_combine, SERIALFUNC = cdp.btyd_serialize, DESERIALFUNC = cdp.btyd_deserialize,
+	PARALLEL = SAFE);
+COMMENT ON AGGREGATE cdp.nbd_fit(double precision, double precision, double precision) IS 'Fits the NBD model (Ehrenberg 1959: purchases at gamma-distributed rates, nobody drops out; the limit of BG/NBD as a runs to 0 and of Pareto/NBD as s runs to 0) to (x, t_x, t); jsonb with r, alpha and the fit''s diagnostics';
 CREATE AGGREGATE cdp.gamma_gamma_fit(x double precision, avg_value double precision) (
 	SFUNC = cdp.btyd_accum2, STYPE = internal, FINALFUNC = cdp.gamma_gamma_fit_final,
 	COMBINEFUNC = cdp.btyd_combine, SERIALFUNC = cdp.btyd_serialize, DESERIALFUNC = cdp.btyd_deserialize,
@@ -61,6 +70,9 @@ COMMENT ON FUNCTION cdp.pareto_nbd_p_alive(jsonb, double precision, double preci
 CREATE FUNCTION cdp.pareto_nbd_expected_purchases(params jsonb, horizon double precision, x double precision, t_x double precision, t double precision)
 	RETURNS double precision AS 'MODULE_PATHNAME', 'cdp_pareto_expected_purchases' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION cdp.pareto_nbd_expected_purchases(jsonb, double precision, double precision, double precision, double precision) IS 'Pareto/NBD: expected purchases in the next horizon of a customer with history (x, t_x, t)';
+CREATE FUNCTION cdp.nbd_expected_purchases(params jsonb, horizon double precision, x double precision, t_x double precision, t double precision)
+	RETURNS double precision AS 'MODULE_PATHNAME', 'cdp_nbd_expected_purchases' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION cdp.nbd_expected_purchases(jsonb, double precision, double precision, double precision, double precision) IS 'NBD: expected purchases in the next horizon of a customer with history (x, t_x, t), horizon (r + x) / (alpha + t); nobody drops out, so P(alive) is 1';
 CREATE FUNCTION cdp.gamma_gamma_expected_value(params jsonb, x double precision, avg_value double precision)
 	RETURNS double precision AS 'MODULE_PATHNAME', 'cdp_gg_expected_value' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION cdp.gamma_gamma_expected_value(jsonb, double precision, double precision) IS 'Gamma-Gamma: expected value of a future purchase of a customer with x repeat purchases of mean value avg_value (the population mean when x = 0)';
@@ -68,7 +80,7 @@ CREATE FUNCTION cdp.clv(params jsonb, spend_params jsonb, x double precision, t_
                         avg_value double precision, periods integer, period_length double precision,
                         discount_rate double precision, margin double precision DEFAULT 1)
 	RETURNS double precision AS 'MODULE_PATHNAME', 'cdp_clv_sql' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
-COMMENT ON FUNCTION cdp.clv(jsonb, jsonb, double precision, double precision, double precision, double precision, integer, double precision, double precision, double precision) IS 'Customer lifetime value: margin times the expected value of a purchase (Gamma-Gamma) times the purchases expected in each of the next periods (BG/NBD or Pareto/NBD, periods of period_length time units), discounted at discount_rate per period';
+COMMENT ON FUNCTION cdp.clv(jsonb, jsonb, double precision, double precision, double precision, double precision, integer, double precision, double precision, double precision) IS 'Customer lifetime value: margin times the expected value of a purchase (Gamma-Gamma) times the purchases expected in each of the next periods (BG/NBD, Pareto/NBD or NBD, periods of period_length time units), discounted at discount_rate per period';
 
 -- RFM
 CREATE TABLE cdp.rfm_segments (
@@ -149,8 +161,8 @@ COMMENT ON COLUMN cdp.clv_models.model_id IS 'Model number';
 COMMENT ON COLUMN cdp.clv_models.fitted_at IS 'When it was fitted';
 COMMENT ON COLUMN cdp.clv_models.as_of IS 'End of the calibration window';
 COMMENT ON COLUMN cdp.clv_models.calibration_from IS 'Start of the calibration window: purchases from then to as_of were used';
-COMMENT ON COLUMN cdp.clv_models.model IS 'The purchase model (cdp.bgnbd_fit or cdp.pareto_nbd_fit result)';
-COMMENT ON COLUMN cdp.clv_models.spend_model IS 'The spend model (cdp.gamma_gamma_fit result)';
+COMMENT ON COLUMN cdp.clv_models.model IS 'The purchase model (cdp.bgnbd_fit, cdp.pareto_nbd_fit or cdp.nbd_fit result); when the requested model could not be identified, the NBD fit it fell back to, with the failed fit in its "fallback_from" field';
+COMMENT ON COLUMN cdp.clv_models.spend_model IS 'The spend model (cdp.gamma_gamma_fit result), with "left_out": the customers whose mean purchase value was not a finite number or above "left_out_above" (10,000 times the median), left out of it';
 COMMENT ON COLUMN cdp.clv_models.horizon_days IS 'Horizon of the lifetime value';
 COMMENT ON COLUMN cdp.clv_models.annual_discount IS 'Yearly discount rate';
 COMMENT ON COLUMN cdp.clv_models.margin IS 'Share of revenue counted as value';
@@ -167,17 +179,17 @@ CREATE TABLE cdp.clv (
 	expected_value     double precision,
 	clv                double precision
 );
-COMMENT ON TABLE cdp.clv IS 'Lifetime value of every live profile that purchased in the calibration window, from the latest model of cdp.clv_models; filled by cdp.refresh_scores';
+COMMENT ON TABLE cdp.clv IS 'Lifetime value of every live profile with a purchase up to as_of, from its whole history and the latest model of cdp.clv_models (fitted on the calibration window); filled by cdp.refresh_scores';
 COMMENT ON COLUMN cdp.clv.profile_id IS 'Live profile';
 COMMENT ON COLUMN cdp.clv.model_id IS 'Model used (cdp.clv_models)';
-COMMENT ON COLUMN cdp.clv.x IS 'Repeat purchase days in the window (purchase days after the first)';
+COMMENT ON COLUMN cdp.clv.x IS 'Repeat purchase days up to as_of (purchase days after the first)';
 COMMENT ON COLUMN cdp.clv.t_x IS 'Days from the first to the last purchase';
 COMMENT ON COLUMN cdp.clv.t IS 'Days from the first purchase to as_of';
-COMMENT ON COLUMN cdp.clv.avg_value IS 'Mean value of the repeat purchase days';
-COMMENT ON COLUMN cdp.clv.p_alive IS 'Probability that the customer is still active';
+COMMENT ON COLUMN cdp.clv.avg_value IS 'Mean value of the repeat purchase days (Infinity beyond double precision)';
+COMMENT ON COLUMN cdp.clv.p_alive IS 'Probability that the customer is still active (1 under the NBD model)';
 COMMENT ON COLUMN cdp.clv.expected_purchases IS 'Purchase days expected over the horizon';
-COMMENT ON COLUMN cdp.clv.expected_value IS 'Expected value of a future purchase day (Gamma-Gamma)';
-COMMENT ON COLUMN cdp.clv.clv IS 'Discounted margin expected over the horizon';
+COMMENT ON COLUMN cdp.clv.expected_value IS 'Expected value of a future purchase day (Gamma-Gamma); NULL for a customer left out of the spend model';
+COMMENT ON COLUMN cdp.clv.clv IS 'Discounted margin expected over the horizon; NULL for a customer left out of the spend model';
 
 CREATE TABLE cdp.clv_validation (
 	profile_id bigint           PRIMARY KEY,
@@ -226,20 +238,57 @@ DECLARE
 	first_day date := (from_time AT TIME ZONE 'UTC')::date;
 	last_day  date := (to_time AT TIME ZONE 'UTC')::date;
 BEGIN
+	-- the mean is computed in numeric; one beyond double precision is Infinity
 	RETURN QUERY EXECUTE format(
-		'SELECT d.profile_id, (count(*) - 1)::integer,
-		        (max(d.day) - min(d.day))::double precision,
-		        (extract(epoch FROM $2 - (min(d.day)::timestamp AT TIME ZONE ''UTC'')) / 86400.0)::double precision,
-		        CASE WHEN count(*) > 1
-		             THEN greatest(0, (sum(d.value) - (array_agg(d.value ORDER BY d.day))[1]) / (count(*) - 1))::double precision END
-		 FROM %s d
-		 WHERE d.purchases > 0 AND d.day BETWEEN $3 AND $4
-		 GROUP BY 1',
+		'SELECT h.profile_id, h.x, h.t_x, h.t,
+		        CASE WHEN h.m IS NULL THEN NULL WHEN h.m = ''NaN'' THEN ''NaN''::double precision
+		             WHEN h.m >= 1e308 THEN ''Infinity''::double precision ELSE h.m::double precision END
+		 FROM (SELECT d.profile_id, (count(*) - 1)::integer AS x,
+		              (max(d.day) - min(d.day))::double precision AS t_x,
+		              (extract(epoch FROM $2 - (min(d.day)::timestamp AT TIME ZONE ''UTC'')) / 86400.0)::double precision AS t,
+		              CASE WHEN count(*) > 1
+		                   THEN greatest(0, (sum(d.value) - (array_agg(d.value ORDER BY d.day))[1]) / (count(*) - 1)) END AS m
+		       FROM %s d
+		       WHERE d.purchases > 0 AND d.day BETWEEN $3 AND $4
+		       GROUP BY 1) h',
 		coalesce(days::text, 'cdp.purchase_days($1, $2)'))
 	USING first_day::timestamp AT TIME ZONE 'UTC', to_time, first_day, last_day;
 END
 $$;
-COMMENT ON FUNCTION cdp.purchase_history(timestamptz, timestamptz, regclass) IS 'The lifetime-value models'' view of each profile with a purchase day in a window (days from that of from_time to to_time), in days: x repeat purchase days, t_x days from the first to the last, t days from the first to to_time, and the mean value of the repeat days; read from a table of cdp.purchase_days rows when days is given';
+COMMENT ON FUNCTION cdp.purchase_history(timestamptz, timestamptz, regclass) IS 'The lifetime-value models'' view of each profile with a purchase day in a window (days from that of from_time to to_time), in days: x repeat purchase days, t_x days from the first to the last, t days from the first to to_time, and the mean value of the repeat days (Infinity when beyond double precision); read from a table of cdp.purchase_days rows when days is given';
+
+-- ANALYZE of the tables (each partition of a partitioned one) whose
+-- statistics are missing or stale, so that a job run right after a bulk load
+-- does not plan without them
+CREATE FUNCTION cdp.analyze_stale(tables regclass[]) RETURNS integer
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	rel      regclass;
+	analyzed integer := 0;
+BEGIN
+	FOR rel IN
+		SELECT c.oid::regclass
+		FROM unnest(tables) AS t(rel)
+		CROSS JOIN LATERAL (SELECT p.relid FROM pg_catalog.pg_partition_tree(t.rel) AS p WHERE p.isleaf
+		                    UNION SELECT t.rel) AS l(relid)
+		JOIN pg_catalog.pg_class c ON c.oid = l.relid
+		LEFT JOIN pg_catalog.pg_stat_all_tables s ON s.relid = c.oid
+		WHERE c.relkind IN ('r', 'm')
+		  AND (c.reltuples < 0 OR coalesce(s.n_mod_since_analyze, 0) > 50 + 0.1 * c.reltuples)
+		ORDER BY 1
+	LOOP
+		EXECUTE pg_catalog.format('ANALYZE %s', rel);
+		analyzed := analyzed + 1;
+	END LOOP;
+	IF analyzed > 0 THEN
+		RAISE DEBUG 'analyzed % tables whose statistics were missing or stale', analyzed;
+	END IF;
+	RETURN analyzed;
+END
+$$;
+COMMENT ON FUNCTION cdp.analyze_stale(regclass[]) IS 'Internal: analyzes those of the tables (the partitions of a partitioned one) never analyzed, or with more rows changed since their last analyze than autovacuum''s default threshold (50 + 10 %); returns how many; called by the scoring jobs before they read events';
 
 CREATE FUNCTION cdp.refresh_scores(as_of timestamptz DEFAULT now(),
                                    calibration interval DEFAULT '1 year',
@@ -253,16 +302,20 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	fit       jsonb;
+	nbd       jsonb;
 	spend     jsonb;
+	spend_cap double precision;
+	left_out  bigint;
 	from_time timestamptz := as_of - calibration;
+	days      double precision := extract(epoch FROM horizon) / 86400.0;
 	months    integer;
 BEGIN
 	IF as_of IS NULL OR calibration IS NULL OR horizon IS NULL THEN
 		RAISE EXCEPTION 'as_of, calibration and horizon must not be null' USING ERRCODE = 'null_value_not_allowed';
 	END IF;
-	IF model IS NULL OR model NOT IN ('bgnbd', 'pareto_nbd') THEN
+	IF model IS NULL OR model NOT IN ('bgnbd', 'pareto_nbd', 'nbd') THEN
 		RAISE EXCEPTION 'unknown lifetime-value model "%"', model
-			USING ERRCODE = 'invalid_parameter_value', HINT = 'Use bgnbd or pareto_nbd.';
+			USING ERRCODE = 'invalid_parameter_value', HINT = 'Use bgnbd, pareto_nbd or nbd.';
 	END IF;
 	IF calibration <= interval '0' OR horizon < interval '0' THEN
 		RAISE EXCEPTION 'calibration must be positive and horizon not negative'
@@ -273,9 +326,13 @@ BEGIN
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
 
+	-- statistics of what is read, if a bulk load left them missing or stale
+	PERFORM cdp.analyze_stale(ARRAY['cdp.events', 'cdp.event_anchors', 'cdp.identifiers']::regclass[]);
+
 	-- one pass over the purchases up to as_of, for RFM and the models
 	CREATE TEMP TABLE cdp_days ON COMMIT DROP AS
 		SELECT * FROM cdp.purchase_days('-infinity', refresh_scores.as_of);
+	ANALYZE cdp_days;
 
 	-- RFM over every purchase up to as_of
 	TRUNCATE cdp.rfm;
@@ -307,52 +364,87 @@ BEGIN
 	FROM sc;
 	GET DIAGNOSTICS rfm_profiles = ROW_COUNT;
 
-	-- lifetime value: fit on the calibration window, apply to its customers
+	-- lifetime value: the models learn from the calibration window ...
 	TRUNCATE cdp.clv;
 	clv_profiles := 0;
 	CREATE TEMP TABLE cdp_history ON COMMIT DROP AS
 		SELECT * FROM cdp.purchase_history(from_time, refresh_scores.as_of, 'pg_temp.cdp_days');
+	-- ... and apply to every purchaser, with the whole history up to as_of
+	CREATE TEMP TABLE cdp_whole ON COMMIT DROP AS
+		SELECT * FROM cdp.purchase_history('-infinity', refresh_scores.as_of, 'pg_temp.cdp_days');
 	DROP TABLE cdp_days;
 	IF model = 'bgnbd' THEN
 		SELECT cdp.bgnbd_fit(h.x, h.t_x, h.t) INTO fit FROM cdp_history h;
-	ELSE
+	ELSIF model = 'pareto_nbd' THEN
 		SELECT cdp.pareto_nbd_fit(h.x, h.t_x, h.t) INTO fit FROM cdp_history h;
+	ELSE
+		SELECT cdp.nbd_fit(h.x, h.t_x, h.t) INTO fit FROM cdp_history h;
 	END IF;
-	SELECT cdp.gamma_gamma_fit(h.x, h.avg_value) INTO spend FROM cdp_history h;
+	-- when the data do not show dropout, the model without it (its limit)
+	IF fit IS NOT NULL AND fit->>'status' = 'the data do not identify the model' AND model <> 'nbd' THEN
+		SELECT cdp.nbd_fit(h.x, h.t_x, h.t) INTO nbd FROM cdp_history h;
+		IF nbd->>'status' = 'ok' THEN
+			RAISE WARNING 'the % model could not be fitted: lifetime values use the nbd model, without dropout', model
+				USING DETAIL = upper(left(fit->>'message', 1)) || substr(fit->>'message', 2) || '.',
+				      HINT = 'Nobody is predicted to drop out (p_alive is 1); a longer calibration window may show dropout. The failed fit is in the "fallback_from" field of cdp.clv_models.model.';
+			fit := nbd || jsonb_build_object('fallback_from', fit);
+		END IF;
+	END IF;
+
+	-- spend: customers whose mean repeat value is not a finite number or
+	-- above 10,000 times the median are left out of the Gamma-Gamma model
+	SELECT 10000 * percentile_cont(0.5) WITHIN GROUP (ORDER BY h.avg_value) INTO spend_cap
+	FROM cdp_history h WHERE h.x > 0 AND h.avg_value > 0 AND h.avg_value < 'Infinity';
+	SELECT count(*) INTO left_out FROM cdp_whole h WHERE h.x > 0 AND h.avg_value > 0 AND NOT (h.avg_value <= spend_cap);
+	SELECT cdp.gamma_gamma_fit(h.x, h.avg_value) INTO spend
+	FROM cdp_history h WHERE h.avg_value <= spend_cap OR h.avg_value = 0;
+	IF left_out > 0 THEN
+		RAISE WARNING '% customers left out of the spend model: their mean purchase value is not a finite number or is above % (10,000 times the median)',
+			left_out, coalesce(spend_cap::text, 'any bound')
+			USING DETAIL = 'They keep their RFM scores, p_alive and expected purchases, but get no expected value and no lifetime value.',
+			      HINT = 'Check their purchases (cdp.rfm.monetary, cdp.clv rows where avg_value is large); fix or remove the wrong amounts.';
+	END IF;
+	IF spend IS NOT NULL THEN
+		spend := spend || jsonb_build_object('left_out', left_out, 'left_out_above', spend_cap);
+	END IF;
+
 	-- the horizon in periods of about a month, discounted monthly
-	months := ceil(extract(epoch FROM horizon) / 86400.0 / 30.0)::integer;
+	months := ceil(days / 30.0)::integer;
 	INSERT INTO cdp.clv_models (as_of, calibration_from, model, spend_model, horizon_days, annual_discount, margin)
 	VALUES (refresh_scores.as_of, from_time, coalesce(fit, '{"status": "no customers"}'), spend,
-	        round(extract(epoch FROM horizon) / 86400.0)::integer, annual_discount, margin)
+	        round(days)::integer, annual_discount, margin)
 	RETURNING clv_models.model_id INTO refresh_scores.model_id;
 	IF fit IS NULL OR fit->>'status' <> 'ok' THEN
 		RAISE WARNING 'lifetime values not computed: the % model could not be fitted', model
 			USING DETAIL = coalesce(fit->>'message', 'No profile purchased in the calibration window.'),
 			      HINT = 'See cdp.clv_models; a longer calibration window gives the model more to learn from.';
 		DROP TABLE cdp_history;
+		DROP TABLE cdp_whole;
 		RETURN;
 	END IF;
 	INSERT INTO cdp.clv (profile_id, model_id, x, t_x, t, avg_value, p_alive, expected_purchases, expected_value, clv)
 	SELECT h.profile_id, refresh_scores.model_id, h.x, h.t_x, h.t, h.avg_value,
-	       CASE WHEN model = 'bgnbd' THEN cdp.bgnbd_p_alive(fit, h.x, h.t_x, h.t)
-	            ELSE cdp.pareto_nbd_p_alive(fit, h.x, h.t_x, h.t) END,
-	       CASE WHEN model = 'bgnbd' THEN cdp.bgnbd_expected_purchases(fit, extract(epoch FROM horizon) / 86400.0, h.x, h.t_x, h.t)
-	            ELSE cdp.pareto_nbd_expected_purchases(fit, extract(epoch FROM horizon) / 86400.0, h.x, h.t_x, h.t) END,
-	       CASE WHEN spend->>'status' = 'ok' THEN cdp.gamma_gamma_expected_value(spend, h.x, coalesce(h.avg_value, 0)) END,
-	       CASE WHEN spend->>'status' = 'ok'
+	       CASE fit->>'model' WHEN 'bgnbd' THEN cdp.bgnbd_p_alive(fit, h.x, h.t_x, h.t)
+	            WHEN 'pareto_nbd' THEN cdp.pareto_nbd_p_alive(fit, h.x, h.t_x, h.t) ELSE 1 END,
+	       CASE fit->>'model' WHEN 'bgnbd' THEN cdp.bgnbd_expected_purchases(fit, days, h.x, h.t_x, h.t)
+	            WHEN 'pareto_nbd' THEN cdp.pareto_nbd_expected_purchases(fit, days, h.x, h.t_x, h.t)
+	            ELSE cdp.nbd_expected_purchases(fit, days, h.x, h.t_x, h.t) END,
+	       CASE WHEN spend->>'status' = 'ok' AND s.usable THEN cdp.gamma_gamma_expected_value(spend, h.x, coalesce(h.avg_value, 0)) END,
+	       CASE WHEN spend->>'status' = 'ok' AND s.usable
 	            THEN cdp.clv(fit, spend, h.x, h.t_x, h.t, coalesce(h.avg_value, 0), months,
-	                         extract(epoch FROM horizon) / 86400.0 / greatest(months, 1),
-	                         power(1 + annual_discount, 1.0 / 12) - 1, margin) END
-	FROM cdp_history h;
+	                         days / greatest(months, 1), power(1 + annual_discount, 1.0 / 12) - 1, margin) END
+	FROM cdp_whole h
+	CROSS JOIN LATERAL (SELECT h.x = 0 OR h.avg_value = 0 OR h.avg_value <= spend_cap AS usable) s;
 	GET DIAGNOSTICS clv_profiles = ROW_COUNT;
 	IF spend IS NULL OR spend->>'status' <> 'ok' THEN
 		RAISE WARNING 'expected values and lifetime values not computed: the Gamma-Gamma model could not be fitted'
 			USING DETAIL = coalesce(spend->>'message', 'No profile made a repeat purchase in the calibration window.');
 	END IF;
 	DROP TABLE cdp_history;
+	DROP TABLE cdp_whole;
 END
 $$;
-COMMENT ON FUNCTION cdp.refresh_scores(timestamptz, interval, interval, text, double precision, double precision) IS 'Recomputes cdp.rfm (every purchase up to as_of) and cdp.clv (a BG/NBD or Pareto/NBD model and a Gamma-Gamma model fitted on the calibration window before as_of, stored in cdp.clv_models, applied over the horizon); returns the profiles scored and the model id';
+COMMENT ON FUNCTION cdp.refresh_scores(timestamptz, interval, interval, text, double precision, double precision) IS 'Recomputes cdp.rfm (every purchase up to as_of) and cdp.clv (a BG/NBD, Pareto/NBD or NBD model and a Gamma-Gamma model fitted on the calibration window before as_of, stored in cdp.clv_models, applied over the horizon to every purchaser''s whole history; NBD when the data do not identify dropout; spend outliers left out); returns the profiles scored and the model id';
 
 CREATE FUNCTION cdp.validate_clv(calibration_end timestamptz, holdout_end timestamptz,
                                  calibration interval DEFAULT '1 year', model text DEFAULT 'bgnbd',
@@ -370,29 +462,37 @@ BEGIN
 			USING ERRCODE = 'invalid_parameter_value',
 			      HINT = 'Call cdp.validate_clv(calibration_end, holdout_end) with holdout_end > calibration_end.';
 	END IF;
-	IF model IS NULL OR model NOT IN ('bgnbd', 'pareto_nbd') THEN
+	IF model IS NULL OR model NOT IN ('bgnbd', 'pareto_nbd', 'nbd') THEN
 		RAISE EXCEPTION 'unknown lifetime-value model "%"', model
-			USING ERRCODE = 'invalid_parameter_value', HINT = 'Use bgnbd or pareto_nbd.';
+			USING ERRCODE = 'invalid_parameter_value', HINT = 'Use bgnbd, pareto_nbd or nbd.';
 	END IF;
+	PERFORM cdp.analyze_stale(ARRAY['cdp.events', 'cdp.event_anchors', 'cdp.identifiers']::regclass[]);
 	horizon := extract(epoch FROM holdout_end - calibration_end) / 86400.0;
 	CREATE TEMP TABLE cdp_history ON COMMIT DROP AS
 		SELECT * FROM cdp.purchase_history(calibration_end - calibration, calibration_end);
 	IF model = 'bgnbd' THEN
 		SELECT cdp.bgnbd_fit(h.x, h.t_x, h.t) INTO params FROM cdp_history h;
-	ELSE
+	ELSIF model = 'pareto_nbd' THEN
 		SELECT cdp.pareto_nbd_fit(h.x, h.t_x, h.t) INTO params FROM cdp_history h;
+	ELSE
+		SELECT cdp.nbd_fit(h.x, h.t_x, h.t) INTO params FROM cdp_history h;
 	END IF;
 	IF params IS NULL OR params->>'status' <> 'ok' THEN
 		DROP TABLE cdp_history;
 		RAISE EXCEPTION 'the % model could not be fitted on the calibration period', model
 			USING ERRCODE = 'data_exception',
-			      DETAIL = coalesce(params->>'message', 'No profile purchased in the calibration period.');
+			      DETAIL = coalesce(upper(left(params->>'message', 1)) || substr(params->>'message', 2) || '.',
+			                        'No profile purchased in the calibration period.'),
+			      HINT = CASE WHEN params->>'status' = 'the data do not identify the model'
+			                  THEN 'The calibration period does not show how customers drop out: give it more history (calibration => ''2 years''), or validate another model (model => ''pareto_nbd'', or ''nbd'', the model without dropout that cdp.refresh_scores falls back to).'
+			                  ELSE 'Give the calibration period more customers with repeat purchases (an earlier calibration_end or a longer calibration).' END;
 	END IF;
 	TRUNCATE cdp.clv_validation;
 	INSERT INTO cdp.clv_validation (profile_id, x, t_x, t, predicted, actual)
 	SELECT h.profile_id, h.x, h.t_x, h.t,
-	       CASE WHEN model = 'bgnbd' THEN cdp.bgnbd_expected_purchases(params, horizon, h.x, h.t_x, h.t)
-	            ELSE cdp.pareto_nbd_expected_purchases(params, horizon, h.x, h.t_x, h.t) END,
+	       CASE model WHEN 'bgnbd' THEN cdp.bgnbd_expected_purchases(params, horizon, h.x, h.t_x, h.t)
+	            WHEN 'pareto_nbd' THEN cdp.pareto_nbd_expected_purchases(params, horizon, h.x, h.t_x, h.t)
+	            ELSE cdp.nbd_expected_purchases(params, horizon, h.x, h.t_x, h.t) END,
 	       coalesce(a.days, 0)
 	FROM cdp_history h
 	LEFT JOIN (SELECT d.profile_id, count(*)::integer AS days
@@ -406,4 +506,4 @@ BEGIN
 	FROM cdp.clv_validation v;
 END
 $$;
-COMMENT ON FUNCTION cdp.validate_clv(timestamptz, timestamptz, interval, text) IS 'Fits a purchase model on the calibration period ending at calibration_end and compares, for its customers, the purchase days it predicts up to holdout_end with those that happened: totals, aggregate error (relative), mean absolute error, RMSE and correlation per customer (details in cdp.clv_validation)';
+COMMENT ON FUNCTION cdp.validate_clv(timestamptz, timestamptz, interval, text) IS 'Fits a purchase model (bgnbd, pareto_nbd or nbd) on the calibration period ending at calibration_end and compares, for its customers, the purchase days it predicts up to holdout_end with those that happened: totals, aggregate error (relative), mean absolute error, RMSE and correlation per customer (details in cdp.clv_validation)';

@@ -753,6 +753,77 @@ UNIT_TEST(gamma_gamma_and_clv)
 							  4.345, -1.0, &clv), CDP_BTYD_EINVAL);
 }
 
+/*
+ * NBD, the no-dropout limit: on customers who never drop out (Poisson
+ * purchases at gamma rates, observed for various ages) BG/NBD's a runs to 0
+ * and the NBD fits; its log-likelihood is BG/NBD's at a -> 0, its estimate
+ * meets the first-order condition sum (r + x) / (alpha + T) = W r / alpha,
+ * and its expectation and CLV are t (r + x) / (alpha + T) per period.
+ */
+UNIT_TEST(nbd_no_dropout_limit)
+{
+	enum
+	{
+		N = 3000
+	};
+	static double x[N],
+				t_x[N],
+				T[N];
+	double		bg[4],
+				sum = 0.0,
+				ll,
+				e,
+				clv;
+	uint64_t	seed = 12345;
+	CdpBtydFit	f,
+				fb;
+	int			i;
+
+	for (i = 0; i < N; i++)
+	{
+		/* rate ~ Gamma(2, 60) per day, no dropout */
+		double		lambda = rng_gamma(&seed, 2.0) / 60.0,
+					t = 0.0;
+
+		T[i] = 100 + i % 265;
+		x[i] = 0;
+		t_x[i] = 0;
+		for (;;)
+		{
+			t += -log(rng_unif(&seed)) / lambda;
+			if (t > T[i])
+				break;
+			x[i]++;
+			t_x[i] = floor(t);
+		}
+	}
+	CHECK_OK(cdp_btyd_fit_nbd(x, t_x, T, NULL, N, NULL, &f));
+	CHECK_EQ_INT(f.nparams, 2);
+	CHECK(f.converged);
+	CHECK(f.params[0] > 1.5 && f.params[0] < 2.7);
+	CHECK(f.params[1] > 45 && f.params[1] < 80);
+	for (i = 0; i < N; i++)
+		sum += (f.params[0] + x[i]) / (f.params[1] + T[i]);
+	CHECK_REL(sum, N * f.params[0] / f.params[1], 1e-5);
+	bg[0] = f.params[0];
+	bg[1] = f.params[1];
+	bg[2] = 1e-12;
+	bg[3] = 1.0;
+	CHECK_OK(cdp_btyd_bgnbd_ll(bg, x, t_x, T, NULL, N, &ll, NULL));
+	CHECK_REL(ll, f.ll, 1e-8);
+	CHECK_EQ_INT(cdp_btyd_fit_bgnbd(x, t_x, T, NULL, N, NULL, &fb), CDP_BTYD_ENOTIDENT);
+	CHECK(strstr(fb.message, "a runs to 0") != NULL);
+	CHECK(fb.params[0] > 0.99 * f.params[0] && fb.params[0] < 1.01 * f.params[0]);
+
+	CHECK_OK(cdp_btyd_nbd_expected(f.params, 4, 200, 300, 30, &e));
+	CHECK_REL(e, 30 * (f.params[0] + 4) / (f.params[1] + 300), 1e-14);
+	CHECK_OK(cdp_btyd_clv(CDP_BTYD_NBD, f.params, 4, 200, 300, 50.0, 1.0, 12, 30, 0.0, &clv));
+	CHECK_REL(clv, 50.0 * 12 * e, 1e-12);
+	CHECK_OK(cdp_btyd_clv(CDP_BTYD_NBD, f.params, 4, 200, 300, 50.0, 1.0, 2, 30, 0.1, &clv));
+	CHECK_REL(clv, 50.0 * e * (1 / 1.1 + 1 / 1.21), 1e-12);
+	CHECK_EQ_INT(cdp_btyd_nbd_expected(f.params, 4, 400, 300, 30, &e), CDP_BTYD_EINVAL);
+}
+
 /* ---- robustness ---------------------------------------------------------- */
 
 UNIT_TEST(degenerate_data)
@@ -1100,6 +1171,7 @@ const unit_case unit_tests[] = {
 	UNIT_CASE(bgnbd_published_figures),
 	UNIT_CASE(pareto_published_figures),
 	UNIT_CASE(gamma_gamma_and_clv),
+	UNIT_CASE(nbd_no_dropout_limit),
 	UNIT_CASE(degenerate_data),
 	UNIT_CASE(invalid_input),
 	UNIT_CASE(huge_values),
