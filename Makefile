@@ -51,9 +51,11 @@ UNIT_TESTS = $(patsubst test/unit/%.c,test/unit/build/%,$(filter-out test/unit/u
 
 test/unit/build/%: test/unit/%.c test/unit/unit.c test/unit/unit.h $(CORE_SRCS) $(wildcard src/core/*.h)
 	@mkdir -p test/unit/build
+	@echo "compiling $(notdir $@) with the core, under AddressSanitizer and UBSan"
 	$(UNIT_CC) $(UNIT_CFLAGS) -o $@ $< test/unit/unit.c $(CORE_SRCS) -lm
 
 unit: $(UNIT_TESTS)
+	@echo "running the $(words $(UNIT_TESTS)) unit tests"
 	@set -e; for t in $(UNIT_TESTS); do $$t; done
 
 # Demo data generator (plain C, no PostgreSQL).
