@@ -8,7 +8,7 @@
 # (open breaks); so are cdp.journeys, cdp.funnel_stats, cdp.sessions and
 # cdp.who_viewed.  Runs on the cluster of test/run.sh (PG* set).  Prints
 # "journeys_real: N passed, N failed"; without the data file (CDP_TAOBAO, or
-# under CDP_DATA, by default ../shared/data) it skips its checks and says how
+# under CDP_SHARED_DATA, by default ../shared/data) it skips its checks and says how
 # many: "journeys_real: 0 passed, 0 failed, N skipped".
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -16,7 +16,7 @@ cd "$CDP_ROOT"
 
 # the checks below (a run that counts otherwise fails: keep it true)
 checks=15
-data=${CDP_TAOBAO:-${CDP_DATA:-$CDP_ROOT/../shared/data}/clickstream/taobao_userbehavior_first814users.csv}
+data=${CDP_TAOBAO:-${CDP_SHARED_DATA:-$CDP_ROOT/../shared/data}/clickstream/taobao_userbehavior_first814users.csv}
 if [ ! -r "$data" ]; then
 	echo "# SKIP journeys_real: the Taobao sample is not at $data (set CDP_TAOBAO to its path)"
 	echo "journeys_real: 0 passed, 0 failed, $checks skipped"

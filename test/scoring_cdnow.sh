@@ -7,20 +7,20 @@
 #    purchase events, and cdp.validate_clv on the papers' split (39 weeks of
 #    calibration, 39 of hold-out).
 # Prints "scoring_cdnow: N passed, N failed"; without the data (under
-# CDP_DATA, by default ../shared/data) it skips its checks and says how many:
+# CDP_SHARED_DATA, by default ../shared/data) it skips its checks and says how many:
 # "scoring_cdnow: 0 passed, 0 failed, N skipped".
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 cd "$CDP_ROOT"
 
-data=${CDP_DATA:-$CDP_ROOT/../shared/data}/cdnow
+data=${CDP_SHARED_DATA:-$CDP_ROOT/../shared/data}/cdnow
 db=cdp_cdnow
 passed=0
 failed=0
 # the checks below (a run that counts otherwise fails: keep it true)
 checks=21
 if [ ! -r "$data/cdnow_customers_summary_with_transactions.csv" ] || [ ! -r "$data/CDNOW_master.txt" ]; then
-	echo "# SKIP scoring_cdnow: the CDNOW data is not in $data (set CDP_DATA to the data directory)"
+	echo "# SKIP scoring_cdnow: the CDNOW data is not in $data (set CDP_SHARED_DATA to the data directory)"
 	echo "scoring_cdnow: 0 passed, 0 failed, $checks skipped"
 	exit 0
 fi
