@@ -14,7 +14,10 @@ OBJS = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c))) $(CORE_SRCS:.c=.o)
 SQL_FIRST = src/sql/header.sql src/sql/events.sql src/sql/partitions.sql src/sql/identity.sql
 SQL_PARTS = $(SQL_FIRST) $(filter-out $(SQL_FIRST) src/sql/cdp--%,$(sort $(wildcard src/sql/*.sql)))
 DATA_built = cdp--$(EXTVERSION).sql
-DATA = $(wildcard src/sql/cdp--*--*.sql)
+# Released versions: the frozen install script of each earlier release
+# (src/sql/cdp--X.sql, so that CREATE EXTENSION cdp VERSION 'X' works) and
+# the upgrade scripts (src/sql/cdp--OLD--NEW.sql), installed as they are.
+DATA = $(sort $(wildcard src/sql/cdp--*.sql))
 
 # pg_regress: one test per area, the foundation and identity first.
 REGRESS_FIRST = events validation quarantine partitions identity identity_overrides
@@ -54,9 +57,11 @@ UNIT_TESTS = $(patsubst test/unit/%.c,test/unit/build/%,$(filter-out test/unit/u
 
 test/unit/build/%: test/unit/%.c test/unit/unit.c test/unit/unit.h $(CORE_SRCS) $(wildcard src/core/*.h)
 	@mkdir -p test/unit/build
+	@echo "compiling $(notdir $@) with the core, under AddressSanitizer and UBSan"
 	$(UNIT_CC) $(UNIT_CFLAGS) -o $@ $< test/unit/unit.c $(CORE_SRCS) -lm
 
 unit: $(UNIT_TESTS)
+	@echo "running the $(words $(UNIT_TESTS)) unit tests"
 	@set -e; for t in $(UNIT_TESTS); do $$t; done
 
 # Demo data generator (plain C, no PostgreSQL).

@@ -6,17 +6,20 @@
 # rebuild and against the plain-SQL computation of the same definitions
 # (test/bench/journeys_plain.sql), at the end of the data and in the middle
 # (open breaks); so are cdp.journeys, cdp.funnel_stats, cdp.sessions and
-# cdp.who_viewed.  Runs on the cluster of test/run.sh (PG* set).  Skips,
-# passing, when the data file is absent.  Prints "journeys_real: N passed,
-# N failed".
+# cdp.who_viewed.  Runs on the cluster of test/run.sh (PG* set).  Prints
+# "journeys_real: N passed, N failed"; without the data file (CDP_TAOBAO, or
+# under CDP_SHARED_DATA, by default ../shared/data) it skips its checks and says how
+# many: "journeys_real: 0 passed, 0 failed, N skipped".
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 cd "$CDP_ROOT"
 
-data=${CDP_TAOBAO:-$CDP_ROOT/../shared/data/clickstream/taobao_userbehavior_first814users.csv}
+# the checks below (a run that counts otherwise fails: keep it true)
+checks=15
+data=${CDP_TAOBAO:-${CDP_SHARED_DATA:-$CDP_ROOT/../shared/data}/clickstream/taobao_userbehavior_first814users.csv}
 if [ ! -r "$data" ]; then
 	echo "# SKIP journeys_real: the Taobao sample is not at $data (set CDP_TAOBAO to its path)"
-	echo "journeys_real: 0 passed, 0 failed"
+	echo "journeys_real: 0 passed, 0 failed, $checks skipped"
 	exit 0
 fi
 db=cdp_journeys_real
@@ -165,5 +168,9 @@ same "who_viewed('$top') equals the users who viewed it" \
 	"SELECT i.value, w.views FROM cdp.who_viewed('$top', '2017-01-01') w JOIN cdp.identifiers i USING (profile_id)" \
 	"SELECT 'T' || user_id, count(*) FROM taobao WHERE behavior = 'pv' AND item_id = $top GROUP BY 1"
 
+if [ $((passed + failed)) -ne "$checks" ]; then
+	echo "not ok - journeys_real ran $((passed + failed)) checks but says $checks when it skips"
+	failed=$((failed + 1))
+fi
 echo "journeys_real: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

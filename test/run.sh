@@ -2,8 +2,10 @@
 # The README's test command: installs what is missing, builds and installs
 # cdp, runs the C unit tests of src/core under AddressSanitizer and UBSan,
 # starts a throwaway cluster and runs pg_regress and pgTAP (pg_prove) on it.
-# Checks that pg_dump keeps user data. Prints one closing line:
-# "tests: N passed, N failed".
+# Checks that pg_dump keeps user data and that upgrading from the last
+# release gives a fresh install. Prints the suites that failed or skipped
+# checks (the real-data suites without their data, see CDP_SHARED_DATA), then one
+# closing line: "tests: N passed, N failed, N skipped".
 #
 # SANITIZE=1 bash test/run.sh: cdp.so built with -fsanitize=address,undefined,
 # the server started with sanitizer options, and pg_regress, pgTAP and the
@@ -16,26 +18,32 @@ port=${CDP_TEST_PORT:-54330}
 cluster=${CDP_TEST_NAME:-test}
 passed=0
 failed=0
+skipped=0
 failures=()
+skips=()
 
-# Records the outcome of one suite from its counts.
+# Records the outcome of one suite from its counts (passed, failed and
+# optionally skipped checks).
 tally() {
-	local suite=$1 p=$2 f=$3
+	local suite=$1 p=$2 f=$3 s=${4:-0}
 	passed=$((passed + p))
 	failed=$((failed + f))
+	skipped=$((skipped + s))
 	[ "$f" -eq 0 ] || failures+=("$suite")
+	[ "$s" -eq 0 ] || skips+=("$suite ($s checks)")
 }
 
-# Runs a script whose last line is "NAME: N passed, N failed" and tallies it;
-# a script that fails or prints no such line counts one failure at least.
+# Runs a script whose last line is "NAME: N passed, N failed" or "NAME: N
+# passed, N failed, N skipped" and tallies it; a script that fails or prints
+# no such line counts one failure at least.
 script_suite() {
-	local name=$1 script=$2 log=test/$1.log ok p f
+	local name=$1 script=$2 log=test/$1.log ok p f s
 	bash "$script" >"$log" 2>&1 && ok=1 || ok=0
 	grep -E '^(ok|not ok|#)' "$log" || tail -20 "$log"
-	read -r p f < <(awk -v n="$name:" '$1 == n {p = $2; f = $4; found = 1}
-		END {if (found) print p, f; else print 0, 1}' "$log")
+	read -r p f s < <(awk -v n="$name:" '$1 == n {p = $2; f = $4; s = ($7 == "skipped") ? $6 : 0; found = 1}
+		END {if (found) print p, f, s; else print 0, 1, 0}' "$log")
 	[ "$ok" -eq 1 ] || f=$((f > 0 ? f : 1))
-	tally "$name" "$p" "$f"
+	tally "$name" "$p" "$f" "$s"
 }
 
 sanitize=${SANITIZE:-0}
@@ -61,12 +69,13 @@ make -s demo-gen
 trap 'cdp_stop_cluster "$cluster"' EXIT
 
 if [ "$sanitize" != 1 ]; then
-	echo "== C unit tests (src/core, -fsanitize=address,undefined)"
-	make -s unit >test/unit/build.log 2>&1 && unit_ok=1 || unit_ok=0
-	cat test/unit/build.log
-	read -r p f < <(awk '/: [0-9]+ passed, [0-9]+ failed$/ {p += $(NF-3); f += $(NF-1)} END {print p+0, f+0}' test/unit/build.log)
+	echo "== C unit tests (src/core): each test compiled with the core under AddressSanitizer and UBSan"
+	echo "   (about 15 s per test when sources changed), then all run"
+	make -s unit 2>&1 | tee test/unit/build.log && unit_ok=1 || unit_ok=0
+	read -r p f s < <(awk '/^[a-z_]+: [0-9]+ passed, [0-9]+ failed(, [0-9]+ skipped)?$/ {p += $2; f += $4; s += $6}
+		END {print p+0, f+0, s+0}' test/unit/build.log)
 	[ "$unit_ok" -eq 1 ] || f=$((f + 1))
-	tally unit "$p" "$f"
+	tally unit "$p" "$f" "$s"
 fi
 
 echo "== starting a throwaway cluster on port $port"
@@ -108,7 +117,7 @@ if [ "$sanitize" = 1 ]; then
 	else echo "not ok - $n sanitizer reports"; tally sanitizer 0 1; fi
 	echo
 	if [ ${#failures[@]} -gt 0 ]; then echo "failed suites: ${failures[*]}"; fi
-	echo "tests: $passed passed, $failed failed"
+	echo "tests: $passed passed, $failed failed, $skipped skipped"
 	[ "$failed" -eq 0 ]
 	exit
 fi
@@ -128,7 +137,13 @@ script_suite scoring_cdnow test/scoring_cdnow.sh
 echo "== lifetime value on the real Online Retail invoices"
 script_suite scoring_retail test/scoring_retail.sh
 
+echo "== upgrade from the last release"
+script_suite upgrade test/upgrade.sh
+
 echo
 if [ ${#failures[@]} -gt 0 ]; then echo "failed suites: ${failures[*]}"; fi
-echo "tests: $passed passed, $failed failed"
+if [ ${#skips[@]} -gt 0 ]; then
+	echo "skipped suites: $(printf '%s, ' "${skips[@]}" | sed 's/, $//'): see their SKIP lines above"
+fi
+echo "tests: $passed passed, $failed failed, $skipped skipped"
 [ "$failed" -eq 0 ]

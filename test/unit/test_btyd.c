@@ -6,10 +6,10 @@
  *	  compression and weights, and the time of a 1,000,000-customer fit
  *	  (printed only).
  *
- * The CDNOW summary is read from $CDP_SHARED_DATA/cdnow/... or
- * ../shared/data/cdnow/... (relative to the working directory, normally
- * the repository root); the cases that need it pass with a "skipped"
- * message when it is absent.
+ * The CDNOW summary is read from $CDP_SHARED_DATA/cdnow/... when that is
+ * set, else from ../shared/data/cdnow/... (relative to the working
+ * directory, normally the repository root); the cases that need it are
+ * counted as skipped when it is absent.
  */
 #include "unit.h"
 #include "btyd.h"
@@ -62,34 +62,25 @@ cdnow_free(Cdnow *c)
 }
 
 /*
- * Loads the CDNOW summary into *c; 0 (after printing "skipped") when the
- * file is not found.
+ * Loads the CDNOW summary into *c; 0 (after marking the case skipped) when
+ * the file is not found.
  */
 static int
 cdnow_load(Cdnow *c)
 {
-	char		path[1024],
-				envpath[1024] = "";
+	char		path[1024];
 	const char *env = getenv("CDP_SHARED_DATA");
 	FILE	   *f = NULL;
 	char		line[256];
 	size_t		cap = 4096;
 
 	memset(c, 0, sizeof(*c));
-	if (env != NULL && env[0] != '\0')
-	{
-		snprintf(envpath, sizeof(envpath), "%s/%s", env, CDNOW_FILE);
-		f = fopen(envpath, "r");
-	}
+	snprintf(path, sizeof(path), "%s/%s",
+			 env != NULL && env[0] != '\0' ? env : "../shared/data", CDNOW_FILE);
+	f = fopen(path, "r");
 	if (f == NULL)
 	{
-		snprintf(path, sizeof(path), "../shared/data/%s", CDNOW_FILE);
-		f = fopen(path, "r");
-	}
-	if (f == NULL)
-	{
-		printf("  skipped: %s%s%s not found\n", envpath,
-			   envpath[0] ? " and " : "", path);
+		UNIT_SKIP("%s not found", path);
 		return 0;
 	}
 	c->x = malloc(cap * sizeof(double));
@@ -1086,7 +1077,7 @@ UNIT_TEST(million_customers_timing)
 
 	if (x == NULL || tx == NULL || T == NULL)
 	{
-		printf("  skipped: out of memory\n");
+		UNIT_SKIP("out of memory");
 		free(x);
 		free(tx);
 		free(T);

@@ -4,8 +4,9 @@
  *
  * Each test file defines its cases with UNIT_TEST(name) and lists them in
  * unit_tests[]; unit.c runs them and prints one line per case, then
- * "<file>: N passed, N failed".  A failed CHECK reports file:line and the
- * expression, and the binary exits non-zero.
+ * "<file>: N passed, N failed", followed by ", N skipped" when cases called
+ * UNIT_SKIP (their data is absent).  A failed CHECK reports file:line and
+ * the expression, and the binary exits non-zero.
  */
 #ifndef CDP_UNIT_H
 #define CDP_UNIT_H
@@ -21,12 +22,22 @@ typedef struct unit_case
 } unit_case;
 
 extern int	unit_failures;		/* failed checks in the current case */
+extern int	unit_skipped;		/* the current case skipped its checks */
 extern const unit_case unit_tests[];
 extern const char *unit_suite;
 
 #define UNIT_TEST(name) static void name(void)
 #define UNIT_CASE(name) {#name, name}
 #define UNIT_END {NULL, NULL}
+
+/* Marks the current case as skipped, saying why; the case then returns. */
+#define UNIT_SKIP(...) \
+	do { \
+		printf("  skipped: "); \
+		printf(__VA_ARGS__); \
+		printf("\n"); \
+		unit_skipped = 1; \
+	} while (0)
 
 #define CHECK(expr) \
 	do { \
