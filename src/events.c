@@ -576,8 +576,7 @@ quarantine(const Problem *p, text *source, Jsonb *raw)
 	char		nulls[4] = {' ', ' ', ' ', ' '};
 	int			ret;
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	cdp_spi_connect();
 	if (reject_plan == NULL)
 	{
 		Oid			types[4] = {TEXTOID, TEXTOID, TEXTOID, JSONBOID};
@@ -610,8 +609,7 @@ insert_event(const Event *ev)
 	int64		id;
 	bool		isnull;
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	cdp_spi_connect();
 	if (insert_plan == NULL)
 	{
 		Oid			types[N_FIELDS] = {TIMESTAMPTZOID, TEXTOID, TEXTOID, JSONBOID, JSONBOID, NUMERICOID, TEXTOID, TEXTOID};

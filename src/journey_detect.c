@@ -565,8 +565,7 @@ cdp_detect_journey_breaks(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("cdp.detect_journey_breaks cannot run in a repeatable read or serializable transaction"),
 				 errhint("Run it in a read committed transaction: it must see what was committed while it waited for a previous run.")));
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	cdp_spi_connect();
 	DirectFunctionCall2(pg_advisory_xact_lock_int4, Int32GetDatum(JOURNEY_LOCK_KEY1),
 						Int32GetDatum(JOURNEY_LOCK_KEY2));
 
