@@ -490,11 +490,11 @@ purge_duplicates(void)
 		ev.amount = returned(t, desc, 6);
 		ev.source = returned(t, desc, 7);
 		ev.message_id = returned(t, desc, 8);
-		fail(&p, CDP_DUPLICATE_MESSAGE_ID,
+		cdp_fail(&p, CDP_DUPLICATE_MESSAGE_ID,
 			 "A retried load is not stored twice; the original event keeps its id.",
 			 "message_id \"%s\" was already stored as event " INT64_FORMAT,
-			 shown(VARDATA_ANY(ev.message_id), VARSIZE_ANY_EXHDR(ev.message_id)), original);
-		quarantine(&p, ev.source, event_to_jsonb(&ev));
+			 cdp_shown(VARDATA_ANY(ev.message_id), VARSIZE_ANY_EXHDR(ev.message_id)), original);
+		cdp_quarantine(&p, ev.source, cdp_event_to_jsonb(&ev));
 	}
 	SPI_finish();
 	ereport(NOTICE,

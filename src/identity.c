@@ -21,7 +21,7 @@
  * invalidations that the statement triggers on their tables send.
  */
 #include "cdp.h"
-#include "events.h"
+#include "event_rules.h"
 #include "identity.h"
 #include "idgraph.h"
 #include "normalize.h"

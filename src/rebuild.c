@@ -248,7 +248,8 @@ read_identifiers(Rebuild *rb)
 						 1, types, args), add_identifier, NULL);
 	if (rb->n_anch > 0)
 		qsort(rb->anch, rb->n_anch, sizeof(Anchoring), cdp_compare_int64);	/* by event_id */
-	ereport(NOTICE, (errmsg("rebuild: %d identifiers read", rb->n_ids)));
+	ereport(NOTICE, (errmsg_plural("rebuild: %d identifier read", "rebuild: %d identifiers read",
+								   rb->n_ids, rb->n_ids)));
 }
 
 /* Phase 2: decisions by hand: pairs apart now, merges in event order. */
@@ -339,7 +340,9 @@ static void
 report_links(Rebuild *rb)
 {
 	if (rb->res.links % 1000000 < FETCH)
-		ereport(NOTICE, (errmsg("rebuild: " INT64_FORMAT " links replayed", rb->res.links)));
+		ereport(NOTICE, (errmsg_plural("rebuild: " INT64_FORMAT " link replayed",
+									   "rebuild: " INT64_FORMAT " links replayed",
+									   rb->res.links, rb->res.links)));
 }
 
 /* Phase 3: the links in event order, each event's anchors first. */
