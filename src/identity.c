@@ -3,15 +3,17 @@
  *	  Glue of identity resolution: the rules and blocklist caches, identifier
  *	  normalization, the SQL normalizers and cdp.resolve.
  *
- * How identities are made (stitch.c, rebuild.c): stitching runs the greedy algorithm of src/core/idgraph.c on the events of
- * a batch in event_id order, over a small graph loaded from the stored one:
- * the identifiers the batch carries and, for those already known, their
- * profiles with their counts per kind.  It then writes what changed: new
- * identifiers and profiles, merged profiles (forwarding pointers and the
- * identifiers they held), links, the merge journal, conflicts, refused
- * identifiers and each event's anchor (stitch.c).  The rebuild (rebuild.c)
- * replays the stored links with the same graph algorithm, so both make the
- * same decisions.
+ * How identities are made (stitch.c, rebuild.c): stitching runs the greedy
+ * algorithm of src/core/idgraph.c on the events of a batch in event_id
+ * order, over a small graph loaded from the stored one: the identifiers the
+ * batch carries and, for those already known, their profiles with their
+ * counts per kind.  The rebuild (rebuild.c) replays the stored links with
+ * the same graph algorithm, so both make the same decisions.  Both hand
+ * what changed (new identifiers and profiles, merged profiles, moves,
+ * links, the merge journal, conflicts, refused identifiers, each event's
+ * anchor) to the identity store (identity_store.c), the one writer of the
+ * graph.  Both build their graph with cdp_identity_graph, under the rules
+ * cached here.
  *
  * Locking: stitching takes one transaction-level advisory lock, so
  * concurrent loaders stitch one after the other (their COPY work still runs

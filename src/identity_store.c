@@ -62,10 +62,51 @@ text_column(const void *rows, int n, Size size, Size offset)
 	return cdp_text_array(v, n);
 }
 
-#define FIELD_OFFSET(l, f) ((Size) ((const char *) &(l).v->f - (const char *) (l).v))
-#define INT8_COLUMN(l, f) int64_column((l).v, (l).n, sizeof(*(l).v), FIELD_OFFSET(l, f), INT8OID)
-#define TIME_COLUMN(l, f) int64_column((l).v, (l).n, sizeof(*(l).v), FIELD_OFFSET(l, f), TIMESTAMPTZOID)
-#define TEXT_COLUMN(l, f) text_column((l).v, (l).n, sizeof(*(l).v), FIELD_OFFSET(l, f))
+/* Field f of the rows of CDP_ROWS l of type T, as a bigint[] datum. */
+#define INT8_COLUMN(l, T, f) int64_column((l).v, (l).n, sizeof(T), offsetof(T, f), INT8OID)
+
+/* A column of a set-based statement: a field of the rows, and its type. */
+typedef struct Column
+{
+	Oid			type;			/* INT8OID, TIMESTAMPTZOID or TEXTOID */
+	Size		offset;
+} Column;
+
+#define MAX_COLUMNS 8
+
+/*
+ * Runs sql with one array argument per column, taken from n rows of size
+ * bytes (nothing when there are no rows).
+ */
+static void
+write_rows(const void *rows, int n, Size size, const Column *cols, int ncols, const char *sql,
+		   int expect)
+{
+	Oid			types[MAX_COLUMNS];
+	Datum		args[MAX_COLUMNS];
+	int			k;
+
+	Assert(ncols <= MAX_COLUMNS);
+	if (n == 0)
+		return;
+	for (k = 0; k < ncols; k++)
+	{
+		if (cols[k].type == TEXTOID)
+		{
+			types[k] = TEXTARRAYOID;
+			args[k] = text_column(rows, n, size, cols[k].offset);
+		}
+		else
+		{
+			types[k] = cols[k].type == INT8OID ? INT8ARRAYOID : TIMESTAMPTZARRAYOID;
+			args[k] = int64_column(rows, n, size, cols[k].offset, cols[k].type);
+		}
+	}
+	cdp_spi_run(sql, ncols, types, args, expect);
+}
+
+#define WRITE_ROWS(l, cols, sql, expect) \
+	write_rows((l).v, (l).n, sizeof(*(l).v), cols, lengthof(cols), sql, expect)
 
 /* Takes the stitching lock (held until the transaction ends). */
 void
@@ -112,18 +153,16 @@ cdp_store_identifier_ids(int n)
 static void
 write_profiles(const CdpIdentityChanges *c)
 {
-	Oid			types[3] = {INT8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID};
-	Datum		args[3];
+	static const Column cols[] = {
+		{INT8OID, offsetof(CdpNewProfile, profile_id)},
+		{INT8OID, offsetof(CdpNewProfile, first_event_id)},
+		{INT8OID, offsetof(CdpNewProfile, merged_into)}};
 
-	if (c->profiles.n == 0)
-		return;
-	args[0] = INT8_COLUMN(c->profiles, profile_id);
-	args[1] = INT8_COLUMN(c->profiles, first_event_id);
-	args[2] = INT8_COLUMN(c->profiles, merged_into);
-	cdp_spi_run("INSERT INTO cdp.profiles (profile_id, first_event_id, merged_into, merged_at) "
-				"SELECT p, nullif(e, 0), nullif(m, 0), CASE WHEN m <> 0 THEN pg_catalog.now() END "
-				"FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3)) AS u(p, e, m)",
-				3, types, args, SPI_OK_INSERT);
+	WRITE_ROWS(c->profiles, cols,
+			   "INSERT INTO cdp.profiles (profile_id, first_event_id, merged_into, merged_at) "
+			   "SELECT p, nullif(e, 0), nullif(m, 0), CASE WHEN m <> 0 THEN pg_catalog.now() END "
+			   "FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3)) AS u(p, e, m)",
+			   SPI_OK_INSERT);
 }
 
 /*
@@ -155,40 +194,32 @@ forward_profiles(Datum from, Datum to)
 static void
 write_identifiers(const CdpIdentityChanges *c)
 {
-	if (c->identifiers.n > 0)
-	{
-		Oid			types[7] = {INT8ARRAYOID, TEXTARRAYOID, TEXTARRAYOID, INT8ARRAYOID,
-		TIMESTAMPTZARRAYOID, INT8ARRAYOID, INT8ARRAYOID};
-		Datum		args[7];
+	static const Column cols[] = {
+		{INT8OID, offsetof(CdpNewIdentifier, identifier_id)},
+		{TEXTOID, offsetof(CdpNewIdentifier, kind)},
+		{TEXTOID, offsetof(CdpNewIdentifier, value)},
+		{INT8OID, offsetof(CdpNewIdentifier, profile_id)},
+		{TIMESTAMPTZOID, offsetof(CdpNewIdentifier, first_seen)},
+		{INT8OID, offsetof(CdpNewIdentifier, first_event_id)},
+		{INT8OID, offsetof(CdpNewIdentifier, first_anchor_event_id)}};
+	static const Column anchor_cols[] = {
+		{INT8OID, offsetof(CdpFirstAnchor, identifier_id)},
+		{INT8OID, offsetof(CdpFirstAnchor, event_id)}};
 
-		args[0] = INT8_COLUMN(c->identifiers, identifier_id);
-		args[1] = TEXT_COLUMN(c->identifiers, kind);
-		args[2] = TEXT_COLUMN(c->identifiers, value);
-		args[3] = INT8_COLUMN(c->identifiers, profile_id);
-		args[4] = TIME_COLUMN(c->identifiers, first_seen);
-		args[5] = INT8_COLUMN(c->identifiers, first_event_id);
-		args[6] = INT8_COLUMN(c->identifiers, first_anchor_event_id);
-		cdp_spi_run("INSERT INTO cdp.identifiers (identifier_id, kind, value, profile_id, first_seen, "
-					"first_event_id, first_anchor_event_id, initial_profile_id) "
-					"SELECT i, k, v, p, s, f, nullif(a, 0), p "
-					"FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3), "
-					"pg_catalog.unnest($4), pg_catalog.unnest($5), pg_catalog.unnest($6), pg_catalog.unnest($7)) "
-					"AS u(i, k, v, p, s, f, a)",
-					7, types, args, SPI_OK_INSERT);
-	}
-	if (c->first_anchors.n > 0)
-	{
-		Oid			types[2] = {INT8ARRAYOID, INT8ARRAYOID};
-		Datum		args[2];
-
-		args[0] = INT8_COLUMN(c->first_anchors, identifier_id);
-		args[1] = INT8_COLUMN(c->first_anchors, event_id);
-		cdp_spi_run("UPDATE cdp.identifiers i SET first_anchor_event_id = m.a "
-					"FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2)) AS m(i, a) "
-					"WHERE i.identifier_id = ANY ($1) AND i.identifier_id = m.i "
-					"AND i.first_anchor_event_id IS NULL",
-					2, types, args, SPI_OK_UPDATE);
-	}
+	WRITE_ROWS(c->identifiers, cols,
+			   "INSERT INTO cdp.identifiers (identifier_id, kind, value, profile_id, first_seen, "
+			   "first_event_id, first_anchor_event_id, initial_profile_id) "
+			   "SELECT i, k, v, p, s, f, nullif(a, 0), p "
+			   "FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3), "
+			   "pg_catalog.unnest($4), pg_catalog.unnest($5), pg_catalog.unnest($6), pg_catalog.unnest($7)) "
+			   "AS u(i, k, v, p, s, f, a)",
+			   SPI_OK_INSERT);
+	WRITE_ROWS(c->first_anchors, anchor_cols,
+			   "UPDATE cdp.identifiers i SET first_anchor_event_id = m.a "
+			   "FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2)) AS m(i, a) "
+			   "WHERE i.identifier_id = ANY ($1) AND i.identifier_id = m.i "
+			   "AND i.first_anchor_event_id IS NULL",
+			   SPI_OK_UPDATE);
 }
 
 /*
@@ -234,9 +265,9 @@ write_moves(const CdpIdentityChanges *c)
 
 	if (c->moves.n == 0)
 		return;
-	args[0] = INT8_COLUMN(c->moves, identifier_id);
-	args[1] = INT8_COLUMN(c->moves, to_profile);
-	args[2] = INT8_COLUMN(c->moves, from_profile);
+	args[0] = INT8_COLUMN(c->moves, CdpMove, identifier_id);
+	args[1] = INT8_COLUMN(c->moves, CdpMove, to_profile);
+	args[2] = INT8_COLUMN(c->moves, CdpMove, from_profile);
 	args[3] = CStringGetTextDatum(c->move_cause);
 	cdp_spi_run("UPDATE cdp.identifiers i SET profile_id = u.p "
 				"FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2)) AS u(i, p) "
@@ -253,109 +284,100 @@ write_moves(const CdpIdentityChanges *c)
 static void
 write_conflicts(const CdpIdentityChanges *c)
 {
-	Oid			types[7] = {INT8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID,
-	INT8ARRAYOID, TEXTARRAYOID, TEXTARRAYOID};
-	Datum		args[7];
+	static const Column cols[] = {
+		{INT8OID, offsetof(CdpConflictRow, event_id)},
+		{INT8OID, offsetof(CdpConflictRow, anchor_id)},
+		{INT8OID, offsetof(CdpConflictRow, identifier_id)},
+		{INT8OID, offsetof(CdpConflictRow, profile_id)},
+		{INT8OID, offsetof(CdpConflictRow, other_profile)},
+		{TEXTOID, offsetof(CdpConflictRow, kind)},
+		{TEXTOID, offsetof(CdpConflictRow, reason)}};
 
-	if (c->conflicts.n == 0)
-		return;
-	args[0] = INT8_COLUMN(c->conflicts, event_id);
-	args[1] = INT8_COLUMN(c->conflicts, anchor_id);
-	args[2] = INT8_COLUMN(c->conflicts, identifier_id);
-	args[3] = INT8_COLUMN(c->conflicts, profile_id);
-	args[4] = INT8_COLUMN(c->conflicts, other_profile);
-	args[5] = TEXT_COLUMN(c->conflicts, kind);
-	args[6] = TEXT_COLUMN(c->conflicts, reason);
-	cdp_spi_run("INSERT INTO cdp.identity_conflicts (event_id, anchor_id, identifier_id, profile_id, "
-				"other_profile, kind, reason) "
-				"SELECT u.* FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3), "
-				"pg_catalog.unnest($4), pg_catalog.unnest($5), pg_catalog.unnest($6), pg_catalog.unnest($7)) "
-				"AS u(e, a, i, p, o, k, r) "
-				"WHERE NOT EXISTS (SELECT FROM cdp.identity_links l WHERE l.anchor_id = u.a AND l.identifier_id = u.i)",
-				7, types, args, SPI_OK_INSERT);
+	WRITE_ROWS(c->conflicts, cols,
+			   "INSERT INTO cdp.identity_conflicts (event_id, anchor_id, identifier_id, profile_id, "
+			   "other_profile, kind, reason) "
+			   "SELECT u.* FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3), "
+			   "pg_catalog.unnest($4), pg_catalog.unnest($5), pg_catalog.unnest($6), pg_catalog.unnest($7)) "
+			   "AS u(e, a, i, p, o, k, r) "
+			   "WHERE NOT EXISTS (SELECT FROM cdp.identity_links l WHERE l.anchor_id = u.a AND l.identifier_id = u.i)",
+			   SPI_OK_INSERT);
 }
 
 /* Merges by the rules, journaled. */
 static void
 write_merges(const CdpIdentityChanges *c)
 {
-	Oid			types[5] = {INT8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID};
-	Datum		args[5];
+	static const Column cols[] = {
+		{INT8OID, offsetof(CdpMergeRow, survivor)},
+		{INT8OID, offsetof(CdpMergeRow, absorbed)},
+		{INT8OID, offsetof(CdpMergeRow, anchor_id)},
+		{INT8OID, offsetof(CdpMergeRow, identifier_id)},
+		{INT8OID, offsetof(CdpMergeRow, event_id)}};
 
-	if (c->merges.n == 0)
-		return;
-	args[0] = INT8_COLUMN(c->merges, survivor);
-	args[1] = INT8_COLUMN(c->merges, absorbed);
-	args[2] = INT8_COLUMN(c->merges, anchor_id);
-	args[3] = INT8_COLUMN(c->merges, identifier_id);
-	args[4] = INT8_COLUMN(c->merges, event_id);
-	cdp_spi_run("INSERT INTO cdp.profile_merges (survivor, absorbed, anchor_id, identifier_id, event_id, method) "
-				"SELECT s, a, x, i, e, 'rule' FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), "
-				"pg_catalog.unnest($3), pg_catalog.unnest($4), pg_catalog.unnest($5)) AS u(s, a, x, i, e)",
-				5, types, args, SPI_OK_INSERT);
+	WRITE_ROWS(c->merges, cols,
+			   "INSERT INTO cdp.profile_merges (survivor, absorbed, anchor_id, identifier_id, event_id, method) "
+			   "SELECT s, a, x, i, e, 'rule' FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), "
+			   "pg_catalog.unnest($3), pg_catalog.unnest($4), pg_catalog.unnest($5)) AS u(s, a, x, i, e)",
+			   SPI_OK_INSERT);
 }
 
 /* Pairs of identifiers seen together (the first event of each). */
 static void
 write_links(const CdpIdentityChanges *c)
 {
-	Oid			types[4] = {INT8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID};
-	Datum		args[4];
+	static const Column cols[] = {
+		{INT8OID, offsetof(CdpLinkRow, anchor_id)},
+		{INT8OID, offsetof(CdpLinkRow, identifier_id)},
+		{INT8OID, offsetof(CdpLinkRow, event_id)},
+		{INT8OID, offsetof(CdpLinkRow, position)}};
 
-	if (c->links.n == 0)
-		return;
-	args[0] = INT8_COLUMN(c->links, anchor_id);
-	args[1] = INT8_COLUMN(c->links, identifier_id);
-	args[2] = INT8_COLUMN(c->links, event_id);
-	args[3] = INT8_COLUMN(c->links, position);
-	cdp_spi_run("INSERT INTO cdp.identity_links (anchor_id, identifier_id, event_id, position) "
-				"SELECT a, i, e, p FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), "
-				"pg_catalog.unnest($3), pg_catalog.unnest($4)) AS u(a, i, e, p) "
-				"ON CONFLICT DO NOTHING",
-				4, types, args, SPI_OK_INSERT);
+	WRITE_ROWS(c->links, cols,
+			   "INSERT INTO cdp.identity_links (anchor_id, identifier_id, event_id, position) "
+			   "SELECT a, i, e, p FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), "
+			   "pg_catalog.unnest($3), pg_catalog.unnest($4)) AS u(a, i, e, p) "
+			   "ON CONFLICT DO NOTHING",
+			   SPI_OK_INSERT);
 }
 
 /* Each event's anchor, and the batch for the work that follows stitching. */
 static void
 write_anchors(const CdpIdentityChanges *c)
 {
-	Oid			types[3] = {INT8ARRAYOID, TIMESTAMPTZARRAYOID, INT8ARRAYOID};
+	static const Column cols[] = {
+		{INT8OID, offsetof(CdpEventAnchor, event_id)},
+		{TIMESTAMPTZOID, offsetof(CdpEventAnchor, occurred_at)},
+		{INT8OID, offsetof(CdpEventAnchor, anchor_id)}};
+	Oid			types[3] = {INT8OID, INT8OID, INT4OID};
 	Datum		args[3];
-	Oid			btypes[3] = {INT8OID, INT8OID, INT4OID};
-	Datum		bargs[3];
 
 	if (c->anchors.n == 0)
 		return;
-	args[0] = INT8_COLUMN(c->anchors, event_id);
-	args[1] = TIME_COLUMN(c->anchors, occurred_at);
-	args[2] = INT8_COLUMN(c->anchors, anchor_id);
-	cdp_spi_run("INSERT INTO cdp.event_anchors (event_id, occurred_at, anchor_id) "
-				"SELECT * FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3))",
-				3, types, args, SPI_OK_INSERT);
-	bargs[0] = Int64GetDatum(c->anchors.v[0].event_id);
-	bargs[1] = Int64GetDatum(c->anchors.v[c->anchors.n - 1].event_id);
-	bargs[2] = Int32GetDatum(c->anchors.n);
+	WRITE_ROWS(c->anchors, cols,
+			   "INSERT INTO cdp.event_anchors (event_id, occurred_at, anchor_id) "
+			   "SELECT * FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3))",
+			   SPI_OK_INSERT);
+	args[0] = Int64GetDatum(c->anchors.v[0].event_id);
+	args[1] = Int64GetDatum(c->anchors.v[c->anchors.n - 1].event_id);
+	args[2] = Int32GetDatum(c->anchors.n);
 	cdp_spi_run("INSERT INTO cdp.stitch_batches (first_event_id, last_event_id, events) VALUES ($1, $2, $3)",
-				3, btypes, bargs, SPI_OK_INSERT);
+				3, types, args, SPI_OK_INSERT);
 }
 
 /* Identifiers of events that were left out, with why. */
 static void
 write_rejections(const CdpIdentityChanges *c)
 {
-	Oid			types[4] = {INT8ARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID};
-	Datum		args[4];
+	static const Column cols[] = {
+		{INT8OID, offsetof(CdpRejectionRow, event_id)},
+		{TEXTOID, offsetof(CdpRejectionRow, kind)},
+		{TEXTOID, offsetof(CdpRejectionRow, value)},
+		{TEXTOID, offsetof(CdpRejectionRow, reason)}};
 
-	if (c->rejections.n == 0)
-		return;
-	args[0] = INT8_COLUMN(c->rejections, event_id);
-	args[1] = TEXT_COLUMN(c->rejections, kind);
-	args[2] = TEXT_COLUMN(c->rejections, value);
-	args[3] = TEXT_COLUMN(c->rejections, reason);
-	cdp_spi_run("INSERT INTO cdp.identifier_rejections (event_id, kind, value, reason) "
-				"SELECT * FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), "
-				"pg_catalog.unnest($3), pg_catalog.unnest($4))",
-				4, types, args, SPI_OK_INSERT);
+	WRITE_ROWS(c->rejections, cols,
+			   "INSERT INTO cdp.identifier_rejections (event_id, kind, value, reason) "
+			   "SELECT * FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), "
+			   "pg_catalog.unnest($3), pg_catalog.unnest($4))",
+			   SPI_OK_INSERT);
 }
 
 /* Writes the changes, inside an SPI connection, under the stitching lock. */
@@ -364,7 +386,8 @@ cdp_store_write(const CdpIdentityChanges *c)
 {
 	write_profiles(c);
 	if (c->forwards.n > 0)
-		forward_profiles(INT8_COLUMN(c->forwards, from), INT8_COLUMN(c->forwards, to));
+		forward_profiles(INT8_COLUMN(c->forwards, CdpForward, from),
+						 INT8_COLUMN(c->forwards, CdpForward, to));
 	write_identifiers(c);
 	write_moves(c);
 	write_conflicts(c);

@@ -408,6 +408,16 @@ collect_stored_profiles(Batch *b)
 	b->n_stored = u;
 }
 
+/* Runs a query whose $1 is the batch's stored profiles; returns its rows. */
+static uint64
+select_on_stored(Batch *b, const char *sql)
+{
+	Oid			types[1] = {INT8ARRAYOID};
+	Datum		args[1] = {cdp_int64_array(b->stored, b->n_stored, INT8OID)};
+
+	return cdp_spi_run(sql, 1, types, args, SPI_OK_SELECT);
+}
+
 /* Adds a stored profile with its counts per kind to the graph. */
 static void
 add_profile(Batch *b, int64 profile, int *counts)
@@ -422,19 +432,16 @@ add_profile(Batch *b, int64 profile, int *counts)
 static void
 load_profiles(Batch *b)
 {
-	Oid			types[1] = {INT8ARRAYOID};
-	Datum		args[1];
 	int		   *counts = palloc0(sizeof(int) * (b->n_rules > 0 ? b->n_rules : 1));
 	int64		current = 0;
+	uint64		n;
 	uint64		r;
 
 	if (b->n_stored == 0)
 		return;
-	args[0] = cdp_int64_array(b->stored, b->n_stored, INT8OID);
-	cdp_spi_run("SELECT profile_id, kind, pg_catalog.count(*)::int FROM cdp.identifiers "
-				"WHERE profile_id = ANY ($1) GROUP BY 1, 2 ORDER BY 1",
-				1, types, args, SPI_OK_SELECT);
-	for (r = 0; r < SPI_processed; r++)
+	n = select_on_stored(b, "SELECT profile_id, kind, pg_catalog.count(*)::int FROM cdp.identifiers "
+						 "WHERE profile_id = ANY ($1) GROUP BY 1, 2 ORDER BY 1");
+	for (r = 0; r < n; r++)
 	{
 		int64		p = cdp_spi_int64(r, 1);
 		char	   *kind = SPI_getvalue(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 2);
@@ -459,20 +466,17 @@ load_profiles(Batch *b)
 static void
 keep_unmerged_apart(Batch *b)
 {
-	Oid			types[1] = {INT8ARRAYOID};
-	Datum		args[1];
+	uint64		n;
 	uint64		r;
 
 	if (b->n_stored <= 1 || !cdp_identity_has_unmerges())
 		return;
-	args[0] = cdp_int64_array(b->stored, b->n_stored, INT8OID);
-	cdp_spi_run("SELECT x.profile_id, y.profile_id FROM cdp.identity_overrides o "
-				"JOIN cdp.identifiers x ON x.identifier_id = o.identifier_a "
-				"JOIN cdp.identifiers y ON y.identifier_id = o.identifier_b "
-				"WHERE o.action = 'unmerge' AND o.lifted_at IS NULL "
-				"AND x.profile_id = ANY ($1) AND y.profile_id = ANY ($1)",
-				1, types, args, SPI_OK_SELECT);
-	for (r = 0; r < SPI_processed; r++)
+	n = select_on_stored(b, "SELECT x.profile_id, y.profile_id FROM cdp.identity_overrides o "
+						 "JOIN cdp.identifiers x ON x.identifier_id = o.identifier_a "
+						 "JOIN cdp.identifiers y ON y.identifier_id = o.identifier_b "
+						 "WHERE o.action = 'unmerge' AND o.lifted_at IS NULL "
+						 "AND x.profile_id = ANY ($1) AND y.profile_id = ANY ($1)");
+	for (r = 0; r < n; r++)
 	{
 		int64		pa = cdp_spi_int64(r, 1);
 		int64		pb = cdp_spi_int64(r, 2);
