@@ -60,9 +60,17 @@ test/unit/build/%: test/unit/%.c test/unit/unit.c test/unit/unit.h $(CORE_SRCS) 
 	@echo "compiling $(notdir $@) with the core, under AddressSanitizer and UBSan"
 	$(UNIT_CC) $(UNIT_CFLAGS) -o $@ $< test/unit/unit.c $(CORE_SRCS) -lm
 
-unit: $(UNIT_TESTS)
+unit: $(UNIT_TESTS) symbols
 	@echo "running the $(words $(UNIT_TESTS)) unit tests"
 	@set -e; for t in $(UNIT_TESTS); do $$t; done
+
+# Every global symbol of cdp.so carries the cdp_ prefix (or is one that
+# PostgreSQL looks up), so that it cannot clash with another library's.
+symbols: $(shlib)
+	@bad=$$(nm -D --defined-only $(shlib) | awk '{print $$3}' | \
+		grep -v -E '^(cdp_|pg_finfo_cdp_|Pg_magic_func$$|_PG_init$$)' | tr '\n' ' '); \
+	if [ -z "$$bad" ]; then echo "symbols: 1 passed, 0 failed"; \
+	else echo "global symbols without the cdp_ prefix: $$bad"; echo "symbols: 0 passed, 1 failed"; exit 1; fi
 
 # Demo data generator (plain C, no PostgreSQL).
 contrib/demo/cdp-demo-gen: contrib/demo/cdp_demo_gen.c
@@ -70,4 +78,4 @@ contrib/demo/cdp-demo-gen: contrib/demo/cdp_demo_gen.c
 
 demo-gen: contrib/demo/cdp-demo-gen
 
-.PHONY: unit demo-gen
+.PHONY: unit symbols demo-gen

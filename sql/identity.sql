@@ -84,6 +84,17 @@ SELECT cdp.track('2025-05-08', 'web', 'page_view', '{"cookie": "c-norule"}') > 0
 SELECT reason FROM cdp.identifier_rejections WHERE value = 'c-norule';
 ROLLBACK;
 
+-- A rebuild counts in its notices: one identifier, one link.
+BEGIN;
+TRUNCATE cdp.identity_links, cdp.event_anchors, cdp.identifiers, cdp.profiles, cdp.profile_merges,
+	cdp.identifier_moves, cdp.identity_conflicts, cdp.identity_overrides;
+SELECT cdp.track('2025-05-08', 'web', 'login', '{"cookie": "c-solo", "customer_id": "A-solo"}') > 0 AS stored;
+SELECT identifiers, links, profiles, changed FROM cdp.rebuild_identities();
+DELETE FROM cdp.identity_links;
+DELETE FROM cdp.identifiers WHERE value = 'c-solo';
+SELECT identifiers, links, profiles, changed FROM cdp.rebuild_identities();
+ROLLBACK;
+
 -- The golden record: the most recent city, the most trusted birth date.
 SELECT cdp.track('2025-05-09', 'web', 'profile_update', '{"customer_id": "A-1001"}',
                  '{"traits": {"city": "Bergen", "birth_date": "1990-01-02", "first_name": "Anna"}}', NULL, 'web-sdk') > 0 AS ok;

@@ -150,3 +150,14 @@ RESET cdp.unknown_event_types;
 -- a registered type is known at once
 INSERT INTO cdp.event_types (type, category, description) VALUES ('refund', 'order', 'A refund');
 SELECT cdp.track('2016-10-13 10:00+00', 'store', 'refund', '{"email": "kim@integrity.example"}') > 0 AS stored;
+
+-- What a statement keeps for its end is freed once used: after a load of
+-- 20,000 events with message ids, the session holds no copy of them while
+-- its transaction goes on.
+BEGIN;
+INSERT INTO cdp.events (occurred_at, channel, type, identifiers, message_id)
+SELECT '2016-10-14 10:00+00', 'web', 'page_view', jsonb_build_object('cookie', 'c-mem-' || i), 'msg-mem-' || i
+FROM generate_series(1, 20000) i;
+SELECT count(*) AS stitched FROM cdp.identifiers WHERE value LIKE 'c-mem-%';
+SELECT sum(total_bytes) < 262144 AS freed FROM pg_catalog.pg_backend_memory_contexts WHERE name LIKE 'cdp %';
+ROLLBACK;

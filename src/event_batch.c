@@ -13,7 +13,8 @@
  *	  as duplicate_message_id, so it is neither stored nor stitched twice;
  *	- one warning names the event types missing from cdp.event_types
  *	  (setting cdp.unknown_event_types = warn);
- *	- the rows stored are stitched (stitch.c): one batch per statement.
+ *	- the rows stored are stitched (stitch.c): one batch per statement, or
+ *	  every STITCH_BATCH rows inside a long COPY.
  * Entry points that store events one statement at a time (cdp.ingest, the
  * loader view) defer the end until their own statement is done.
  *
@@ -23,7 +24,9 @@
  *
  * Rows are kept per (sub)transaction nest level: a subtransaction that
  * aborts takes its rows with it, one that commits hands them to its parent,
- * and everything is forgotten at transaction end.
+ * and everything is forgotten at transaction end.  Each list has its own
+ * memory, freed whenever the list is emptied, so a long COPY does not grow
+ * the backend's memory.
  */
 #include "events.h"
 #include "identity.h"
@@ -37,36 +40,53 @@
 #include "utils/memutils.h"
 
 #define CLAIM_BATCH 50000
+#define STITCH_BATCH 50000
 #define MAX_TYPES_NAMED 5
 
 /* A stored or refused row waiting for the end of its statement. */
 typedef struct Row
 {
-	int64		event_id;
+	int64		event_id;		/* first: sorted with cdp_compare_int64 */
 	TimestampTz occurred_at;
 	bool		has_occurred_at;
 	char	   *message_id;		/* for rows to claim */
-	Jsonb	   *identifiers;	/* for rows to claim, then stitch */
+	Jsonb	   *identifiers;	/* for rows to claim or to stitch */
 	int			nest_level;
 } Row;
 
-/* A growing list of rows. */
+/* A growing list of rows, in a memory context of its own. */
 typedef struct RowList
 {
 	Row		   *rows;
 	int			n;
 	int			max;
+	MemoryContext cxt;
 } RowList;
+
+/* What a row keeps besides its id and time (list_push). */
+#define KEEP_MESSAGE_ID		1
+#define KEEP_IDENTIFIERS	2
 
 static MemoryContext batch_cxt = NULL;
 static RowList rejected;		/* quarantined by the row check: delete */
 static RowList to_claim;		/* stored with a message id: claim */
 static RowList duplicates;		/* lost their claim: delete and quarantine */
+static RowList to_stitch;		/* stored: stitch */
 static int	defer_depth = 0;
 static int64 n_unknown = 0;		/* rows of unregistered types */
 static int64 loader_rows[2];	/* loader view rows quarantined, stored */
 static char *unknown_names[MAX_TYPES_NAMED];
 static int	n_unknown_names = 0;
+
+/* Empties a list and frees its memory. */
+static void
+list_forget(RowList *l)
+{
+	MemoryContextReset(l->cxt);
+	l->rows = NULL;
+	l->n = 0;
+	l->max = 0;
+}
 
 /* Forgets everything at transaction end. */
 static void
@@ -77,9 +97,10 @@ batch_xact_callback(XactEvent event, void *arg)
 		event == XACT_EVENT_PREPARE)
 	{
 		MemoryContextReset(batch_cxt);
-		memset(&rejected, 0, sizeof(RowList));
-		memset(&to_claim, 0, sizeof(RowList));
-		memset(&duplicates, 0, sizeof(RowList));
+		list_forget(&rejected);
+		list_forget(&to_claim);
+		list_forget(&duplicates);
+		list_forget(&to_stitch);
 		defer_depth = 0;
 		loader_rows[0] = loader_rows[1] = 0;
 		n_unknown = 0;
@@ -114,6 +135,7 @@ batch_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 	list_end_level(&rejected, level, event == SUBXACT_EVENT_COMMIT_SUB);
 	list_end_level(&to_claim, level, event == SUBXACT_EVENT_COMMIT_SUB);
 	list_end_level(&duplicates, level, event == SUBXACT_EVENT_COMMIT_SUB);
+	list_end_level(&to_stitch, level, event == SUBXACT_EVENT_COMMIT_SUB);
 }
 
 /* Sets up the memory and the callbacks on first use. */
@@ -122,43 +144,48 @@ batch_setup(void)
 {
 	if (batch_cxt != NULL)
 		return;
-	batch_cxt = AllocSetContextCreate(TopMemoryContext, "cdp statement rows",
-									  ALLOCSET_DEFAULT_SIZES);
+	batch_cxt = AllocSetContextCreate(TopMemoryContext, "cdp statement",
+									  ALLOCSET_SMALL_SIZES);
+	rejected.cxt = AllocSetContextCreate(TopMemoryContext, "cdp rows to purge",
+										 ALLOCSET_DEFAULT_SIZES);
+	to_claim.cxt = AllocSetContextCreate(TopMemoryContext, "cdp rows to claim",
+										 ALLOCSET_DEFAULT_SIZES);
+	duplicates.cxt = AllocSetContextCreate(TopMemoryContext, "cdp retried rows",
+										   ALLOCSET_DEFAULT_SIZES);
+	to_stitch.cxt = AllocSetContextCreate(TopMemoryContext, "cdp rows to stitch",
+										  ALLOCSET_DEFAULT_SIZES);
 	RegisterXactCallback(batch_xact_callback, NULL);
 	RegisterSubXactCallback(batch_subxact_callback, NULL);
 }
 
-/* Appends a row to a list (in the batch context). */
-static void
-list_push(RowList *l, int64 event_id, const Event *ev, bool keep_message)
+/*
+ * Appends a row of the current nest level to a list (in its memory),
+ * keeping its message id or identifiers as asked.
+ */
+static Row *
+list_push(RowList *l, int64 event_id, const Event *ev, int keep)
 {
+	MemoryContext old;
 	Row		   *r;
 
 	batch_setup();
+	old = MemoryContextSwitchTo(l->cxt);
 	if (l->n == l->max)
 	{
-		int			newmax = l->max == 0 ? 64 : l->max * 2;
-
-		l->rows = l->rows == NULL
-			? MemoryContextAlloc(batch_cxt, sizeof(Row) * newmax)
-			: repalloc(l->rows, sizeof(Row) * newmax);
-		l->max = newmax;
+		l->max = l->max == 0 ? 64 : l->max * 2;
+		l->rows = l->rows == NULL ? palloc(sizeof(Row) * l->max)
+			: repalloc(l->rows, sizeof(Row) * l->max);
 	}
 	r = &l->rows[l->n++];
 	r->event_id = event_id;
 	r->has_occurred_at = ev->has_occurred_at;
 	r->occurred_at = ev->occurred_at;
-	r->message_id = NULL;
-	r->identifiers = NULL;
-	if (keep_message)
-	{
-		MemoryContext old = MemoryContextSwitchTo(batch_cxt);
-
-		r->message_id = text_to_cstring(ev->message_id);
-		r->identifiers = (Jsonb *) PG_DETOAST_DATUM_COPY(JsonbPGetDatum(ev->identifiers));
-		MemoryContextSwitchTo(old);
-	}
+	r->message_id = (keep & KEEP_MESSAGE_ID) ? text_to_cstring(ev->message_id) : NULL;
+	r->identifiers = (keep & KEEP_IDENTIFIERS)
+		? (Jsonb *) PG_DETOAST_DATUM_COPY(JsonbPGetDatum(ev->identifiers)) : NULL;
 	r->nest_level = GetCurrentTransactionNestLevel();
+	MemoryContextSwitchTo(old);
+	return r;
 }
 
 /* Index of the first row of the current level or deeper (this statement). */
@@ -177,7 +204,7 @@ list_statement_start(const RowList *l)
 void
 cdp_batch_reject(int64 event_id, const Event *ev)
 {
-	list_push(&rejected, event_id, ev, false);
+	(void) list_push(&rejected, event_id, ev, 0);
 }
 
 /* Notes a stored row of an unregistered type, for the warning. */
@@ -198,6 +225,50 @@ note_unknown_type(text *type)
 
 static void claim_messages(void);
 
+/* Stitches the stored rows kept, in event id order, and forgets them. */
+static void
+stitch_rows(void)
+{
+	int			n = to_stitch.n;
+	int64	   *ids;
+	TimestampTz *times;
+	Jsonb	  **docs;
+	int			i;
+
+	if (n == 0)
+		return;
+	qsort(to_stitch.rows, n, sizeof(Row), cdp_compare_int64);	/* by event_id */
+	ids = palloc(sizeof(int64) * n);
+	times = palloc(sizeof(TimestampTz) * n);
+	docs = palloc(sizeof(Jsonb *) * n);
+	for (i = 0; i < n; i++)
+	{
+		ids[i] = to_stitch.rows[i].event_id;
+		times[i] = to_stitch.rows[i].occurred_at;
+		docs[i] = to_stitch.rows[i].identifiers;
+	}
+	to_stitch.n = 0;			/* taken, even if stitching fails */
+	cdp_stitch_events(n, ids, times, docs);
+	list_forget(&to_stitch);
+	pfree(ids);
+	pfree(times);
+	pfree(docs);
+}
+
+/*
+ * Keeps a stored row for stitching (when on) at nest level; stitches every
+ * STITCH_BATCH rows.
+ */
+static void
+keep_for_stitching(int64 event_id, const Event *ev, int nest_level)
+{
+	if (!cdp_stitch_on_ingest)
+		return;
+	list_push(&to_stitch, event_id, ev, KEEP_IDENTIFIERS)->nest_level = nest_level;
+	if (to_stitch.n >= STITCH_BATCH)
+		stitch_rows();
+}
+
 /*
  * Takes a row the row check accepted: one with a message id waits for its
  * claim, the others go to stitching (when on).
@@ -207,12 +278,12 @@ cdp_batch_accept(int64 event_id, const Event *ev)
 {
 	if (ev->message_id != NULL)
 	{
-		list_push(&to_claim, event_id, ev, true);
+		(void) list_push(&to_claim, event_id, ev, KEEP_MESSAGE_ID | KEEP_IDENTIFIERS);
 		if (to_claim.n >= CLAIM_BATCH)
 			claim_messages();
 	}
-	else if (cdp_stitch_on_ingest)
-		cdp_stitch_remember(event_id, ev->occurred_at, ev->identifiers);
+	else
+		keep_for_stitching(event_id, ev, GetCurrentTransactionNestLevel());
 	if (cdp_unknown_event_types == CDP_UNKNOWN_TYPES_WARN && !cdp_event_type_known(ev->type))
 	{
 		note_unknown_type(ev->type);
@@ -293,22 +364,17 @@ claim_messages(void)
 	for (i = 0; i < n; i++)
 	{
 		Row		   *r = &to_claim.rows[i];
+		Event		ev = {0};
 
+		ev.has_occurred_at = r->has_occurred_at;
+		ev.occurred_at = r->occurred_at;
+		ev.identifiers = r->identifiers;
 		if (bsearch(&r->event_id, won, n_won, sizeof(int64), cdp_compare_int64) != NULL)
-		{
-			if (cdp_stitch_on_ingest)
-				cdp_stitch_remember(r->event_id, r->occurred_at, r->identifiers);
-		}
+			keep_for_stitching(r->event_id, &ev, r->nest_level);
 		else
-		{
-			Event		ev = {0};
-
-			ev.has_occurred_at = r->has_occurred_at;
-			ev.occurred_at = r->occurred_at;
-			list_push(&duplicates, r->event_id, &ev, false);
-			duplicates.rows[duplicates.n - 1].nest_level = r->nest_level;
-		}
+			list_push(&duplicates, r->event_id, &ev, 0)->nest_level = r->nest_level;
 	}
+	list_forget(&to_claim);
 	pfree(ids);
 	pfree(msgs);
 	pfree(times);
@@ -343,6 +409,8 @@ delete_rows(RowList *l, int start, bool returning)
 			times[n_times++] = TimestampTzGetDatum(r->occurred_at);
 	}
 	l->n = start;
+	if (start == 0)
+		list_forget(l);
 	values[0] = PointerGetDatum(construct_array(ids, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 	values[1] = Int64GetDatum(min_id);
 	values[2] = Int64GetDatum(max_id);
@@ -422,11 +490,11 @@ purge_duplicates(void)
 		ev.amount = returned(t, desc, 6);
 		ev.source = returned(t, desc, 7);
 		ev.message_id = returned(t, desc, 8);
-		fail(&p, CDP_DUPLICATE_MESSAGE_ID,
+		cdp_fail(&p, CDP_DUPLICATE_MESSAGE_ID,
 			 "A retried load is not stored twice; the original event keeps its id.",
 			 "message_id \"%s\" was already stored as event " INT64_FORMAT,
-			 shown(VARDATA_ANY(ev.message_id), VARSIZE_ANY_EXHDR(ev.message_id)), original);
-		quarantine(&p, ev.source, event_to_jsonb(&ev));
+			 cdp_shown(VARDATA_ANY(ev.message_id), VARSIZE_ANY_EXHDR(ev.message_id)), original);
+		cdp_quarantine(&p, ev.source, cdp_event_to_jsonb(&ev));
 	}
 	SPI_finish();
 	ereport(NOTICE,
@@ -523,6 +591,6 @@ cdp_batch_end(void)
 	retries = purge_duplicates();
 	report_loader_rows(retries);
 	warn_unknown_types();
-	cdp_stitch_pending();
+	stitch_rows();
 	return retries;
 }

@@ -4,7 +4,7 @@
  *	  row check of cdp.events (COPY, INSERT), cdp.track and cdp.check_event.
  *	  The text entry points (loader view, cdp.ingest) are in ingest.c.
  *
- * Every path into cdp.events goes through check_event(), so one set of rules
+ * Every path into cdp.events goes through cdp_event_check(), so one set of rules
  * (src/core/event_rules.c) decides what is accepted.  cdp.track raises an
  * error.  COPY and INSERT divert a bad row to cdp.rejected_events with its
  * raw form and the reason: the CHECK constraint events_accept calls
@@ -170,7 +170,7 @@ cdp_event_type_known(text *type)
 
 /* Sets *p to a problem with a formatted message; returns false for chaining. */
 bool
-fail(Problem *p, CdpProblem code, const char *hint, const char *fmt,...)
+cdp_fail(Problem *p, CdpProblem code, const char *hint, const char *fmt,...)
 {
 	StringInfoData buf;
 
@@ -195,7 +195,7 @@ fail(Problem *p, CdpProblem code, const char *hint, const char *fmt,...)
 
 /* A value for a message: at most 80 bytes (whole characters), then "...". */
 char *
-shown(const char *s, int len)
+cdp_shown(const char *s, int len)
 {
 	int			cut;
 
@@ -209,12 +209,12 @@ shown(const char *s, int len)
 static char *
 shown_text(text *t)
 {
-	return shown(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
+	return cdp_shown(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
 }
 
 /* A JSON value's type name, for messages. */
 const char *
-jbv_kind(const JsonbValue *v)
+cdp_jbv_kind(const JsonbValue *v)
 {
 	switch (v->type)
 	{
@@ -235,14 +235,14 @@ jbv_kind(const JsonbValue *v)
 
 /* Name of the JSON type of a document, for messages. */
 const char *
-json_kind(Jsonb *jb)
+cdp_json_kind(Jsonb *jb)
 {
 	JsonbValue	v;
 
 	if (JB_ROOT_IS_SCALAR(jb))
 	{
 		JsonbExtractScalar(&jb->root, &v);
-		return jbv_kind(&v);
+		return cdp_jbv_kind(&v);
 	}
 	return JB_ROOT_IS_ARRAY(jb) ? "an array" : "an object";
 }
@@ -253,7 +253,7 @@ shown_numeric(Numeric n)
 {
 	char	   *s = DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(n)));
 
-	return shown(s, strlen(s));
+	return cdp_shown(s, strlen(s));
 }
 
 /* Whether |amount| <= cdp.max_amount (amount finite). */
@@ -292,12 +292,12 @@ check_identifiers(Jsonb *ids, Problem *p)
 	int			count = JB_ROOT_COUNT(ids);
 
 	if (!JB_ROOT_IS_OBJECT(ids))
-		return fail(p, CDP_INVALID_IDENTIFIERS, hint,
-					"identifiers must be a JSON object, not %s", json_kind(ids));
+		return cdp_fail(p, CDP_INVALID_IDENTIFIERS, hint,
+					"identifiers must be a JSON object, not %s", cdp_json_kind(ids));
 	if (count == 0)
-		return fail(p, CDP_INVALID_IDENTIFIERS, hint, "identifiers must not be empty");
+		return cdp_fail(p, CDP_INVALID_IDENTIFIERS, hint, "identifiers must not be empty");
 	if (count > CDP_MAX_IDENTIFIERS)
-		return fail(p, CDP_INVALID_IDENTIFIERS, NULL,
+		return cdp_fail(p, CDP_INVALID_IDENTIFIERS, NULL,
 					"an event may carry at most %d identifiers, not %d", CDP_MAX_IDENTIFIERS, count);
 
 	it = JsonbIteratorInit(&ids->root);
@@ -306,45 +306,45 @@ check_identifiers(Jsonb *ids, Problem *p)
 		if (tok != WJB_KEY)
 			continue;
 		if (cdp_check_identifier_kind(key.val.string.val, key.val.string.len, &why) != CDP_OK)
-			return fail(p, CDP_INVALID_IDENTIFIER_KIND,
+			return cdp_fail(p, CDP_INVALID_IDENTIFIER_KIND,
 						"Identifier kinds are lower-case words such as email, phone, cookie, device_id, loyalty_card, customer_id.",
 						"invalid identifier kind \"%s\": it %s",
-						shown(key.val.string.val, key.val.string.len), why);
+						cdp_shown(key.val.string.val, key.val.string.len), why);
 		tok = JsonbIteratorNext(&it, &val, true);
 		Assert(tok == WJB_VALUE);
 		if (val.type != jbvString)
-			return fail(p, CDP_INVALID_IDENTIFIER_VALUE, hint,
+			return cdp_fail(p, CDP_INVALID_IDENTIFIER_VALUE, hint,
 						"identifier \"%s\" must be a string",
-						shown(key.val.string.val, key.val.string.len));
+						cdp_shown(key.val.string.val, key.val.string.len));
 		if (cdp_check_identifier_value(val.val.string.val, val.val.string.len, &why) != CDP_OK)
-			return fail(p, CDP_INVALID_IDENTIFIER_VALUE, NULL,
+			return cdp_fail(p, CDP_INVALID_IDENTIFIER_VALUE, NULL,
 						"invalid value \"%s\" for identifier \"%s\": it %s",
-						shown(val.val.string.val, val.val.string.len),
-						shown(key.val.string.val, key.val.string.len), why);
+						cdp_shown(val.val.string.val, val.val.string.len),
+						cdp_shown(key.val.string.val, key.val.string.len), why);
 	}
 	return true;
 }
 
 /* Applies every rule to an event; on failure fills *p and returns false. */
 bool
-check_event(const Event *ev, Problem *p)
+cdp_event_check(const Event *ev, Problem *p)
 {
 	const char *why;
 
 	if (!ev->has_occurred_at)
-		return fail(p, CDP_MISSING_OCCURRED_AT, "Every event needs the time it happened.",
+		return cdp_fail(p, CDP_MISSING_OCCURRED_AT, "Every event needs the time it happened.",
 					"occurred_at is missing");
 	switch (cdp_check_occurred_at(ev->occurred_at, GetCurrentTransactionStartTimestamp(),
 								  (int64) cdp_max_clock_skew * USECS_PER_SEC,
 								  UNIX_EPOCH_TIMESTAMPTZ))
 	{
 		case CDP_FUTURE_OCCURRED_AT:
-			return fail(p, CDP_FUTURE_OCCURRED_AT,
+			return cdp_fail(p, CDP_FUTURE_OCCURRED_AT,
 						"Check the clock and time zone of the source, or raise cdp.max_clock_skew.",
 						"occurred_at %s is in the future, more than cdp.max_clock_skew (%d s) after it was received",
 						timestamptz_to_str(ev->occurred_at), cdp_max_clock_skew);
 		case CDP_ANCIENT_OCCURRED_AT:
-			return fail(p, CDP_ANCIENT_OCCURRED_AT,
+			return cdp_fail(p, CDP_ANCIENT_OCCURRED_AT,
 						"A missing or zero time in the source often shows up as 1970-01-01.",
 						"occurred_at %s is not after 1970-01-01 00:00:00 UTC",
 						timestamptz_to_str(ev->occurred_at));
@@ -355,53 +355,53 @@ check_event(const Event *ev, Problem *p)
 	if (ev->channel == NULL)
 	{
 		load_registry(&channels);
-		return fail(p, CDP_MISSING_CHANNEL, psprintf("Known channels: %s.", channels.list),
+		return cdp_fail(p, CDP_MISSING_CHANNEL, psprintf("Known channels: %s.", channels.list),
 					"channel is missing");
 	}
 	if (!registry_has(&channels, ev->channel))
-		return fail(p, CDP_UNKNOWN_CHANNEL,
+		return cdp_fail(p, CDP_UNKNOWN_CHANNEL,
 					psprintf("Known channels: %s. Register new ones in cdp.channels.", channels.list),
 					"unknown channel \"%s\"", shown_text(ev->channel));
 
 	if (ev->type == NULL)
-		return fail(p, CDP_MISSING_TYPE, "Standard types are listed in cdp.event_types.",
+		return cdp_fail(p, CDP_MISSING_TYPE, "Standard types are listed in cdp.event_types.",
 					"type is missing");
 	if (cdp_check_type(VARDATA_ANY(ev->type), VARSIZE_ANY_EXHDR(ev->type), &why) != CDP_OK)
-		return fail(p, CDP_INVALID_TYPE, "Standard types are listed in cdp.event_types.",
+		return cdp_fail(p, CDP_INVALID_TYPE, "Standard types are listed in cdp.event_types.",
 					"invalid type \"%s\": it %s", shown_text(ev->type), why);
 	if (cdp_unknown_event_types == CDP_UNKNOWN_TYPES_QUARANTINE && !cdp_event_type_known(ev->type))
-		return fail(p, CDP_UNKNOWN_TYPE,
+		return cdp_fail(p, CDP_UNKNOWN_TYPE,
 					"Register the type in cdp.event_types, or correct the source (cdp.unknown_event_types is quarantine).",
 					"unknown type \"%s\"", shown_text(ev->type));
 
 	if (ev->identifiers == NULL)
-		return fail(p, CDP_MISSING_IDENTIFIERS,
+		return cdp_fail(p, CDP_MISSING_IDENTIFIERS,
 					"Every event needs at least one identifier, such as {\"cookie\": \"c-81f\"}.",
 					"identifiers are missing");
 	if (!check_identifiers(ev->identifiers, p))
 		return false;
 
 	if (ev->properties != NULL && !JB_ROOT_IS_OBJECT(ev->properties))
-		return fail(p, CDP_INVALID_PROPERTIES, "Use {} for an event without properties.",
-					"properties must be a JSON object, not %s", json_kind(ev->properties));
+		return cdp_fail(p, CDP_INVALID_PROPERTIES, "Use {} for an event without properties.",
+					"properties must be a JSON object, not %s", cdp_json_kind(ev->properties));
 
 	if (ev->amount != NULL && (numeric_is_nan(ev->amount) || numeric_is_inf(ev->amount)))
-		return fail(p, CDP_INVALID_AMOUNT, "An amount is a finite number of money, such as 19.99.",
+		return cdp_fail(p, CDP_INVALID_AMOUNT, "An amount is a finite number of money, such as 19.99.",
 					"invalid amount \"%s\": it is not a finite number",
 					DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(ev->amount))));
 	if (ev->amount != NULL && !amount_in_range(ev->amount))
-		return fail(p, CDP_AMOUNT_OUT_OF_RANGE,
+		return cdp_fail(p, CDP_AMOUNT_OUT_OF_RANGE,
 					"An amount is the value of one purchase or refund; raise cdp.max_amount if this one is real.",
 					"amount %s is out of range: its absolute value exceeds cdp.max_amount (%g)",
 					shown_numeric(ev->amount), cdp_max_amount);
 
 	if (ev->source != NULL &&
 		cdp_check_source(VARDATA_ANY(ev->source), VARSIZE_ANY_EXHDR(ev->source), &why) != CDP_OK)
-		return fail(p, CDP_INVALID_SOURCE, NULL,
+		return cdp_fail(p, CDP_INVALID_SOURCE, NULL,
 					"invalid source \"%s\": it %s", shown_text(ev->source), why);
 	if (ev->message_id != NULL &&
 		cdp_check_message_id(VARDATA_ANY(ev->message_id), VARSIZE_ANY_EXHDR(ev->message_id), &why) != CDP_OK)
-		return fail(p, CDP_INVALID_MESSAGE_ID,
+		return cdp_fail(p, CDP_INVALID_MESSAGE_ID,
 					"A message id is the sender's key of the event (1 to 255 characters), the same on every retry.",
 					"invalid message_id \"%s\": it %s", shown_text(ev->message_id), why);
 	return true;
@@ -454,7 +454,7 @@ push_key(JsonbParseState **st, const char *key)
 
 /* Adds key: string (or null) to an object being built. */
 void
-push_string(JsonbParseState **st, const char *key, const char *val, int len)
+cdp_push_string(JsonbParseState **st, const char *key, const char *val, int len)
 {
 	JsonbValue	v;
 
@@ -475,9 +475,9 @@ static void
 push_text(JsonbParseState **st, const char *key, text *t)
 {
 	if (t == NULL)
-		push_string(st, key, NULL, 0);
+		cdp_push_string(st, key, NULL, 0);
 	else
-		push_string(st, key, VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
+		cdp_push_string(st, key, VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
 }
 
 /* Adds key: a JSON document (or null). */
@@ -488,7 +488,7 @@ push_jsonb(JsonbParseState **st, const char *key, Jsonb *jb)
 
 	if (jb == NULL)
 	{
-		push_string(st, key, NULL, 0);
+		cdp_push_string(st, key, NULL, 0);
 		return;
 	}
 	push_key(st, key);
@@ -505,7 +505,7 @@ push_jsonb(JsonbParseState **st, const char *key, Jsonb *jb)
 
 /* The typed event as a JSON object, for rows refused by the row check. */
 Jsonb *
-event_to_jsonb(const Event *ev)
+cdp_event_to_jsonb(const Event *ev)
 {
 	JsonbParseState *st = NULL;
 	JsonbValue	v;
@@ -513,7 +513,7 @@ event_to_jsonb(const Event *ev)
 	char	   *ts = ev->has_occurred_at ? pstrdup(timestamptz_to_str(ev->occurred_at)) : NULL;
 
 	pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
-	push_string(&st, "occurred_at", ts, ts ? strlen(ts) : 0);
+	cdp_push_string(&st, "occurred_at", ts, ts ? strlen(ts) : 0);
 	push_text(&st, "channel", ev->channel);
 	push_text(&st, "type", ev->type);
 	push_jsonb(&st, "identifiers", ev->identifiers);
@@ -523,7 +523,7 @@ event_to_jsonb(const Event *ev)
 		/* JSON has no NaN nor infinity: keep their text */
 		char	   *s = ev->amount ? DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(ev->amount))) : NULL;
 
-		push_string(&st, "amount", s, s ? strlen(s) : 0);
+		cdp_push_string(&st, "amount", s, s ? strlen(s) : 0);
 	}
 	else
 	{
@@ -561,7 +561,7 @@ truncated_raw(Jsonb *raw)
 	v.type = jbvNumeric;
 	v.val.numeric = int64_to_numeric(len);
 	pushJsonbValue(&st, WJB_VALUE, &v);
-	push_string(&st, "head", text, cut);
+	cdp_push_string(&st, "head", text, cut);
 	return JsonbValueToJsonb(pushJsonbValue(&st, WJB_END_OBJECT, NULL));
 }
 
@@ -570,14 +570,13 @@ truncated_raw(Jsonb *raw)
  * CDP_QUARANTINE_MAX_RAW bytes keeps only its head.
  */
 void
-quarantine(const Problem *p, text *source, Jsonb *raw)
+cdp_quarantine(const Problem *p, text *source, Jsonb *raw)
 {
 	Datum		values[4];
 	char		nulls[4] = {' ', ' ', ' ', ' '};
 	int			ret;
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	cdp_spi_connect();
 	if (reject_plan == NULL)
 	{
 		Oid			types[4] = {TEXTOID, TEXTOID, TEXTOID, JSONBOID};
@@ -602,7 +601,7 @@ quarantine(const Problem *p, text *source, Jsonb *raw)
 
 /* Inserts a checked event into cdp.events and returns its event_id. */
 int64
-insert_event(const Event *ev)
+cdp_insert_event(const Event *ev)
 {
 	Datum		values[N_FIELDS];
 	char		nulls[N_FIELDS];
@@ -610,8 +609,7 @@ insert_event(const Event *ev)
 	int64		id;
 	bool		isnull;
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	cdp_spi_connect();
 	if (insert_plan == NULL)
 	{
 		Oid			types[N_FIELDS] = {TIMESTAMPTZOID, TEXTOID, TEXTOID, JSONBOID, JSONBOID, NUMERICOID, TEXTOID, TEXTOID};
@@ -668,7 +666,7 @@ args_to_event(FunctionCallInfo fcinfo, int first, Event *ev)
 
 /* Checks that a function runs as the kind of trigger it was written for. */
 TriggerData *
-trigger_data(FunctionCallInfo fcinfo, const char *fname, TriggerEvent timing, bool for_row)
+cdp_trigger_data(FunctionCallInfo fcinfo, const char *fname, TriggerEvent timing, bool for_row)
 {
 	TriggerData *td = (TriggerData *) fcinfo->context;
 
@@ -770,9 +768,9 @@ cdp_accept_event(PG_FUNCTION_ARGS)
 				 errdetail("cdp assigns event ids; a supplied one could repeat a stored event's."),
 				 errhint("Leave event_id out of the column list. To make retries safe, give each event a message_id.")));
 	args_to_event(fcinfo, 1, &ev);
-	if (!check_event(&ev, &p))
+	if (!cdp_event_check(&ev, &p))
 	{
-		quarantine(&p, ev.source, event_to_jsonb(&ev));
+		cdp_quarantine(&p, ev.source, cdp_event_to_jsonb(&ev));
 		cdp_batch_reject(event_id, &ev);
 	}
 	else
@@ -829,7 +827,7 @@ cdp_move_default_events(PG_FUNCTION_ARGS)
 Datum
 cdp_events_after_insert(PG_FUNCTION_ARGS)
 {
-	(void) trigger_data(fcinfo, "cdp.events_after_insert()", TRIGGER_EVENT_AFTER, false);
+	(void) cdp_trigger_data(fcinfo, "cdp.events_after_insert()", TRIGGER_EVENT_AFTER, false);
 	cdp_batch_end();
 	return PointerGetDatum(NULL);
 }
@@ -886,13 +884,13 @@ cdp_track(PG_FUNCTION_ARGS)
 	volatile int64 id = 0;
 
 	args_to_event(fcinfo, 0, &ev);
-	if (!check_event(&ev, &p))
+	if (!cdp_event_check(&ev, &p))
 		raise_problem(&p);
 	/* the statement's end runs here, after the insert */
 	cdp_batch_defer();
 	PG_TRY();
 	{
-		id = insert_event(&ev);
+		id = cdp_insert_event(&ev);
 	}
 	PG_FINALLY();
 	{
@@ -918,7 +916,7 @@ cdp_check_event(PG_FUNCTION_ARGS)
 	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
 	args_to_event(fcinfo, 0, &ev);
-	if (!check_event(&ev, &p))
+	if (!cdp_event_check(&ev, &p))
 	{
 		values[0] = CStringGetTextDatum(cdp_problem_code(p.code));
 		values[1] = CStringGetTextDatum(p.message);

@@ -44,18 +44,18 @@ typedef struct Problem
 #define N_FIELDS 8
 extern const char *const cdp_field_names[N_FIELDS];
 
-extern bool fail(Problem *p, CdpProblem code, const char *hint, const char *fmt,...) pg_attribute_printf(4, 5);
-extern char *shown(const char *s, int len);
-extern const char *jbv_kind(const JsonbValue *v);
-extern const char *json_kind(Jsonb *jb);
-extern bool check_event(const Event *ev, Problem *p);
-extern void quarantine(const Problem *p, text *source, Jsonb *raw);
-extern Jsonb *event_to_jsonb(const Event *ev);
-extern int64 insert_event(const Event *ev);
+extern bool cdp_fail(Problem *p, CdpProblem code, const char *hint, const char *fmt,...) pg_attribute_printf(4, 5);
+extern char *cdp_shown(const char *s, int len);
+extern const char *cdp_jbv_kind(const JsonbValue *v);
+extern const char *cdp_json_kind(Jsonb *jb);
+extern bool cdp_event_check(const Event *ev, Problem *p);
+extern void cdp_quarantine(const Problem *p, text *source, Jsonb *raw);
+extern Jsonb *cdp_event_to_jsonb(const Event *ev);
+extern int64 cdp_insert_event(const Event *ev);
 extern bool cdp_event_type_known(text *type);
-extern void push_string(JsonbParseState **st, const char *key, const char *val, int len);
-extern TriggerData *trigger_data(FunctionCallInfo fcinfo, const char *fname,
-								 TriggerEvent timing, bool for_row);
+extern void cdp_push_string(JsonbParseState **st, const char *key, const char *val, int len);
+extern TriggerData *cdp_trigger_data(FunctionCallInfo fcinfo, const char *fname,
+									 TriggerEvent timing, bool for_row);
 
 /* What a loading statement leaves for its end (event_batch.c). */
 extern void cdp_batch_reject(int64 event_id, const Event *ev);

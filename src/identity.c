@@ -3,15 +3,17 @@
  *	  Glue of identity resolution: the rules and blocklist caches, identifier
  *	  normalization, the SQL normalizers and cdp.resolve.
  *
- * How identities are made (stitch.c, rebuild.c): stitching runs the greedy algorithm of src/core/idgraph.c on the events of
- * a batch in event_id order, over a small graph loaded from the stored one:
- * the identifiers the batch carries and, for those already known, their
- * profiles with their counts per kind.  It then writes what changed: new
- * identifiers and profiles, merged profiles (forwarding pointers and the
- * identifiers they held), links, the merge journal, conflicts, refused
- * identifiers and each event's anchor (stitch.c).  The rebuild (rebuild.c)
- * replays the stored links with the same graph algorithm, so both make the
- * same decisions.
+ * How identities are made (stitch.c, rebuild.c): stitching runs the greedy
+ * algorithm of src/core/idgraph.c on the events of a batch in event_id
+ * order, over a small graph loaded from the stored one: the identifiers the
+ * batch carries and, for those already known, their profiles with their
+ * counts per kind.  The rebuild (rebuild.c) replays the stored links with
+ * the same graph algorithm, so both make the same decisions.  Both hand
+ * what changed (new identifiers and profiles, merged profiles, moves,
+ * links, the merge journal, conflicts, refused identifiers, each event's
+ * anchor) to the identity store (identity_store.c), the one writer of the
+ * graph.  Both build their graph with cdp_identity_graph, under the rules
+ * cached here.
  *
  * Locking: stitching takes one transaction-level advisory lock, so
  * concurrent loaders stitch one after the other (their COPY work still runs
@@ -21,7 +23,7 @@
  * invalidations that the statement triggers on their tables send.
  */
 #include "cdp.h"
-#include "events.h"
+#include "event_rules.h"
 #include "identity.h"
 #include "idgraph.h"
 #include "normalize.h"
@@ -110,8 +112,7 @@ load_config(void)
 	config_valid = true;		/* an invalidation while reading clears it */
 	PG_TRY();
 	{
-		if (SPI_connect() != SPI_OK_CONNECT)
-			elog(ERROR, "SPI_connect failed");
+		cdp_spi_connect();
 		ret = SPI_execute("SELECT kind, priority, max_per_profile, normalizer, merges "
 						  "FROM cdp.identity_rules ORDER BY kind COLLATE \"C\"", true, 0);
 		if (ret != SPI_OK_SELECT)
@@ -186,8 +187,7 @@ cdp_identity_has_unmerges(void)
 
 		overrides_relid = get_relname_relid("identity_overrides", get_namespace_oid("cdp", false));
 		unmerges_valid = true;	/* an invalidation while reading clears it */
-		if (SPI_connect() != SPI_OK_CONNECT)
-			elog(ERROR, "SPI_connect failed");
+		cdp_spi_connect();
 		ret = SPI_execute("SELECT EXISTS (SELECT FROM cdp.identity_overrides "
 						  "WHERE action = 'unmerge' AND lifted_at IS NULL)", true, 1);
 		if (ret != SPI_OK_SELECT || SPI_processed != 1)
@@ -212,6 +212,42 @@ cdp_identity_rules(int *n)
 	load_config();
 	*n = n_rules;
 	return rules;
+}
+
+/* Frees a graph when its memory context goes (a reset callback). */
+static void
+free_graph(void *arg)
+{
+	cdp_idgraph_free((CdpIdGraph *) arg);
+}
+
+/*
+ * An empty graph under the current rules, freed with the current memory
+ * context (also when an error unwinds it).
+ */
+CdpIdGraph *
+cdp_identity_graph(CdpNewLabel new_label, void *arg)
+{
+	int			n;
+	const CdpRule *r = cdp_identity_rules(&n);
+	int		   *limits = palloc(sizeof(int) * (n > 0 ? n : 1));
+	unsigned char *merges = palloc(n > 0 ? n : 1);
+	MemoryContextCallback *cb = palloc(sizeof(MemoryContextCallback));
+	CdpIdGraph *g;
+	int			k;
+
+	for (k = 0; k < n; k++)
+	{
+		limits[k] = r[k].limit;
+		merges[k] = r[k].merges;
+	}
+	g = cdp_idgraph_create(n, limits, merges, new_label, arg);
+	if (g == NULL)
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+	cb->func = free_graph;
+	cb->arg = g;
+	MemoryContextRegisterResetCallback(CurrentMemoryContext, cb);
+	return g;
 }
 
 /* Index of the rule of a kind, or -1. */
@@ -423,8 +459,7 @@ cdp_resolve(PG_FUNCTION_ARGS)
 	if (value == NULL)
 		PG_RETURN_NULL();
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	cdp_spi_connect();
 	args[0] = CStringGetTextDatum(rules[r].kind);
 	args[1] = CStringGetTextDatum(value);
 	if (SPI_execute_with_args("SELECT profile_id FROM cdp.identifiers WHERE kind = $1 AND value = $2",

@@ -8,6 +8,7 @@
 #define CDP_IDENTITY_H
 
 #include "cdp.h"
+#include "idgraph.h"
 
 #include "utils/jsonb.h"
 #include "utils/timestamp.h"
@@ -46,13 +47,12 @@ extern int	cdp_identity_find_rule(const char *kind, int len);
 /* Normalized value of an identifier under its rule, or NULL with *why. */
 extern char *cdp_identity_normalize(int rule_index, const char *raw, int len, const char **why);
 
-/* Remembers a stored event for stitching at the end of its statement. */
-extern void cdp_stitch_remember(int64 event_id, TimestampTz occurred_at, Jsonb *identifiers);
+/* An empty graph under the current rules, freed with the memory context. */
+extern CdpIdGraph *cdp_identity_graph(CdpNewLabel new_label, void *arg);
 
-/* Stitches the remembered events of this statement. */
-extern void cdp_stitch_pending(void);
-
-/* Array datums for SQL parameters: bigint[] or timestamptz[]; text[]. */
+/* Stitches events given in event_id order (stitch.c). */
+extern void cdp_stitch_events(int n, const int64 *event_ids, const TimestampTz *occurred,
+							  Jsonb *const *identifiers);
 
 /* qsort comparator of int64 values. */
 extern int	cdp_compare_int64(const void *a, const void *b);

@@ -81,8 +81,8 @@ convert_inputs(TextInput *in, int n, Problem *p)
 		/* times must be ISO 8601: 01/06/2025 must not depend on DateStyle */
 		if (in[i].type == TIMESTAMPTZOID &&
 			cdp_check_iso_date(in[i].text, strlen(in[i].text), &why) != CDP_OK)
-			return fail(p, in[i].problem, in[i].hint, "invalid %s \"%s\": it %s", in[i].field,
-						shown(in[i].text, strlen(in[i].text)), why);
+			return cdp_fail(p, in[i].problem, in[i].hint, "invalid %s \"%s\": it %s", in[i].field,
+						cdp_shown(in[i].text, strlen(in[i].text)), why);
 	}
 	if (!any)
 		return true;
@@ -116,8 +116,8 @@ convert_inputs(TextInput *in, int n, Problem *p)
 		if (current < 0)
 			ReThrowError(edata);
 		bad = &in[current];
-		return fail(p, bad->problem, bad->hint, "invalid %s \"%s\": %s%s%s", bad->field,
-					shown(bad->text, strlen(bad->text)), edata->message,
+		return cdp_fail(p, bad->problem, bad->hint, "invalid %s \"%s\": %s%s%s", bad->field,
+					cdp_shown(bad->text, strlen(bad->text)), edata->message,
 					edata->detail ? ": " : "", edata->detail ? edata->detail : "");
 	}
 	PG_END_TRY();
@@ -158,7 +158,7 @@ maybe_text(const char *s)
 Datum
 cdp_event_load_row(PG_FUNCTION_ARGS)
 {
-	TriggerData *td = trigger_data(fcinfo, "cdp.event_load_row()", TRIGGER_EVENT_INSTEAD, true);
+	TriggerData *td = cdp_trigger_data(fcinfo, "cdp.event_load_row()", TRIGGER_EVENT_INSTEAD, true);
 	TupleDesc	desc = RelationGetDescr(td->tg_relation);
 	HeapTuple	tuple = td->tg_trigtuple;
 	char	   *raw[N_FIELDS];
@@ -191,7 +191,7 @@ cdp_event_load_row(PG_FUNCTION_ARGS)
 		ev.identifiers = raw[3] ? DatumGetJsonbP(in[1].result) : NULL;
 		ev.properties = raw[4] ? DatumGetJsonbP(in[2].result) : NULL;
 		ev.amount = raw[5] ? DatumGetNumeric(in[3].result) : NULL;
-		ok = check_event(&ev, &p);
+		ok = cdp_event_check(&ev, &p);
 	}
 	if (ok)
 	{
@@ -199,7 +199,7 @@ cdp_event_load_row(PG_FUNCTION_ARGS)
 		cdp_batch_defer();
 		PG_TRY();
 		{
-			(void) insert_event(&ev);
+			(void) cdp_insert_event(&ev);
 		}
 		PG_FINALLY();
 		{
@@ -215,8 +215,8 @@ cdp_event_load_row(PG_FUNCTION_ARGS)
 
 		pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
 		for (i = 0; i < N_FIELDS - 1; i++)
-			push_string(&st, cdp_field_names[i], raw[i], raw[i] ? strlen(raw[i]) : 0);
-		quarantine(&p, ev.source, JsonbValueToJsonb(pushJsonbValue(&st, WJB_END_OBJECT, NULL)));
+			cdp_push_string(&st, cdp_field_names[i], raw[i], raw[i] ? strlen(raw[i]) : 0);
+		cdp_quarantine(&p, ev.source, JsonbValueToJsonb(pushJsonbValue(&st, WJB_END_OBJECT, NULL)));
 	}
 	cdp_batch_count_loader_row(false);
 	return PointerGetDatum(NULL);
@@ -261,8 +261,8 @@ element_to_event(Jsonb *elem, int index, Event *ev, Problem *p)
 	char	   *amount = NULL;
 
 	if (!JB_ROOT_IS_OBJECT(elem))
-		return fail(p, CDP_INVALID_EVENT, "Each element of the array is an object such as {\"occurred_at\": ..., \"channel\": ..., ...}.",
-					"event %d of the batch is %s, not an object", index, json_kind(elem));
+		return cdp_fail(p, CDP_INVALID_EVENT, "Each element of the array is an object such as {\"occurred_at\": ..., \"channel\": ..., ...}.",
+					"event %d of the batch is %s, not an object", index, cdp_json_kind(elem));
 
 	it = JsonbIteratorInit(&elem->root);
 	while ((tok = JsonbIteratorNext(&it, &key, true)) != WJB_DONE)
@@ -276,10 +276,10 @@ element_to_event(Jsonb *elem, int index, Event *ev, Problem *p)
 				memcmp(cdp_field_names[f], key.val.string.val, key.val.string.len) == 0)
 				break;
 		if (f == N_FIELDS)
-			return fail(p, CDP_UNKNOWN_FIELD,
+			return cdp_fail(p, CDP_UNKNOWN_FIELD,
 						"Fields are occurred_at, channel, type, identifiers, properties, amount, source and message_id.",
 						"event %d of the batch has an unknown field \"%s\"", index,
-						shown(key.val.string.val, key.val.string.len));
+						cdp_shown(key.val.string.val, key.val.string.len));
 		tok = JsonbIteratorNext(&it, &val, true);
 		Assert(tok == WJB_VALUE);
 		fields[f] = palloc(sizeof(JsonbValue));
@@ -289,16 +289,16 @@ element_to_event(Jsonb *elem, int index, Event *ev, Problem *p)
 	if (fields[0] && fields[0]->type == jbvString)
 		occurred_at = pnstrdup(fields[0]->val.string.val, fields[0]->val.string.len);
 	else if (fields[0] && fields[0]->type != jbvNull)
-		return fail(p, CDP_INVALID_OCCURRED_AT, occurred_at_hint,
-					"occurred_at must be a string, not %s", jbv_kind(fields[0]));
+		return cdp_fail(p, CDP_INVALID_OCCURRED_AT, occurred_at_hint,
+					"occurred_at must be a string, not %s", cdp_jbv_kind(fields[0]));
 	if (!json_text(fields[1], &ev->channel))
-		return fail(p, CDP_UNKNOWN_CHANNEL, NULL, "channel must be a string, not %s", jbv_kind(fields[1]));
+		return cdp_fail(p, CDP_UNKNOWN_CHANNEL, NULL, "channel must be a string, not %s", cdp_jbv_kind(fields[1]));
 	if (!json_text(fields[2], &ev->type))
-		return fail(p, CDP_INVALID_TYPE, NULL, "type must be a string, not %s", jbv_kind(fields[2]));
+		return cdp_fail(p, CDP_INVALID_TYPE, NULL, "type must be a string, not %s", cdp_jbv_kind(fields[2]));
 	if (!json_text(fields[6], &ev->source))
-		return fail(p, CDP_INVALID_SOURCE, NULL, "source must be a string, not %s", jbv_kind(fields[6]));
+		return cdp_fail(p, CDP_INVALID_SOURCE, NULL, "source must be a string, not %s", cdp_jbv_kind(fields[6]));
 	if (!json_text(fields[7], &ev->message_id))
-		return fail(p, CDP_INVALID_MESSAGE_ID, NULL, "message_id must be a string, not %s", jbv_kind(fields[7]));
+		return cdp_fail(p, CDP_INVALID_MESSAGE_ID, NULL, "message_id must be a string, not %s", cdp_jbv_kind(fields[7]));
 	ev->identifiers = json_document(fields[3]);
 	ev->properties = json_document(fields[4]);
 	ev->amount = NULL;
@@ -307,7 +307,7 @@ element_to_event(Jsonb *elem, int index, Event *ev, Problem *p)
 	else if (fields[5] && fields[5]->type == jbvString)
 		amount = pnstrdup(fields[5]->val.string.val, fields[5]->val.string.len);
 	else if (fields[5] && fields[5]->type != jbvNull)
-		return fail(p, CDP_INVALID_AMOUNT, amount_hint, "amount must be a number, not %s", jbv_kind(fields[5]));
+		return cdp_fail(p, CDP_INVALID_AMOUNT, amount_hint, "amount must be a number, not %s", cdp_jbv_kind(fields[5]));
 
 	in[0] = (TextInput) {"occurred_at", occurred_at, TIMESTAMPTZOID, CDP_INVALID_OCCURRED_AT, occurred_at_hint};
 	in[1] = (TextInput) {"amount", amount, NUMERICOID, CDP_INVALID_AMOUNT, amount_hint};
@@ -317,7 +317,7 @@ element_to_event(Jsonb *elem, int index, Event *ev, Problem *p)
 	ev->occurred_at = occurred_at ? DatumGetTimestampTz(in[0].result) : 0;
 	if (amount)
 		ev->amount = DatumGetNumeric(in[1].result);
-	return check_event(ev, p);
+	return cdp_event_check(ev, p);
 }
 
 /* Stores or quarantines each element of a batch; counts both. */
@@ -348,12 +348,12 @@ ingest_elements(Jsonb *batch, int64 *accepted, int64 *rejected)
 		memset(&ev, 0, sizeof(ev));
 		if (!element_to_event(elem, index, &ev, &p))
 		{
-			quarantine(&p, ev.source, elem);
+			cdp_quarantine(&p, ev.source, elem);
 			(*rejected)++;
 		}
 		else
 		{
-			(void) insert_event(&ev);
+			(void) cdp_insert_event(&ev);
 			(*accepted)++;
 		}
 		MemoryContextSwitchTo(oldcxt);
@@ -382,7 +382,7 @@ cdp_ingest(PG_FUNCTION_ARGS)
 	if (!JB_ROOT_IS_ARRAY(batch) || JB_ROOT_IS_SCALAR(batch))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("events must be a JSON array, not %s", json_kind(batch)),
+				 errmsg("events must be a JSON array, not %s", cdp_json_kind(batch)),
 				 errhint("Pass [{\"occurred_at\": ..., \"channel\": ..., \"type\": ..., \"identifiers\": {...}}, ...].")));
 
 	cdp_batch_defer();

@@ -1509,8 +1509,7 @@ cdp_journeys(PG_FUNCTION_ARGS)
 	InitMaterializedSRF(fcinfo, 0);
 	l.store = rsinfo->setResult;
 	l.desc = rsinfo->setDesc;
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	cdp_spi_connect();
 	setup = cdp_journey_load_setup(funnel, CurrentMemoryContext);
 	cdp_journey_replay_init(&rp, setup, as_of, false, true, list_journey, NULL, &l);
 	cdp_journey_replay_read(&rp, profiles, false);

@@ -66,8 +66,7 @@ funnel_setup(FunctionCallInfo fcinfo, const char *funnel, const Setup **setup)
 
 	if (s == NULL)
 	{
-		if (SPI_connect() != SPI_OK_CONNECT)
-			elog(ERROR, "SPI_connect failed");
+		cdp_spi_connect();
 		s = cdp_journey_load_setup(NULL, fcinfo->flinfo->fn_mcxt);
 		SPI_finish();
 		fcinfo->flinfo->fn_extra = s;

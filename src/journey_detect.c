@@ -512,41 +512,26 @@ delete_previous(Detection *d, Setup *setup, Datum profiles)
 		elog(ERROR, "could not delete from cdp.journey_pending: %s", SPI_result_code_string(ret));
 }
 
-/*
- * cdp.detect_journey_breaks(as_of, full): brings cdp.journey_breaks up to
- * as_of, replaying the profiles that changed since the last run (or every
- * profile); returns what it did.
- */
-Datum
-cdp_detect_journey_breaks(PG_FUNCTION_ARGS)
+/* Where the last run stopped and where this one goes (see the header). */
+typedef struct Watermarks
 {
-	TupleDesc	desc;
-	TimestampTz as_of;
-	bool		full;
 	bool		first_run;
-	Setup	   *setup;
-	Replay		rp;
-	Detection	d;
-	Datum		profiles = (Datum) 0;
-	int64		n_revisit = -1;
-	int64		old_batch = 0,
-				old_merge = 0,
-				old_move = 0,
-				new_batch,
-				new_merge,
-				new_move;
-	HeapTuple	t;
-	TupleDesc	td;
-	bool		isnull;
-	Datum		result[5];
-	bool		rnulls[5] = {false, false, false, false, false};
-	Oid			wm_types[5] = {TIMESTAMPTZOID, INT8OID, INT8OID, INT8OID, TEXTOID};
-	Datum		wm_values[5];
-	const char *mode;
-	int			ret;
+	bool		full;			/* replay every profile */
+	int64		old_batch;
+	int64		old_merge;
+	int64		old_move;
+	int64		new_batch;
+	int64		new_merge;
+	int64		new_move;
+	Datum		funnels;		/* text: the funnel definitions now */
+} Watermarks;
 
-	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "return type must be a row type");
+/* The arguments of cdp.detect_journey_breaks, checked; returns as_of. */
+static TimestampTz
+detect_args(FunctionCallInfo fcinfo, bool *full)
+{
+	TimestampTz as_of;
+
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
@@ -558,26 +543,29 @@ cdp_detect_journey_breaks(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("as_of must be a finite time"),
 				 errhint("Pass the time up to which events count, usually now().")));
-	full = !PG_ARGISNULL(1) && PG_GETARG_BOOL(1);
-
+	*full = !PG_ARGISNULL(1) && PG_GETARG_BOOL(1);
 	if (IsolationUsesXactSnapshot())
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("cdp.detect_journey_breaks cannot run in a repeatable read or serializable transaction"),
 				 errhint("Run it in a read committed transaction: it must see what was committed while it waited for a previous run.")));
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	DirectFunctionCall2(pg_advisory_xact_lock_int4, Int32GetDatum(JOURNEY_LOCK_KEY1),
-						Int32GetDatum(JOURNEY_LOCK_KEY2));
+	return as_of;
+}
 
-	/*
-	 * The funnels and the watermarks are read on one snapshot taken after
-	 * the lock: a funnel changed while this run waited is seen by both.
-	 */
-	PushActiveSnapshot(GetTransactionSnapshot());
-	setup = cdp_journey_load_setup(NULL, CurrentMemoryContext);
+/*
+ * The last run, and a consistent cut of the journals (see the header):
+ * sets w; a run is full when asked, the first, after a change of the
+ * funnels or a deletion of events, or for an earlier as_of.
+ */
+static void
+read_watermarks(TimestampTz as_of, bool full, Watermarks *w)
+{
+	HeapTuple	t;
+	TupleDesc	td;
+	bool		isnull;
+	Datum		last_as_of;
+	int			ret;
 
-	/* the last run, and a consistent cut of the journals (see the header) */
 	ret = SPI_execute("SELECT p.as_of, p.last_batch_id, p.last_merge_id, p.last_move_id, "
 					  "p.funnels IS NOT DISTINCT FROM f.defs AND NOT p.needs_full, "
 					  "(SELECT coalesce(max(batch_id), 0) FROM cdp.stitch_batches), "
@@ -593,84 +581,161 @@ cdp_detect_journey_breaks(PG_FUNCTION_ARGS)
 		elog(ERROR, "could not read cdp.journey_progress");
 	t = SPI_tuptable->vals[0];
 	td = SPI_tuptable->tupdesc;
-	first_run = true;
+	memset(w, 0, sizeof(Watermarks));
+	last_as_of = SPI_getbinval(t, td, 1, &isnull);
+	w->first_run = isnull;
+	w->full = full || w->first_run;
+	if (!w->first_run)
 	{
-		Datum		last_as_of = SPI_getbinval(t, td, 1, &isnull);
-
-		if (!isnull)
-		{
-			first_run = false;
-			old_batch = DatumGetInt64(SPI_getbinval(t, td, 2, &isnull));
-			old_merge = DatumGetInt64(SPI_getbinval(t, td, 3, &isnull));
-			old_move = DatumGetInt64(SPI_getbinval(t, td, 4, &isnull));
-			if (!DatumGetBool(SPI_getbinval(t, td, 5, &isnull)))
-				full = true;	/* a funnel was added, changed or removed, or events deleted */
-			if (as_of < DatumGetTimestampTz(last_as_of))
-				full = true;	/* statuses at an earlier time */
-		}
+		w->old_batch = DatumGetInt64(SPI_getbinval(t, td, 2, &isnull));
+		w->old_merge = DatumGetInt64(SPI_getbinval(t, td, 3, &isnull));
+		w->old_move = DatumGetInt64(SPI_getbinval(t, td, 4, &isnull));
+		if (!DatumGetBool(SPI_getbinval(t, td, 5, &isnull)))
+			w->full = true;		/* a funnel was added, changed or removed, or events deleted */
+		if (as_of < DatumGetTimestampTz(last_as_of))
+			w->full = true;		/* statuses at an earlier time */
 	}
-	new_batch = DatumGetInt64(SPI_getbinval(t, td, 6, &isnull));
-	new_merge = DatumGetInt64(SPI_getbinval(t, td, 7, &isnull));
-	new_move = DatumGetInt64(SPI_getbinval(t, td, 8, &isnull));
-	wm_values[4] = CStringGetTextDatum(SPI_getvalue(t, td, 9));
+	w->new_batch = DatumGetInt64(SPI_getbinval(t, td, 6, &isnull));
+	w->new_merge = DatumGetInt64(SPI_getbinval(t, td, 7, &isnull));
+	w->new_move = DatumGetInt64(SPI_getbinval(t, td, 8, &isnull));
+	w->funnels = CStringGetTextDatum(SPI_getvalue(t, td, 9));
+}
+
+/*
+ * An incremental run: logs the funnel events of the new batches, then
+ * returns the profiles to replay (0 if none, *n gets their number): those
+ * of the anchors of new funnel events, both sides of new merges and moves
+ * (and where they live now), and those due for a transition or a later
+ * event.
+ */
+static Datum
+profiles_to_replay(Detection *d, Replay *rp, const Watermarks *w, TimestampTz as_of, int64 *n)
+{
+	Oid			types[6] = {INT8OID, INT8OID, INT8OID, INT8OID, TIMESTAMPTZOID, INT8ARRAYOID};
+	Datum		values[6];
+	Datum		profiles;
+	bool		isnull;
+
+	cdp_journey_read_batches(rp, w->old_batch, w->new_batch);
+	values[5] = log_events(d, rp, rp->all, (int) Min(rp->n_all, PG_INT32_MAX));
+	rowbuf_flush(&d->log);		/* the replay reads them */
+	MemoryContextReset(rp->pass_cxt);
+
+	values[0] = Int64GetDatum(w->old_merge);
+	values[1] = Int64GetDatum(w->new_merge);
+	values[2] = Int64GetDatum(w->old_move);
+	values[3] = Int64GetDatum(w->new_move);
+	values[4] = TimestampTzGetDatum(as_of);
+	cdp_spi_run("SELECT array_agg(DISTINCT p), count(DISTINCT p) FROM ("
+				"SELECT i.profile_id AS p FROM cdp.identifiers i "
+				"WHERE i.identifier_id = ANY ($6) "
+				"UNION ALL SELECT unnest(ARRAY[m.survivor, m.absorbed, s.merged_into, x.merged_into]) "
+				"FROM cdp.profile_merges m "
+				"LEFT JOIN cdp.profiles s ON s.profile_id = m.survivor "
+				"LEFT JOIN cdp.profiles x ON x.profile_id = m.absorbed "
+				"WHERE m.merge_id > $1 AND m.merge_id <= $2 "
+				"UNION ALL SELECT unnest(ARRAY[v.from_profile, v.to_profile, i.profile_id]) "
+				"FROM cdp.identifier_moves v "
+				"LEFT JOIN cdp.identifiers i ON i.identifier_id = v.identifier_id "
+				"WHERE v.move_id > $3 AND v.move_id <= $4 "
+				"UNION ALL SELECT profile_id FROM cdp.journey_pending WHERE due_at <= $5"
+				") r WHERE p IS NOT NULL",
+				6, types, values, SPI_OK_SELECT);
+	profiles = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	*n = cdp_spi_int64(0, 2);
+	return *n == 0 ? (Datum) 0 : PointerGetDatum(DatumGetArrayTypePCopy(profiles));
+}
+
+/*
+ * Replays the profiles (all when profiles is 0 and the run is full) and
+ * writes their breaks and wake-ups in place of the previous ones.
+ */
+static void
+replay_profiles(Detection *d, Setup *setup, Replay *rp, Datum profiles, bool full)
+{
+	Oid			pending_types[2] = {INT8OID, TIMESTAMPTZOID};
+
+	delete_previous(d, setup, profiles);
+	rowbuf_init(&d->breaks, N_BREAK_COLS, break_types,
+				"INSERT INTO cdp.journey_breaks (profile_id, funnel_id, journey_no, first_event_id, "
+				"started_at, reached_step, break_step, last_event_at, last_event_id, broken_at, channel, "
+				"status, resolved_at, resolved_channel, resolved_event_id, context, detected_at) "
+				"SELECT unnest($1), unnest($2), unnest($3), unnest($4), unnest($5), unnest($6), "
+				"unnest($7), unnest($8), unnest($9), unnest($10), unnest($11), unnest($12), unnest($13), "
+				"unnest($14), unnest($15), unnest($16), unnest($17)");
+	rowbuf_init(&d->pending, 2, pending_types,
+				"INSERT INTO cdp.journey_pending (profile_id, due_at) SELECT unnest($1), unnest($2)");
+	cdp_journey_replay_read(rp, profiles, !full);
+	rowbuf_end(&d->breaks);
+	rowbuf_end(&d->pending);
+}
+
+/* The watermarks, in the same transaction as the breaks. */
+static void
+write_watermarks(TimestampTz as_of, const Watermarks *w)
+{
+	Oid			types[5] = {TIMESTAMPTZOID, INT8OID, INT8OID, INT8OID, TEXTOID};
+	Datum		values[5];
+
+	values[0] = TimestampTzGetDatum(as_of);
+	values[1] = Int64GetDatum(w->new_batch);
+	values[2] = Int64GetDatum(w->new_merge);
+	values[3] = Int64GetDatum(w->new_move);
+	values[4] = w->funnels;
+	cdp_spi_run("INSERT INTO cdp.journey_progress AS p (as_of, last_batch_id, last_merge_id, "
+				"last_move_id, funnels, ran_at, needs_full) VALUES ($1, $2, $3, $4, $5::jsonb, now(), false) "
+				"ON CONFLICT (singleton) DO UPDATE SET as_of = excluded.as_of, "
+				"last_batch_id = excluded.last_batch_id, last_merge_id = excluded.last_merge_id, "
+				"last_move_id = excluded.last_move_id, funnels = excluded.funnels, ran_at = now(), "
+				"needs_full = false",
+				5, types, values, SPI_OK_INSERT);
+}
+
+/*
+ * cdp.detect_journey_breaks(as_of, full): brings cdp.journey_breaks up to
+ * as_of, replaying the profiles that changed since the last run (or every
+ * profile); returns what it did.
+ */
+Datum
+cdp_detect_journey_breaks(PG_FUNCTION_ARGS)
+{
+	TupleDesc	desc;
+	TimestampTz as_of;
+	bool		full;
+	Setup	   *setup;
+	Replay		rp;
+	Detection	d;
+	Watermarks	w;
+	Datum		profiles = (Datum) 0;
+	int64		n_revisit = -1;
+	Datum		result[5];
+	bool		rnulls[5] = {false, false, false, false, false};
+
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	as_of = detect_args(fcinfo, &full);
+	cdp_spi_connect();
+	DirectFunctionCall2(pg_advisory_xact_lock_int4, Int32GetDatum(JOURNEY_LOCK_KEY1),
+						Int32GetDatum(JOURNEY_LOCK_KEY2));
+
+	/*
+	 * The funnels and the watermarks are read on one snapshot taken after
+	 * the lock: a funnel changed while this run waited is seen by both.
+	 */
+	PushActiveSnapshot(GetTransactionSnapshot());
+	setup = cdp_journey_load_setup(NULL, CurrentMemoryContext);
+	read_watermarks(as_of, full, &w);
 	PopActiveSnapshot();
-	full = full || first_run;
 
 	memset(&d, 0, sizeof(d));
 	d.now = GetCurrentTransactionStartTimestamp();
 	cdp_journey_replay_init(&rp, setup, as_of, true, false, detect_journey, detect_wake, &d);
-	rp.notices = full;
+	rp.notices = w.full;
 	rowbuf_init(&d.log, N_LOG_COLS, log_types,
 				"INSERT INTO cdp.journey_events AS j (anchor_id, events) SELECT unnest($1), unnest($2) "
 				"ON CONFLICT (anchor_id) DO UPDATE SET events = j.events || excluded.events");
-
-	if (!full)
-	{
-		Oid			types[8] = {INT8OID, INT8OID, INT8OID, INT8OID, TIMESTAMPTZOID, INT8ARRAYOID};
-		Datum		values[8];
-		Datum		anchors;
-
-		/* the funnel events of the new batches go to the log */
-		cdp_journey_read_batches(&rp, old_batch, new_batch);
-		anchors = log_events(&d, &rp, rp.all, (int) Min(rp.n_all, PG_INT32_MAX));
-		rowbuf_flush(&d.log);	/* the replay below reads them */
-		MemoryContextReset(rp.pass_cxt);
-
-		/*
-		 * The profiles to replay: those of the anchors of new funnel
-		 * events, both sides of new merges and moves (and where they live
-		 * now), and those due for a transition or a later event.
-		 */
-		values[0] = Int64GetDatum(old_merge);
-		values[1] = Int64GetDatum(new_merge);
-		values[2] = Int64GetDatum(old_move);
-		values[3] = Int64GetDatum(new_move);
-		values[4] = TimestampTzGetDatum(as_of);
-		values[5] = anchors;
-		ret = SPI_execute_with_args("SELECT array_agg(DISTINCT p), count(DISTINCT p) FROM ("
-									"SELECT i.profile_id AS p FROM cdp.identifiers i "
-									"WHERE i.identifier_id = ANY ($6) "
-									"UNION ALL SELECT unnest(ARRAY[m.survivor, m.absorbed, s.merged_into, x.merged_into]) "
-									"FROM cdp.profile_merges m "
-									"LEFT JOIN cdp.profiles s ON s.profile_id = m.survivor "
-									"LEFT JOIN cdp.profiles x ON x.profile_id = m.absorbed "
-									"WHERE m.merge_id > $1 AND m.merge_id <= $2 "
-									"UNION ALL SELECT unnest(ARRAY[v.from_profile, v.to_profile, i.profile_id]) "
-									"FROM cdp.identifier_moves v "
-									"LEFT JOIN cdp.identifiers i ON i.identifier_id = v.identifier_id "
-									"WHERE v.move_id > $3 AND v.move_id <= $4 "
-									"UNION ALL SELECT profile_id FROM cdp.journey_pending WHERE due_at <= $5"
-									") r WHERE p IS NOT NULL",
-									6, types, values, NULL, false, 0);
-		if (ret != SPI_OK_SELECT || SPI_processed != 1)
-			elog(ERROR, "could not find the profiles to replay");
-		profiles = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-		n_revisit = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
-		if (n_revisit == 0)
-			profiles = (Datum) 0;
-		else
-			profiles = PointerGetDatum(DatumGetArrayTypePCopy(profiles));
-	}
+	if (!w.full)
+		profiles = profiles_to_replay(&d, &rp, &w, as_of, &n_revisit);
 	else
 	{
 		/* the log is rebuilt with the replay */
@@ -678,50 +743,17 @@ cdp_detect_journey_breaks(PG_FUNCTION_ARGS)
 			elog(ERROR, "could not empty cdp.journey_events");
 		rp.event_sink = log_profile_events;
 	}
-
-	if (full || n_revisit > 0)
-	{
-		Oid			pending_types[2] = {INT8OID, TIMESTAMPTZOID};
-
-		delete_previous(&d, setup, profiles);
-		rowbuf_init(&d.breaks, N_BREAK_COLS, break_types,
-					"INSERT INTO cdp.journey_breaks (profile_id, funnel_id, journey_no, first_event_id, "
-					"started_at, reached_step, break_step, last_event_at, last_event_id, broken_at, channel, "
-					"status, resolved_at, resolved_channel, resolved_event_id, context, detected_at) "
-					"SELECT unnest($1), unnest($2), unnest($3), unnest($4), unnest($5), unnest($6), "
-					"unnest($7), unnest($8), unnest($9), unnest($10), unnest($11), unnest($12), unnest($13), "
-					"unnest($14), unnest($15), unnest($16), unnest($17)");
-		rowbuf_init(&d.pending, 2, pending_types,
-					"INSERT INTO cdp.journey_pending (profile_id, due_at) SELECT unnest($1), unnest($2)");
-		cdp_journey_replay_read(&rp, profiles, !full);
-		rowbuf_end(&d.breaks);
-		rowbuf_end(&d.pending);
-	}
+	if (w.full || n_revisit > 0)
+		replay_profiles(&d, setup, &rp, profiles, w.full);
 	rowbuf_end(&d.log);
+	write_watermarks(as_of, &w);
 
-	/* the watermarks, in the same transaction as the breaks */
-	wm_values[0] = TimestampTzGetDatum(as_of);
-	wm_values[1] = Int64GetDatum(new_batch);
-	wm_values[2] = Int64GetDatum(new_merge);
-	wm_values[3] = Int64GetDatum(new_move);
-	ret = SPI_execute_with_args("INSERT INTO cdp.journey_progress AS p (as_of, last_batch_id, last_merge_id, "
-								"last_move_id, funnels, ran_at, needs_full) VALUES ($1, $2, $3, $4, $5::jsonb, now(), false) "
-								"ON CONFLICT (singleton) DO UPDATE SET as_of = excluded.as_of, "
-								"last_batch_id = excluded.last_batch_id, last_merge_id = excluded.last_merge_id, "
-								"last_move_id = excluded.last_move_id, funnels = excluded.funnels, ran_at = now(), "
-								"needs_full = false",
-								5, wm_types, wm_values, NULL, false, 0);
-	if (ret != SPI_OK_INSERT)
-		elog(ERROR, "could not write cdp.journey_progress: %s", SPI_result_code_string(ret));
-
-	mode = full ? "full" : "incremental";
 	result[1] = Int64GetDatum(rp.n_profiles);
 	result[2] = Int64GetDatum(rp.n_journeys);
 	result[3] = Int64GetDatum(d.n_breaks);
 	result[4] = Int64GetDatum(d.n_open);
 	SPI_finish();
 	/* after SPI_finish: in the caller's memory */
-	result[0] = CStringGetTextDatum(mode);
+	result[0] = CStringGetTextDatum(w.full ? "full" : "incremental");
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), result, rnulls)));
 }
-

@@ -27,15 +27,19 @@
  *
  * Reads with cursors in batches, reports progress with NOTICEs, and checks
  * for interrupts, so a long rebuild can be followed and cancelled.
+ *
+ * The phases are one function each, on one Rebuild: read the identifiers,
+ * read the decisions by hand, replay the links, choose stable ids, and
+ * describe the moves for the identity store (identity_store.c), which
+ * writes them and keeps the forwarding pointers.
  */
 #include "identity.h"
-#include "idgraph.h"
+#include "identity_store.h"
 
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "funcapi.h"
 #include "miscadmin.h"
-#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 
@@ -47,49 +51,9 @@ PG_FUNCTION_INFO_V1(cdp_unmerge);
 /* An identifier's first anchoring, to replay before the links of its event. */
 typedef struct Anchoring
 {
-	int64		event_id;
+	int64		event_id;		/* first: sorted with cdp_compare_int64 */
 	int32		node;
 } Anchoring;
-
-static int64 rebuild_next_label;
-
-/* Labels 1, 2, ... in order of need. */
-static int64_t
-rebuild_label(void *arg)
-{
-	return ++rebuild_next_label;
-}
-
-/* Orders anchorings by event. */
-static int
-compare_anchoring(const void *a, const void *b)
-{
-	int64		x = ((const Anchoring *) a)->event_id;
-	int64		y = ((const Anchoring *) b)->event_id;
-
-	return x < y ? -1 : x > y;
-}
-
-/* Node of an identifier id (ids sorted ascending), or -1. */
-static int32
-node_of(const int64 *ids, int32 n, int64 id)
-{
-	int32		lo = 0;
-	int32		hi = n - 1;
-
-	while (lo <= hi)
-	{
-		int32		mid = lo + (hi - lo) / 2;
-
-		if (ids[mid] == id)
-			return mid;
-		if (ids[mid] < id)
-			lo = mid + 1;
-		else
-			hi = mid - 1;
-	}
-	return -1;
-}
 
 /* A merge by hand, replayed after the links of event after. */
 typedef struct HandMerge
@@ -113,6 +77,47 @@ typedef struct Claim
 	int64		label;
 } Claim;
 
+/* Counts of a rebuild. */
+typedef struct RebuildResult
+{
+	int64		identifiers;
+	int64		links;
+	int64		profiles;
+	int64		changed;
+} RebuildResult;
+
+/* The state of one rebuild. */
+typedef struct Rebuild
+{
+	CdpIdGraph *g;
+	int64		n_labels;		/* labels 1 .. n_labels handed out */
+	/* identifiers in id order: node i is the i-th */
+	int64	   *ids;
+	int64	   *old_profile;
+	int64	   *initial;
+	bool	   *ruleless;		/* its kind lost its rule */
+	int32		n_ids;
+	int32		max_ids;
+	Anchoring  *anch;			/* first anchorings, in event order */
+	int32		n_anch;
+	int32		next_anch;
+	HandMerge  *hand;			/* merges by hand, in event order */
+	int32		n_hand;
+	int32		next_hand;
+	/* stable ids: final[label] is the profile id of a label */
+	int64	   *final;
+	int64		n_profiles;
+	RebuildResult res;
+	CdpIdentityChanges changes;
+} Rebuild;
+
+/* Labels 1, 2, ... in order of need. */
+static int64_t
+rebuild_label(void *arg)
+{
+	return ++((Rebuild *) arg)->n_labels;
+}
+
 /* Orders claims by rank, then id, then label. */
 static int
 compare_claim(const void *a, const void *b)
@@ -127,14 +132,364 @@ compare_claim(const void *a, const void *b)
 	return x->label < y->label ? -1 : x->label > y->label;
 }
 
-/* Counts of a rebuild. */
-typedef struct RebuildResult
+/* Node of an identifier id (ids sorted ascending), or -1. */
+static int32
+node_of(const Rebuild *rb, int64 id)
 {
-	int64		identifiers;
-	int64		links;
-	int64		profiles;
-	int64		changed;
-} RebuildResult;
+	int32		lo = 0;
+	int32		hi = rb->n_ids - 1;
+
+	while (lo <= hi)
+	{
+		int32		mid = lo + (hi - lo) / 2;
+
+		if (rb->ids[mid] == id)
+			return mid;
+		if (rb->ids[mid] < id)
+			lo = mid + 1;
+		else
+			hi = mid - 1;
+	}
+	return -1;
+}
+
+/* A huge array of n elements of size bytes, grown from old (or new). */
+static void *
+grow(void *old, Size size, int32 n)
+{
+	return old ? repalloc_huge(old, size * n) : palloc_extended(size * n, MCXT_ALLOC_HUGE);
+}
+
+/*
+ * Calls row on each row of a cursor, FETCH rows at a time (then fetched,
+ * if given), checking for interrupts; closes the cursor.
+ */
+static void
+for_each_row(Rebuild *rb, Portal cur, void (*row) (Rebuild *, uint64),
+			 void (*fetched) (Rebuild *))
+{
+	for (;;)
+	{
+		uint64		r;
+
+		CHECK_FOR_INTERRUPTS();
+		SPI_cursor_fetch(cur, true, FETCH);
+		if (SPI_processed == 0)
+			break;
+		for (r = 0; r < SPI_processed; r++)
+			row(rb, r);
+		SPI_freetuptable(SPI_tuptable);
+		if (fetched != NULL)
+			fetched(rb);
+	}
+	SPI_cursor_close(cur);
+}
+
+/* Room for need identifiers. */
+static void
+reserve_identifiers(Rebuild *rb, uint64 need)
+{
+	if (need <= (uint64) rb->max_ids)
+		return;
+	rb->max_ids = (int32) Max((uint64) rb->max_ids * 2, need);
+	rb->ids = grow(rb->ids, sizeof(int64), rb->max_ids);
+	rb->old_profile = grow(rb->old_profile, sizeof(int64), rb->max_ids);
+	rb->initial = grow(rb->initial, sizeof(int64), rb->max_ids);
+	rb->anch = grow(rb->anch, sizeof(Anchoring), rb->max_ids);
+	rb->ruleless = grow(rb->ruleless, sizeof(bool), rb->max_ids);
+}
+
+/* Adds identifier row r of the last fetch as the next node. */
+static void
+add_identifier(Rebuild *rb, uint64 r)
+{
+	bool		isnull;
+	int			rule = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 2, &isnull));
+	int64		first_anchor = cdp_spi_int64(r, 4);
+	int32		node;
+
+	reserve_identifiers(rb, (uint64) rb->n_ids + 1);
+	/* a kind whose rule was removed still gets a node, of its own */
+	node = cdp_idgraph_add_node(rb->g, rule >= 0 ? rule : 0);
+	if (node != rb->n_ids)
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+	rb->ids[node] = cdp_spi_int64(r, 1);
+	rb->old_profile[node] = cdp_spi_int64(r, 3);
+	rb->initial[node] = cdp_spi_int64(r, 5);
+	rb->ruleless[node] = rule < 0;
+	if (rule < 0)
+		cdp_idgraph_ensure_profile(rb->g, node);
+	else if (first_anchor != 0)
+	{
+		rb->anch[rb->n_anch].event_id = first_anchor;
+		rb->anch[rb->n_anch].node = node;
+		rb->n_anch++;
+	}
+	rb->n_ids++;
+}
+
+/* Phase 1: the identifiers in id order, the kind as its rule number. */
+static void
+read_identifiers(Rebuild *rb)
+{
+	int			n_rules;
+	const CdpRule *rules = cdp_identity_rules(&n_rules);
+	char	  **kinds = palloc(sizeof(char *) * n_rules);
+	Oid			types[1] = {TEXTARRAYOID};
+	Datum		args[1];
+	int			k;
+
+	for (k = 0; k < n_rules; k++)
+		kinds[k] = rules[k].kind;
+	args[0] = cdp_text_array(kinds, n_rules);
+	for_each_row(rb, cdp_spi_cursor("SELECT i.identifier_id, coalesce(pg_catalog.array_position($1, i.kind), 0) - 1, "
+						 "i.profile_id, coalesce(i.first_anchor_event_id, 0), i.initial_profile_id "
+						 "FROM cdp.identifiers i ORDER BY 1",
+						 1, types, args), add_identifier, NULL);
+	if (rb->n_anch > 0)
+		qsort(rb->anch, rb->n_anch, sizeof(Anchoring), cdp_compare_int64);	/* by event_id */
+	ereport(NOTICE, (errmsg_plural("rebuild: %d identifier read", "rebuild: %d identifiers read",
+								   rb->n_ids, rb->n_ids)));
+}
+
+/* Phase 2: decisions by hand: pairs apart now, merges in event order. */
+static void
+read_overrides(Rebuild *rb)
+{
+	uint64		r;
+
+	cdp_spi_run("SELECT action = 'merge', identifier_a, identifier_b, after_event_id, force, merge_id "
+				"FROM cdp.identity_overrides WHERE lifted_at IS NULL ORDER BY after_event_id, override_id",
+				0, NULL, NULL, SPI_OK_SELECT);
+	rb->hand = palloc(sizeof(HandMerge) * (SPI_processed + 1));
+	for (r = 0; r < SPI_processed; r++)
+	{
+		HeapTuple	t = SPI_tuptable->vals[r];
+		TupleDesc	d = SPI_tuptable->tupdesc;
+		bool		isnull;
+		int32		na = node_of(rb, cdp_spi_int64(r, 2));
+		int32		nb = node_of(rb, cdp_spi_int64(r, 3));
+		HandMerge  *m = &rb->hand[rb->n_hand];
+
+		if (na < 0 || nb < 0)
+			continue;			/* an identifier deleted by hand */
+		if (!DatumGetBool(SPI_getbinval(t, d, 1, &isnull)))
+		{
+			cdp_idgraph_keep_apart(rb->g, na, nb);
+			continue;
+		}
+		m->a = na;
+		m->b = nb;
+		m->after = cdp_spi_int64(r, 4);
+		m->force = DatumGetBool(SPI_getbinval(t, d, 5, &isnull));
+		m->merge_id = cdp_spi_int64(r, 6);
+		rb->n_hand++;
+	}
+}
+
+/* Gives a profile to the identifiers first anchored at or before event ev. */
+static void
+anchor_until(Rebuild *rb, int64 ev)
+{
+	while (rb->next_anch < rb->n_anch && rb->anch[rb->next_anch].event_id <= ev)
+		cdp_idgraph_ensure_profile(rb->g, rb->anch[rb->next_anch++].node);
+}
+
+/*
+ * Replays what comes before the links of event ev: merges by hand made
+ * before it (after their events' anchors), then its anchors.
+ */
+static void
+replay_until(Rebuild *rb, int64 ev)
+{
+	while (rb->next_hand < rb->n_hand && rb->hand[rb->next_hand].after < ev)
+	{
+		HandMerge  *m = &rb->hand[rb->next_hand++];
+		CdpLink		l;
+
+		anchor_until(rb, m->after);
+		l = cdp_idgraph_merge(rb->g, m->a, m->b, m->force);
+		if (l.outcome != CDP_LINK_MERGED && l.outcome != CDP_LINK_SAME)
+			ereport(NOTICE,
+					(errmsg("rebuild: merge by hand " INT64_FORMAT " no longer applies", m->merge_id),
+					 errdetail("%s", l.outcome == CDP_LINK_APART ? "A later unmerge keeps the two profiles apart." :
+							   "It would break a limit of cdp.identity_rules and was not forced.")));
+	}
+	anchor_until(rb, ev);
+}
+
+/* Replays link row r of the last fetch. */
+static void
+replay_link(Rebuild *rb, uint64 r)
+{
+	int32		an;
+	int32		on;
+
+	replay_until(rb, cdp_spi_int64(r, 3));
+	an = node_of(rb, cdp_spi_int64(r, 1));
+	on = node_of(rb, cdp_spi_int64(r, 2));
+	if (an < 0 || on < 0 || rb->ruleless[an] || rb->ruleless[on])
+		return;					/* deleted by hand, or its kind lost its rule */
+	cdp_idgraph_ensure_profile(rb->g, an);
+	(void) cdp_idgraph_link(rb->g, an, on);
+	rb->res.links++;
+}
+
+/* Reports the links replayed, about every million. */
+static void
+report_links(Rebuild *rb)
+{
+	if (rb->res.links % 1000000 < FETCH)
+		ereport(NOTICE, (errmsg_plural("rebuild: " INT64_FORMAT " link replayed",
+									   "rebuild: " INT64_FORMAT " links replayed",
+									   rb->res.links, rb->res.links)));
+}
+
+/* Phase 3: the links in event order, each event's anchors first. */
+static void
+replay_links(Rebuild *rb)
+{
+	for_each_row(rb, cdp_spi_cursor("SELECT anchor_id, identifier_id, event_id "
+									"FROM cdp.identity_links ORDER BY event_id, position",
+									0, NULL, NULL), replay_link, report_links);
+	replay_until(rb, PG_INT64_MAX);
+}
+
+#define TAKEN(taken, id) ((taken)[(id) >> 3] & (1 << ((id) & 7)))
+#define TAKE(taken, id) ((taken)[(id) >> 3] |= (uint8) (1 << ((id) & 7)))
+
+/* Gives each claim's label its id unless another label took it. */
+static void
+grant_claims(Rebuild *rb, Claim *claims, int64 n, uint8 *taken)
+{
+	int64		i;
+
+	if (n > 0)
+		qsort(claims, n, sizeof(Claim), compare_claim);
+	for (i = 0; i < n; i++)
+	{
+		if (rb->final[claims[i].label] != 0 || TAKEN(taken, claims[i].old_id))
+			continue;			/* another part of a split profile has it */
+		rb->final[claims[i].label] = claims[i].old_id;
+		TAKE(taken, claims[i].old_id);
+	}
+}
+
+/*
+ * Phase 4a: the best claim of each label in use (its label is 0 if not):
+ * the id its identifiers were born in and hold, else the lowest they hold.
+ * Sets *max_id to the largest id seen.
+ */
+static Claim *
+best_claims(Rebuild *rb, int64 *max_id)
+{
+	Claim	   *best = palloc_extended(sizeof(Claim) * (rb->n_labels + 1), MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
+	int64		i;
+
+	*max_id = 0;
+	for (i = 0; i < rb->n_ids; i++)
+	{
+		int64		l = cdp_idgraph_profile(rb->g, (int32) i);
+		int32		rank = rb->initial[i] == rb->old_profile[i] ? 0 : 1;
+
+		*max_id = Max(*max_id, Max(rb->old_profile[i], rb->initial[i]));
+		if (best[l].label == 0 || rank < best[l].rank ||
+			(rank == best[l].rank && rb->old_profile[i] < best[l].old_id))
+		{
+			best[l].rank = rank;
+			best[l].old_id = rb->old_profile[i];
+			best[l].label = l;
+		}
+	}
+	return best;
+}
+
+/* Phase 4b: a part left without an id takes back one its identifiers were born in. */
+static void
+claim_birth_ids(Rebuild *rb, uint8 *taken)
+{
+	Claim	   *born = NULL;
+	int64		n_born = 0;
+	int64		i;
+
+	for (i = 0; i < rb->n_ids; i++)
+	{
+		int64		l = cdp_idgraph_profile(rb->g, (int32) i);
+
+		if (rb->final[l] != 0 || rb->initial[i] == 0 || TAKEN(taken, rb->initial[i]))
+			continue;
+		if (born == NULL)
+			born = palloc_extended(sizeof(Claim) * (rb->n_ids + 1), MCXT_ALLOC_HUGE);
+		born[n_born].rank = 2;
+		born[n_born].old_id = rb->initial[i];
+		born[n_born].label = l;
+		n_born++;
+	}
+	grant_claims(rb, born, n_born, taken);
+}
+
+/*
+ * Phase 4: stable ids for the profiles of the result; the others get new
+ * ids, in label order (older parts first), as new profiles.
+ */
+static void
+choose_ids(Rebuild *rb)
+{
+	int64		max_id;
+	Claim	   *best = best_claims(rb, &max_id);
+	Claim	   *claims = palloc_extended(sizeof(Claim) * (rb->n_labels + 1), MCXT_ALLOC_HUGE);
+	uint8	   *taken = palloc_extended(max_id / 8 + 1, MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
+	int64	   *new_ids;
+	int64		n_new = 0;
+	int64		i;
+
+	rb->final = palloc_extended(sizeof(int64) * (rb->n_labels + 1), MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
+	for (i = 1; i <= rb->n_labels; i++)
+		if (best[i].label != 0)
+			claims[rb->res.profiles++] = best[i];
+	grant_claims(rb, claims, rb->res.profiles, taken);
+	claim_birth_ids(rb, taken);
+	for (i = 1; i <= rb->n_labels; i++)
+		if (best[i].label != 0 && rb->final[i] == 0)
+			n_new++;
+	new_ids = cdp_store_profile_ids((int) n_new);
+	n_new = 0;
+	for (i = 1; i <= rb->n_labels; i++)
+	{
+		CdpNewProfile *p;
+
+		if (best[i].label == 0 || rb->final[i] != 0)
+			continue;
+		p = CDP_PUSH(rb->changes.profiles);
+		memset(p, 0, sizeof(CdpNewProfile));
+		p->profile_id = rb->final[i] = new_ids[n_new++];
+	}
+}
+
+#undef TAKEN
+#undef TAKE
+
+/* Phase 5: the identifiers whose profile changed, as moves. */
+static void
+record_moves(Rebuild *rb, const char *cause)
+{
+	int32		i;
+
+	rb->changes.move_cause = cause;
+	for (i = 0; i < rb->n_ids; i++)
+	{
+		int64		p = rb->final[cdp_idgraph_profile(rb->g, i)];
+		CdpMove    *m;
+
+		if (p == rb->old_profile[i])
+			continue;
+		m = CDP_PUSH(rb->changes.moves);
+		m->identifier_id = rb->ids[i];
+		m->from_profile = rb->old_profile[i];
+		m->to_profile = p;
+	}
+	rb->res.changed = rb->changes.moves.n;
+}
 
 /*
  * Recomputes every profile from the stored links and the decisions by hand
@@ -145,404 +500,26 @@ typedef struct RebuildResult
 static RebuildResult
 rebuild(const char *cause)
 {
+	Rebuild		rb;
 	int			n_rules;
-	const CdpRule *rules = cdp_identity_rules(&n_rules);
-	int		   *limits = palloc(sizeof(int) * (n_rules > 0 ? n_rules : 1));
-	unsigned char *merges = palloc(n_rules > 0 ? n_rules : 1);
-	CdpIdGraph *g;
-	int64	   *ids = NULL;
-	int64	   *old_profile = NULL;
-	int64	   *initial = NULL;
-	bool	   *ruleless = NULL;
-	int32		n_ids = 0;
-	int32		max_ids = 0;
-	Anchoring  *anch = NULL;
-	int32		n_anch = 0;
-	int32		a = 0;
-	HandMerge  *hand = NULL;
-	int32		n_hand = 0;
-	int32		h = 0;
-	RebuildResult res = {0, 0, 0, 0};
-	Portal		cur;
-	int			k;
 
+	(void) cdp_identity_rules(&n_rules);
 	if (n_rules == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("cdp.identity_rules is empty"),
 				 errhint("Identity resolution needs at least one rule.")));
-	for (k = 0; k < n_rules; k++)
-	{
-		limits[k] = rules[k].limit;
-		merges[k] = rules[k].merges;
-	}
-	rebuild_next_label = 0;
-	g = cdp_idgraph_create(n_rules, limits, merges, rebuild_label, NULL);
-	if (g == NULL)
-		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
-
-	DirectFunctionCall2(pg_advisory_xact_lock_int4, Int32GetDatum(STITCH_LOCK_KEY1),
-						Int32GetDatum(STITCH_LOCK_KEY2));
-
-	PG_TRY();
-	{
-		/*
-		 * 1. identifiers in id order: node i is the i-th.  The kind comes as
-		 * its rule number.
-		 */
-		{
-			char	  **kinds = palloc(sizeof(char *) * n_rules);
-			Oid			kt[1] = {TEXTARRAYOID};
-			Datum		kv[1];
-
-			for (k = 0; k < n_rules; k++)
-				kinds[k] = rules[k].kind;
-			kv[0] = cdp_text_array(kinds, n_rules);
-			cur = SPI_cursor_open_with_args(NULL, "SELECT i.identifier_id, coalesce(array_position($1, i.kind), 0) - 1, "
-											"i.profile_id, coalesce(i.first_anchor_event_id, 0), i.initial_profile_id "
-											"FROM cdp.identifiers i ORDER BY 1",
-											1, kt, kv, NULL, false, 0);
-		}
-		for (;;)
-		{
-			uint64		r;
-
-			CHECK_FOR_INTERRUPTS();
-			SPI_cursor_fetch(cur, true, FETCH);
-			if (SPI_processed == 0)
-				break;
-			if (n_ids + SPI_processed > (uint64) max_ids)
-			{
-				max_ids = (int32) Max((uint64) max_ids * 2, n_ids + SPI_processed);
-				ids = ids ? repalloc_huge(ids, sizeof(int64) * max_ids) : palloc_extended(sizeof(int64) * max_ids, MCXT_ALLOC_HUGE);
-				old_profile = old_profile ? repalloc_huge(old_profile, sizeof(int64) * max_ids)
-					: palloc_extended(sizeof(int64) * max_ids, MCXT_ALLOC_HUGE);
-				initial = initial ? repalloc_huge(initial, sizeof(int64) * max_ids)
-					: palloc_extended(sizeof(int64) * max_ids, MCXT_ALLOC_HUGE);
-				anch = anch ? repalloc_huge(anch, sizeof(Anchoring) * max_ids)
-					: palloc_extended(sizeof(Anchoring) * max_ids, MCXT_ALLOC_HUGE);
-				ruleless = ruleless ? repalloc_huge(ruleless, sizeof(bool) * max_ids)
-					: palloc_extended(sizeof(bool) * max_ids, MCXT_ALLOC_HUGE);
-			}
-			for (r = 0; r < SPI_processed; r++)
-			{
-				HeapTuple	t = SPI_tuptable->vals[r];
-				TupleDesc	d = SPI_tuptable->tupdesc;
-				bool		isnull;
-				int			rule = DatumGetInt32(SPI_getbinval(t, d, 2, &isnull));
-				int64		fa = DatumGetInt64(SPI_getbinval(t, d, 4, &isnull));
-				int32		node;
-
-				/* a kind whose rule was removed still gets a node, of its own */
-				node = cdp_idgraph_add_node(g, rule >= 0 ? rule : 0);
-				if (node != n_ids)
-					ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
-				ids[n_ids] = DatumGetInt64(SPI_getbinval(t, d, 1, &isnull));
-				old_profile[n_ids] = DatumGetInt64(SPI_getbinval(t, d, 3, &isnull));
-				initial[n_ids] = DatumGetInt64(SPI_getbinval(t, d, 5, &isnull));
-				ruleless[n_ids] = rule < 0;
-				if (rule < 0)
-					cdp_idgraph_ensure_profile(g, node);
-				else if (fa != 0)
-				{
-					anch[n_anch].event_id = fa;
-					anch[n_anch].node = node;
-					n_anch++;
-				}
-				n_ids++;
-			}
-			SPI_freetuptable(SPI_tuptable);
-		}
-		SPI_cursor_close(cur);
-		if (n_anch > 0)
-			qsort(anch, n_anch, sizeof(Anchoring), compare_anchoring);
-		ereport(NOTICE, (errmsg("rebuild: %d identifiers read", n_ids)));
-
-		/* 2. decisions by hand: pairs apart now, merges in event order */
-		{
-			uint64		r;
-
-		if (SPI_execute("SELECT action = 'merge', identifier_a, identifier_b, after_event_id, force, merge_id "
-						"FROM cdp.identity_overrides WHERE lifted_at IS NULL ORDER BY after_event_id, override_id",
-						false, 0) != SPI_OK_SELECT)
-			elog(ERROR, "could not read cdp.identity_overrides");
-		hand = palloc(sizeof(HandMerge) * (SPI_processed + 1));
-		for (r = 0; r < SPI_processed; r++)
-		{
-			HeapTuple	t = SPI_tuptable->vals[r];
-			TupleDesc	d = SPI_tuptable->tupdesc;
-			bool		isnull;
-			int32		na = node_of(ids, n_ids, DatumGetInt64(SPI_getbinval(t, d, 2, &isnull)));
-			int32		nb = node_of(ids, n_ids, DatumGetInt64(SPI_getbinval(t, d, 3, &isnull)));
-
-			if (na < 0 || nb < 0)
-				continue;		/* an identifier deleted by hand */
-			if (!DatumGetBool(SPI_getbinval(t, d, 1, &isnull)))
-			{
-				cdp_idgraph_keep_apart(g, na, nb);
-				continue;
-			}
-			hand[n_hand].a = na;
-			hand[n_hand].b = nb;
-			hand[n_hand].after = DatumGetInt64(SPI_getbinval(t, d, 4, &isnull));
-			hand[n_hand].force = DatumGetBool(SPI_getbinval(t, d, 5, &isnull));
-			hand[n_hand].merge_id = DatumGetInt64(SPI_getbinval(t, d, 6, &isnull));
-			n_hand++;
-		}
-		}
-
-		/* 3. links in event order, each event's anchors first */
-		cur = SPI_cursor_open_with_args(NULL, "SELECT anchor_id, identifier_id, event_id "
-										"FROM cdp.identity_links ORDER BY event_id, position",
-										0, NULL, NULL, NULL, false, 0);
-		for (;;)
-		{
-			uint64		r;
-			bool		done;
-
-			CHECK_FOR_INTERRUPTS();
-			SPI_cursor_fetch(cur, true, FETCH);
-			done = SPI_processed == 0;
-			for (r = 0; r <= SPI_processed; r++)
-			{
-				HeapTuple	t;
-				TupleDesc	d;
-				bool		isnull;
-				int32		an;
-				int32		on;
-				int64		ev = PG_INT64_MAX;
-
-				if (r < SPI_processed)
-					ev = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 3, &isnull));
-				else if (!done)
-					break;
-				/* merges by hand made before this event, after their events' anchors */
-				while (h < n_hand && hand[h].after < ev)
-				{
-					CdpLink		l;
-
-					while (a < n_anch && anch[a].event_id <= hand[h].after)
-						cdp_idgraph_ensure_profile(g, anch[a++].node);
-					l = cdp_idgraph_merge(g, hand[h].a, hand[h].b, hand[h].force);
-					if (l.outcome != CDP_LINK_MERGED && l.outcome != CDP_LINK_SAME)
-						ereport(NOTICE,
-								(errmsg("rebuild: merge by hand " INT64_FORMAT " no longer applies", hand[h].merge_id),
-								 errdetail("%s", l.outcome == CDP_LINK_APART ? "A later unmerge keeps the two profiles apart." :
-										   "It would break a limit of cdp.identity_rules and was not forced.")));
-					h++;
-				}
-				while (a < n_anch && anch[a].event_id <= ev)
-					cdp_idgraph_ensure_profile(g, anch[a++].node);
-				if (r == SPI_processed)
-					break;
-				t = SPI_tuptable->vals[r];
-				d = SPI_tuptable->tupdesc;
-				an = node_of(ids, n_ids, DatumGetInt64(SPI_getbinval(t, d, 1, &isnull)));
-				on = node_of(ids, n_ids, DatumGetInt64(SPI_getbinval(t, d, 2, &isnull)));
-				if (an < 0 || on < 0 || ruleless[an] || ruleless[on])
-					continue;	/* deleted by hand, or its kind lost its rule */
-				cdp_idgraph_ensure_profile(g, an);
-				(void) cdp_idgraph_link(g, an, on);
-				res.links++;
-			}
-			SPI_freetuptable(SPI_tuptable);
-			if (done)
-				break;
-			if (res.links % 1000000 < FETCH)
-				ereport(NOTICE, (errmsg("rebuild: " INT64_FORMAT " links replayed", res.links)));
-		}
-		SPI_cursor_close(cur);
-
-		/* 4. stable ids */
-		{
-			int64		n_labels = rebuild_next_label;
-			Claim	   *best = palloc_extended(sizeof(Claim) * (n_labels + 1), MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
-			int64	   *final = palloc_extended(sizeof(int64) * (n_labels + 1), MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
-			Claim	   *claims = palloc_extended(sizeof(Claim) * (n_labels + 1), MCXT_ALLOC_HUGE);
-			int64		n_claims = 0;
-			int64		n_new = 0;
-			int64		max_id = 0;
-			uint8	   *taken;
-			int64		i;
-			int64	   *upd_id = palloc_extended(sizeof(int64) * (n_ids + 1), MCXT_ALLOC_HUGE);
-			int64	   *upd_prof = palloc_extended(sizeof(int64) * (n_ids + 1), MCXT_ALLOC_HUGE);
-			int64	   *upd_old = palloc_extended(sizeof(int64) * (n_ids + 1), MCXT_ALLOC_HUGE);
-			int64	   *new_ids;
-			Oid			types2[2] = {INT8ARRAYOID, INT8ARRAYOID};
-
-#define TAKEN(id) (taken[(id) >> 3] & (1 << ((id) & 7)))
-#define TAKE(id) (taken[(id) >> 3] |= (uint8) (1 << ((id) & 7)))
-
-			/* pass 1: each profile of the result claims the id its identifiers hold */
-			for (i = 0; i < n_ids; i++)
-			{
-				int64		l = cdp_idgraph_profile(g, (int32) i);
-				int32		rank = initial[i] == old_profile[i] ? 0 : 1;
-
-				max_id = Max(max_id, Max(old_profile[i], initial[i]));
-				if (best[l].label == 0 || rank < best[l].rank ||
-					(rank == best[l].rank && old_profile[i] < best[l].old_id))
-				{
-					best[l].rank = rank;
-					best[l].old_id = old_profile[i];
-					best[l].label = l;
-				}
-			}
-			taken = palloc_extended(max_id / 8 + 1, MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
-			for (i = 1; i <= n_labels; i++)
-				if (best[i].label != 0)
-					claims[n_claims++] = best[i];
-			qsort(claims, n_claims, sizeof(Claim), compare_claim);
-			for (i = 0; i < n_claims; i++)
-			{
-				if (TAKEN(claims[i].old_id))
-					continue;	/* another part of a split profile has it */
-				final[claims[i].label] = claims[i].old_id;
-				TAKE(claims[i].old_id);
-			}
-
-			/* pass 2: a part left without takes back a profile one of its identifiers was born in */
-			{
-				Claim	   *born = NULL;
-				int64		n_born = 0;
-
-				for (i = 0; i < n_ids; i++)
-				{
-					int64		l = cdp_idgraph_profile(g, (int32) i);
-
-					if (final[l] != 0 || initial[i] == 0 || TAKEN(initial[i]))
-						continue;
-					if (born == NULL)
-						born = palloc_extended(sizeof(Claim) * (n_ids + 1), MCXT_ALLOC_HUGE);
-					born[n_born].rank = 2;
-					born[n_born].old_id = initial[i];
-					born[n_born].label = l;
-					n_born++;
-				}
-				if (n_born > 0)
-					qsort(born, n_born, sizeof(Claim), compare_claim);
-				for (i = 0; i < n_born; i++)
-				{
-					if (final[born[i].label] != 0 || TAKEN(born[i].old_id))
-						continue;
-					final[born[i].label] = born[i].old_id;
-					TAKE(born[i].old_id);
-				}
-			}
-#undef TAKEN
-#undef TAKE
-			for (i = 0; i < n_claims; i++)
-				if (final[claims[i].label] == 0)
-					n_new++;
-
-			/* new ids, in label order (older parts first) */
-			{
-				Oid			t1[1] = {INT4OID};
-				Datum		v1[1] = {Int32GetDatum((int32) n_new)};
-				int64		j = 0;
-
-				new_ids = palloc(sizeof(int64) * (n_new + 1));
-				if (n_new > 0)
-				{
-					SPI_execute_with_args("SELECT nextval('cdp.profiles_profile_id_seq') FROM generate_series(1, $1)",
-										  1, t1, v1, NULL, false, 0);
-					for (i = 0; i < (int64) SPI_processed; i++)
-					{
-						bool		isnull;
-
-						new_ids[i] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
-					}
-				}
-				for (i = 1; i <= n_labels; i++)
-					if (best[i].label != 0 && final[i] == 0)
-						final[i] = new_ids[j++];
-			}
-			res.profiles = n_claims;
-
-			/* identifiers whose profile changed */
-			for (i = 0; i < n_ids; i++)
-			{
-				int64		p = final[cdp_idgraph_profile(g, (int32) i)];
-
-				if (p != old_profile[i])
-				{
-					upd_id[res.changed] = ids[i];
-					upd_prof[res.changed] = p;
-					upd_old[res.changed] = old_profile[i];
-					res.changed++;
-				}
-			}
-			if (n_new > 0)
-			{
-				Oid			t1[1] = {INT8ARRAYOID};
-				Datum		v1[1] = {cdp_int64_array(new_ids, (int) n_new, INT8OID)};
-
-				SPI_execute_with_args("INSERT INTO cdp.profiles (profile_id) SELECT unnest($1)",
-									  1, t1, v1, NULL, false, 0);
-			}
-			if (res.changed > 0)
-			{
-				Oid			types4[4] = {INT8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID, TEXTOID};
-				Datum		v4[4] = {cdp_int64_array(upd_id, (int) res.changed, INT8OID),
-					cdp_int64_array(upd_prof, (int) res.changed, INT8OID),
-					cdp_int64_array(upd_old, (int) res.changed, INT8OID),
-				CStringGetTextDatum(cause)};
-
-				if (SPI_execute_with_args("UPDATE cdp.identifiers i SET profile_id = u.p "
-										  "FROM unnest($1, $2) AS u(i, p) WHERE i.identifier_id = u.i",
-										  2, types4, v4, NULL, false, 0) != SPI_OK_UPDATE)
-					elog(ERROR, "could not update cdp.identifiers");
-				if (SPI_execute_with_args("INSERT INTO cdp.identifier_moves (identifier_id, from_profile, to_profile, cause) "
-										  "SELECT u.i, u.o, u.p, $4 FROM unnest($1, $2, $3) AS u(i, p, o)",
-										  4, types4, v4, NULL, false, 0) != SPI_OK_INSERT)
-					elog(ERROR, "could not journal moved identifiers");
-			}
-
-			/* live profiles: revive the reused ones, forward the others */
-			if (res.changed > 0)
-			{
-				/* a profile an identifier left forwards to where it went */
-				Datum		v2[2] = {cdp_int64_array(upd_old, (int) res.changed, INT8OID),
-				cdp_int64_array(upd_prof, (int) res.changed, INT8OID)};
-
-				SPI_execute("UPDATE cdp.profiles p SET merged_into = NULL, merged_at = NULL "
-							"WHERE merged_into IS NOT NULL "
-							"AND EXISTS (SELECT FROM cdp.identifiers i WHERE i.profile_id = p.profile_id)",
-							false, 0);
-
-				/* the first identifier (lowest id) of an unused profile decides */
-				SPI_execute_with_args("UPDATE cdp.profiles p SET merged_into = f.t, merged_at = now() "
-									  "FROM (SELECT DISTINCT ON (f) f, t FROM unnest($1, $2) WITH ORDINALITY AS u(f, t, o) ORDER BY f, o) f "
-									  "WHERE p.profile_id = f.f AND p.merged_into IS NULL "
-									  "AND NOT EXISTS (SELECT FROM cdp.identifiers i WHERE i.profile_id = p.profile_id)",
-									  2, types2, v2, NULL, false, 0);
-				/*
-				 * a merged-away profile that forwarded to one identifiers left
-				 * forwards to where its first identifier is now
-				 */
-				SPI_execute_with_args("UPDATE cdp.profiles p SET merged_into = f.now_in "
-									  "FROM (SELECT DISTINCT ON (i.initial_profile_id) i.initial_profile_id AS born, "
-									  "i.profile_id AS now_in FROM cdp.identifiers i ORDER BY i.initial_profile_id, i.identifier_id) f "
-									  "WHERE p.merged_into = ANY ($1) AND p.profile_id = f.born AND p.merged_into <> f.now_in",
-									  1, types2, v2, NULL, false, 0);
-				/* chains end at live profiles */
-				do
-					SPI_execute("UPDATE cdp.profiles p SET merged_into = q.merged_into "
-								"FROM cdp.profiles q WHERE p.merged_into = q.profile_id AND q.merged_into IS NOT NULL",
-								false, 0);
-				while (SPI_processed > 0);
-			}
-		}
-	}
-	PG_CATCH();
-	{
-		cdp_idgraph_free(g);
-		PG_RE_THROW();
-	}
-	PG_END_TRY();
-	cdp_idgraph_free(g);
-	res.identifiers = n_ids;
-	return res;
+	memset(&rb, 0, sizeof(rb));
+	rb.g = cdp_identity_graph(rebuild_label, &rb);
+	cdp_store_lock();
+	read_identifiers(&rb);
+	read_overrides(&rb);
+	replay_links(&rb);
+	choose_ids(&rb);
+	record_moves(&rb, cause);
+	cdp_store_write(&rb.changes);
+	rb.res.identifiers = rb.n_ids;
+	return rb.res;
 }
 
 /* cdp.rebuild_identities(): recomputes every profile; returns counts. */
@@ -556,8 +533,7 @@ cdp_rebuild_identities(PG_FUNCTION_ARGS)
 
 	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	cdp_spi_connect();
 	r = rebuild("rebuild");
 	SPI_finish();
 
@@ -568,18 +544,85 @@ cdp_rebuild_identities(PG_FUNCTION_ARGS)
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), result, nulls)));
 }
 
-/* Current profile of an identifier. */
+/* Current profile of an identifier, or 0. */
 static int64
 profile_of(int64 identifier_id)
 {
 	Oid			t[1] = {INT8OID};
 	Datum		v[1] = {Int64GetDatum(identifier_id)};
+
+	if (cdp_spi_run("SELECT profile_id FROM cdp.identifiers WHERE identifier_id = $1",
+					1, t, v, SPI_OK_SELECT) != 1)
+		return 0;
+	return cdp_spi_int64(0, 1);
+}
+
+/* The link of a merge of the journal and its two profiles then. */
+typedef struct MergeLink
+{
+	int64		anchor_id;
+	int64		identifier_id;
+	bool		by_hand;
+	int64		survivor;
+	int64		absorbed;
+} MergeLink;
+
+/* Reads a merge to undo (locked), or fails if it cannot be undone. */
+static MergeLink
+read_merge(int64 merge_id)
+{
+	Oid			t[1] = {INT8OID};
+	Datum		v[1] = {Int64GetDatum(merge_id)};
+	MergeLink	m;
+	char	   *undone;
 	bool		isnull;
 
-	if (SPI_execute_with_args("SELECT profile_id FROM cdp.identifiers WHERE identifier_id = $1",
-							  1, t, v, NULL, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
-		return 0;
-	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	if (cdp_spi_run("SELECT anchor_id, identifier_id, method = 'hand', undone_at::text, survivor, absorbed "
+					"FROM cdp.profile_merges WHERE merge_id = $1 FOR UPDATE",
+					1, t, v, SPI_OK_SELECT) != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("merge " INT64_FORMAT " does not exist", merge_id),
+				 errhint("Merges are listed in cdp.profile_merges.")));
+	undone = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4);
+	if (undone != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("merge " INT64_FORMAT " was already undone", merge_id),
+				 errdetail("It was undone at %s.", undone)));
+	m.anchor_id = cdp_spi_int64(0, 1);
+	m.identifier_id = cdp_spi_int64(0, 2);
+	m.by_hand = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
+	m.survivor = cdp_spi_int64(0, 5);
+	m.absorbed = cdp_spi_int64(0, 6);
+	if (m.identifier_id == 0 || profile_of(m.anchor_id) == 0 || profile_of(m.identifier_id) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("merge " INT64_FORMAT " cannot be undone: an identifier of its link no longer exists", merge_id)));
+	return m;
+}
+
+/*
+ * Records the undoing of a merge: the journal, then the decision every
+ * later stitching and rebuild honours (reason may be a NULL datum).
+ */
+static void
+record_unmerge(int64 merge_id, const MergeLink *m, Datum reason, bool reason_null)
+{
+	Oid			t[4] = {INT8OID, INT8OID, INT8OID, TEXTOID};
+	Datum		v[4] = {Int64GetDatum(merge_id), Int64GetDatum(m->anchor_id),
+	Int64GetDatum(m->identifier_id), reason};
+	char		nulls[4] = {' ', ' ', ' ', reason_null ? 'n' : ' '};
+
+	cdp_store_undo_merge(merge_id);
+	if (m->by_hand)
+		cdp_spi_run("UPDATE cdp.identity_overrides SET lifted_at = pg_catalog.now() "
+					"WHERE action = 'merge' AND merge_id = $1 AND lifted_at IS NULL",
+					1, t, v, SPI_OK_UPDATE);
+	cdp_spi_exec("INSERT INTO cdp.identity_overrides (action, merge_id, identifier_a, identifier_b, after_event_id, reason) "
+				 "SELECT 'unmerge', $1, $2, $3, CASE WHEN is_called THEN last_value ELSE 0 END, $4 "
+				 "FROM cdp.events_event_id_seq",
+				 4, t, v, nulls, SPI_OK_INSERT);
 }
 
 /*
@@ -592,19 +635,10 @@ cdp_unmerge(PG_FUNCTION_ARGS)
 {
 	int64		merge_id;
 	TupleDesc	desc;
-	Oid			t3[2] = {INT8OID, TEXTOID};
-	Datum		v3[2];
-	char		n3[2] = {' ', ' '};
-	HeapTuple	row;
-	TupleDesc	rd;
-	bool		isnull;
-	int64		anchor_id;
-	int64		identifier_id;
-	bool		by_hand;
-	int64		survivor;
-	int64		absorbed;
-	char	   *cause;
+	MergeLink	m;
 	RebuildResult r;
+	int64		pa;
+	int64		pi;
 	Datum		result[3];
 	bool		nulls[3] = {false, false, false};
 
@@ -613,79 +647,17 @@ cdp_unmerge(PG_FUNCTION_ARGS)
 	if (PG_ARGISNULL(0))
 		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("merge_id must not be null")));
 	merge_id = PG_GETARG_INT64(0);
-	v3[0] = Int64GetDatum(merge_id);
-	v3[1] = PG_ARGISNULL(1) ? (Datum) 0 : PG_GETARG_DATUM(1);
-	n3[1] = PG_ARGISNULL(1) ? 'n' : ' ';
-	cause = psprintf("unmerge " INT64_FORMAT, merge_id);
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	DirectFunctionCall2(pg_advisory_xact_lock_int4, Int32GetDatum(STITCH_LOCK_KEY1),
-						Int32GetDatum(STITCH_LOCK_KEY2));
-
-	if (SPI_execute_with_args("SELECT anchor_id, identifier_id, method = 'hand', undone_at::text, survivor, absorbed "
-							  "FROM cdp.profile_merges WHERE merge_id = $1 FOR UPDATE",
-							  1, t3, v3, n3, false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not read cdp.profile_merges");
-	if (SPI_processed != 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("merge " INT64_FORMAT " does not exist", merge_id),
-				 errhint("Merges are listed in cdp.profile_merges.")));
-	row = SPI_tuptable->vals[0];
-	rd = SPI_tuptable->tupdesc;
-	{
-		char	   *undone = SPI_getvalue(row, rd, 4);
-
-		if (undone != NULL)
-			ereport(ERROR,
-					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-					 errmsg("merge " INT64_FORMAT " was already undone", merge_id),
-					 errdetail("It was undone at %s.", undone)));
-	}
-	anchor_id = DatumGetInt64(SPI_getbinval(row, rd, 1, &isnull));
-	identifier_id = isnull ? 0 : DatumGetInt64(SPI_getbinval(row, rd, 2, &isnull));
-	if (isnull || profile_of(anchor_id) == 0 || profile_of(identifier_id) == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("merge " INT64_FORMAT " cannot be undone: an identifier of its link no longer exists", merge_id)));
-	by_hand = DatumGetBool(SPI_getbinval(row, rd, 3, &isnull));
-	survivor = DatumGetInt64(SPI_getbinval(row, rd, 5, &isnull));
-	absorbed = DatumGetInt64(SPI_getbinval(row, rd, 6, &isnull));
-
-	/* the journal, then the decision every later stitching and rebuild honours */
-	SPI_execute_with_args("UPDATE cdp.profile_merges SET undone_at = now() WHERE merge_id = $1",
-						  1, t3, v3, n3, false, 0);
-	if (by_hand)
-		SPI_execute_with_args("UPDATE cdp.identity_overrides SET lifted_at = now() "
-							  "WHERE action = 'merge' AND merge_id = $1 AND lifted_at IS NULL",
-							  1, t3, v3, n3, false, 0);
-	{
-		Oid			t4[4] = {INT8OID, INT8OID, INT8OID, TEXTOID};
-		Datum		v4[4] = {Int64GetDatum(merge_id), Int64GetDatum(anchor_id), Int64GetDatum(identifier_id), v3[1]};
-		char		n4[4] = {' ', ' ', ' ', n3[1]};
-
-		SPI_execute_with_args("INSERT INTO cdp.identity_overrides (action, merge_id, identifier_a, identifier_b, after_event_id, reason) "
-							  "SELECT 'unmerge', $1, $2, $3, CASE WHEN is_called THEN last_value ELSE 0 END, $4 "
-							  "FROM cdp.events_event_id_seq",
-							  4, t4, v4, n4, false, 0);
-	}
-	r = rebuild(cause);
-	{
-		int64		pa = profile_of(anchor_id);
-		int64		pi = profile_of(identifier_id);
-
-		/* the survivor's side first: the link's anchor may have been absorbed */
-		if (pi == survivor || pa == absorbed)
-		{
-			int64		x = pa;
-
-			pa = pi;
-			pi = x;
-		}
-		result[0] = Int64GetDatum(pa);
-		result[1] = Int64GetDatum(pi);
-	}
+	cdp_spi_connect();
+	cdp_store_lock();
+	m = read_merge(merge_id);
+	record_unmerge(merge_id, &m, PG_ARGISNULL(1) ? (Datum) 0 : PG_GETARG_DATUM(1), PG_ARGISNULL(1));
+	r = rebuild(psprintf("unmerge " INT64_FORMAT, merge_id));
+	pa = profile_of(m.anchor_id);
+	pi = profile_of(m.identifier_id);
+	/* the survivor's side first: the link's anchor may have been absorbed */
+	result[0] = Int64GetDatum(pi == m.survivor || pa == m.absorbed ? pi : pa);
+	result[1] = Int64GetDatum(pi == m.survivor || pa == m.absorbed ? pa : pi);
 	result[2] = Int64GetDatum(r.changed);
 	SPI_finish();
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), result, nulls)));

@@ -23,18 +23,20 @@ cdp_spi_connect(void)
 }
 
 /*
- * Runs a statement with arguments (no NULLs) and checks its result code;
- * returns the number of rows.  Logs its time at DEBUG2.
+ * Runs a statement with arguments (nulls as SPI_execute_with_args takes
+ * them, or NULL for none) and checks its result code; returns the number
+ * of rows.  Logs its time at DEBUG2.
  */
 uint64
-cdp_spi_run(const char *sql, int nargs, const Oid *types, Datum *values, int expect)
+cdp_spi_exec(const char *sql, int nargs, const Oid *types, Datum *values, const char *nulls,
+			 int expect)
 {
 	instr_time	t0,
 				t1;
 	int			ret;
 
 	INSTR_TIME_SET_CURRENT(t0);
-	ret = SPI_execute_with_args(sql, nargs, (Oid *) types, values, NULL, false, 0);
+	ret = SPI_execute_with_args(sql, nargs, (Oid *) types, values, nulls, false, 0);
 	INSTR_TIME_SET_CURRENT(t1);
 	INSTR_TIME_SUBTRACT(t1, t0);
 	elog(DEBUG2, "cdp: %.1f ms, %lu rows: %.60s", INSTR_TIME_GET_MILLISEC(t1),
@@ -43,6 +45,34 @@ cdp_spi_run(const char *sql, int nargs, const Oid *types, Datum *values, int exp
 		elog(ERROR, "cdp statement failed (%s, expected %s): %.200s", SPI_result_code_string(ret),
 			 SPI_result_code_string(expect), sql);
 	return SPI_processed;
+}
+
+/* Runs a statement with arguments (no NULLs); see cdp_spi_exec. */
+uint64
+cdp_spi_run(const char *sql, int nargs, const Oid *types, Datum *values, int expect)
+{
+	return cdp_spi_exec(sql, nargs, types, values, NULL, expect);
+}
+
+/* Opens a cursor on a query with arguments (no NULLs), or fails. */
+Portal
+cdp_spi_cursor(const char *sql, int nargs, const Oid *types, Datum *values)
+{
+	Portal		cur = SPI_cursor_open_with_args(NULL, sql, nargs, (Oid *) types, values, NULL, false, 0);
+
+	if (cur == NULL)
+		elog(ERROR, "cdp could not open a cursor (%s): %.200s", SPI_result_code_string(SPI_result), sql);
+	return cur;
+}
+
+/* Column col (from 1) of row r of the last result as int64; 0 for NULL. */
+int64
+cdp_spi_int64(uint64 r, int col)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, col, &isnull);
+
+	return isnull ? 0 : DatumGetInt64(d);
 }
 
 /* An array datum of 64-bit values: bigint[] or timestamptz[] (type). */

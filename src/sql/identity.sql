@@ -356,6 +356,12 @@ CREATE FUNCTION cdp.rebuild_identities(OUT identifiers bigint, OUT links bigint,
 	AS 'MODULE_PATHNAME', 'cdp_rebuild_identities' LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION cdp.rebuild_identities() IS 'Recomputes every profile in one pass over the stored links with the current limits and merge rules; keeps profile ids where it can; returns the identifiers, the links replayed, the live profiles and how many identifiers changed profile';
 
+CREATE FUNCTION cdp.store_hand_merge(survivor bigint, absorbed bigint, anchor_id bigint,
+                                     identifier_id bigint, reason text)
+RETURNS bigint
+	AS 'MODULE_PATHNAME', 'cdp_store_hand_merge' LANGUAGE C VOLATILE STRICT;
+COMMENT ON FUNCTION cdp.store_hand_merge(bigint, bigint, bigint, bigint, text) IS 'Internal, called by cdp.merge_profiles once it has checked the merge: the identity store journals a merge by hand in cdp.profile_merges and forwards profile absorbed (its identifiers and the profiles that forwarded to it) to survivor; returns the merge_id';
+
 CREATE FUNCTION cdp.merge_profiles(survivor bigint, absorbed bigint, reason text, force boolean DEFAULT false)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE
@@ -432,14 +438,10 @@ BEGIN
 	  AND ((x.profile_id = s AND y.profile_id = a) OR (x.profile_id = a AND y.profile_id = s));
 
 	SELECT CASE WHEN q.is_called THEN q.last_value ELSE 0 END INTO last_id FROM cdp.events_event_id_seq q;
-	INSERT INTO cdp.profile_merges (survivor, absorbed, anchor_id, identifier_id, method, reason)
-	VALUES (s, a, rep_s, rep_a, 'hand', reason) RETURNING merge_id INTO mid;
+	-- the identity store journals the merge and forwards absorbed to survivor
+	mid := cdp.store_hand_merge(s, a, rep_s, rep_a, reason);
 	INSERT INTO cdp.identity_overrides (action, merge_id, identifier_a, identifier_b, after_event_id, force, reason)
 	VALUES ('merge', mid, rep_s, rep_a, last_id, force, reason);
-
-	UPDATE cdp.profiles SET merged_into = s, merged_at = now() WHERE profile_id = a;
-	UPDATE cdp.profiles SET merged_into = s WHERE merged_into = a;
-	UPDATE cdp.identifiers SET profile_id = s WHERE profile_id = a;
 	RETURN mid;
 END
 $$;
