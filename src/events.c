@@ -87,7 +87,7 @@ typedef struct Registry
 static Registry channels = {"channels", "SELECT channel FROM cdp.channels ORDER BY channel COLLATE \"C\""};
 static Registry event_types = {"event_types", "SELECT type FROM cdp.event_types ORDER BY type COLLATE \"C\""};
 
-static SPIPlanPtr insert_plan = NULL;
+static SPIPlanPtr insert_plans[2];	/* without, with a message id */
 static SPIPlanPtr reject_plan = NULL;
 
 /* Marks the registries stale when their table is invalidated. */
@@ -599,10 +599,16 @@ cdp_quarantine(const Problem *p, text *source, Jsonb *raw)
 	SPI_finish();
 }
 
-/* Inserts a checked event into cdp.events and returns its event_id. */
+/*
+ * Inserts a checked event into cdp.events and returns its event_id.  An
+ * event without a message id leaves that column out: the 0.1.0 schema (this
+ * library installed, ALTER EXTENSION cdp UPDATE not yet run) has none.
+ */
 int64
 cdp_insert_event(const Event *ev)
 {
+	int			keyed = ev->message_id != NULL;
+	int			n = keyed ? N_FIELDS : N_FIELDS - 1;
 	Datum		values[N_FIELDS];
 	char		nulls[N_FIELDS];
 	int			ret;
@@ -610,18 +616,23 @@ cdp_insert_event(const Event *ev)
 	bool		isnull;
 
 	cdp_spi_connect();
-	if (insert_plan == NULL)
+	if (insert_plans[keyed] == NULL)
 	{
 		Oid			types[N_FIELDS] = {TIMESTAMPTZOID, TEXTOID, TEXTOID, JSONBOID, JSONBOID, NUMERICOID, TEXTOID, TEXTOID};
-		SPIPlanPtr	plan = SPI_prepare("INSERT INTO cdp.events (occurred_at, channel, type, identifiers, "
+		SPIPlanPtr	plan = SPI_prepare(keyed ?
+									   "INSERT INTO cdp.events (occurred_at, channel, type, identifiers, "
 									   "properties, amount, source, message_id) "
 									   "VALUES ($1, $2, $3, $4, COALESCE($5, '{}'), $6, $7, $8) "
-									   "RETURNING event_id", N_FIELDS, types);
+									   "RETURNING event_id" :
+									   "INSERT INTO cdp.events (occurred_at, channel, type, identifiers, "
+									   "properties, amount, source) "
+									   "VALUES ($1, $2, $3, $4, COALESCE($5, '{}'), $6, $7) "
+									   "RETURNING event_id", n, types);
 
 		if (plan == NULL)
 			elog(ERROR, "could not prepare the event insert: %s", SPI_result_code_string(SPI_result));
 		SPI_keepplan(plan);
-		insert_plan = plan;
+		insert_plans[keyed] = plan;
 	}
 	values[0] = TimestampTzGetDatum(ev->occurred_at);
 	values[1] = PointerGetDatum(ev->channel);
@@ -639,7 +650,7 @@ cdp_insert_event(const Event *ev)
 	nulls[5] = ev->amount ? ' ' : 'n';
 	nulls[6] = ev->source ? ' ' : 'n';
 	nulls[7] = ev->message_id ? ' ' : 'n';
-	ret = SPI_execute_plan(insert_plan, values, nulls, false, 0);
+	ret = SPI_execute_plan(insert_plans[keyed], values, nulls, false, 0);
 	if (ret != SPI_OK_INSERT_RETURNING || SPI_processed != 1)
 		elog(ERROR, "could not insert an event: %s", SPI_result_code_string(ret));
 	id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
@@ -761,7 +772,13 @@ cdp_accept_event(PG_FUNCTION_ARGS)
 	event_id = PG_GETARG_INT64(0);
 	if (copying_stored_events())
 		PG_RETURN_BOOL(true);
-	if (!take_issued(event_id))
+
+	/*
+	 * Under the 0.1.0 schema (the check has no message_id argument: this
+	 * library installed, ALTER EXTENSION cdp UPDATE not yet run) event_id
+	 * defaults to nextval and cdp.next_event_id issues nothing.
+	 */
+	if (PG_NARGS() > 8 && !take_issued(event_id))
 		ereport(ERROR,
 				(errcode(ERRCODE_GENERATED_ALWAYS),
 				 errmsg("cannot insert an event with an event_id of its own (" INT64_FORMAT ")", event_id),

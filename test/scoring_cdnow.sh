@@ -21,7 +21,7 @@ db=cdp_cdnow
 passed=0
 failed=0
 # the checks below (a run that counts otherwise fails: keep it true)
-checks=23
+checks=24
 if [ ! -r "$data/cdnow_customers_summary_with_transactions.csv" ] || [ ! -r "$data/CDNOW_master.txt" ]; then
 	echo "# SKIP scoring_cdnow: the CDNOW data is not in $data (set CDP_SHARED_DATA to the data directory)"
 	echo "scoring_cdnow: 0 passed, 0 failed, $checks skipped"
