@@ -1007,6 +1007,46 @@ read_options(const CdpBtydOptions *opt, double gtol_default,
 	return CDP_BTYD_OK;
 }
 
+/*
+ * The set-up of every fit: *fit initialized for a model of k parameters, the
+ * problem (objective fn, analytic gradient or not) and its context cleared
+ * and wired, the options read.
+ */
+static int
+fit_begin(CdpBtydFit *fit, CdpBtydModel model, int k, const CdpBtydOptions *opt,
+		  double gtol_default, CdpBtydObjective fn, int analytic_grad,
+		  CdpBtydProblem *pb, FitCtx *ctx)
+{
+	if (fit == NULL)
+		return CDP_BTYD_EINVAL;
+	fit_init(fit, model, k);
+	memset(ctx, 0, sizeof(*ctx));
+	memset(pb, 0, sizeof(*pb));
+	ctx->k = k;
+	pb->k = k;
+	pb->fn = fn;
+	pb->arg = ctx;
+	pb->analytic_grad = analytic_grad;
+	if (read_options(opt, gtol_default, pb, ctx) != CDP_BTYD_OK)
+		return fit_status(fit, CDP_BTYD_EINVAL, "invalid options");
+	return CDP_BTYD_OK;
+}
+
+/* Counts the rows and customers of a fit; an error status if too few. */
+static int
+fit_count(CdpBtydFit *fit, double customers, size_t rows, const char *who)
+{
+	char		msg[160];
+
+	fit->n_customers = customers;
+	fit->n_rows = rows;
+	if (customers >= CDP_BTYD_MIN_CUSTOMERS)
+		return CDP_BTYD_OK;
+	snprintf(msg, sizeof(msg), "too few %s (%g); at least %d are needed",
+			 who, customers, CDP_BTYD_MIN_CUSTOMERS);
+	return fit_status(fit, CDP_BTYD_ETOOFEW, msg);
+}
+
 /* Shared part of the BG/NBD, Pareto/NBD and NBD fits. */
 static int
 fit_rfm(CdpBtydModel model, const double *x, const double *t_x,
@@ -1020,18 +1060,15 @@ fit_rfm(CdpBtydModel model, const double *x, const double *t_x,
 	size_t		m;
 	double		starts[2][MAXP],
 				rate;
-	char		msg[160];
 	int			pareto = (model == CDP_BTYD_PARETO_NBD);
 	int			k = (model == CDP_BTYD_NBD) ? 2 : 4;
 	int			st;
 
-	if (fit == NULL)
-		return CDP_BTYD_EINVAL;
-	fit_init(fit, model, k);
-	memset(&ctx, 0, sizeof(ctx));
-	memset(&pb, 0, sizeof(pb));
-	if (read_options(opt, pareto ? 1e-7 : 1e-8, &pb, &ctx) != CDP_BTYD_OK)
-		return fit_status(fit, CDP_BTYD_EINVAL, "invalid options");
+	st = fit_begin(fit, model, k, opt, pareto ? 1e-7 : 1e-8,
+				   pareto ? obj_pareto : model == CDP_BTYD_NBD ? obj_nbd : obj_bgnbd,
+				   !pareto, &pb, &ctx);
+	if (st != CDP_BTYD_OK)
+		return st;
 	st = cdp_btyd_collect_rows(x, t_x, T, weight, n, &rows, &m);
 	if (st != CDP_BTYD_OK)
 		return fit_status(fit, st, st == CDP_BTYD_EINVAL ?
@@ -1042,15 +1079,10 @@ fit_rfm(CdpBtydModel model, const double *x, const double *t_x,
 		return fit_status(fit, st, NULL);
 	if (m == 0)
 		memset(&d, 0, sizeof(d));
-	fit->n_customers = d.W;
-	fit->n_rows = m;
-	if (d.W < CDP_BTYD_MIN_CUSTOMERS)
+	if (fit_count(fit, d.W, m, "customers") != CDP_BTYD_OK)
 	{
 		rfm_free(&d);
-		snprintf(msg, sizeof(msg),
-				 "too few customers (%g); at least %d are needed",
-				 fit->n_customers, CDP_BTYD_MIN_CUSTOMERS);
-		return fit_status(fit, CDP_BTYD_ETOOFEW, msg);
+		return fit->status;
 	}
 	if (d.swx == 0.0)
 	{
@@ -1069,15 +1101,10 @@ fit_rfm(CdpBtydModel model, const double *x, const double *t_x,
 		}
 	}
 	ctx.rfm = &d;
-	ctx.k = k;
 	ctx.pscale[0] = 1.0;
 	ctx.pscale[1] = d.scale;
 	ctx.pscale[2] = 1.0;
 	ctx.pscale[3] = pareto ? d.scale : 1.0;
-	pb.fn = pareto ? obj_pareto : model == CDP_BTYD_NBD ? obj_nbd : obj_bgnbd;
-	pb.arg = &ctx;
-	pb.k = k;
-	pb.analytic_grad = !pareto;
 
 	/* repeat purchases per unit of (rescaled) time */
 	rate = d.swx / d.W;
@@ -1135,16 +1162,11 @@ cdp_btyd_fit_gg(const double *x, const double *m, const double *weight,
 	CdpBtydSpendRow *rows;
 	size_t		k;
 	double		starts[2][MAXP] = {{0.0}};
-	char		msg[160];
 	int			st;
 
-	if (fit == NULL)
-		return CDP_BTYD_EINVAL;
-	fit_init(fit, CDP_BTYD_GAMMA_GAMMA, 3);
-	memset(&ctx, 0, sizeof(ctx));
-	memset(&pb, 0, sizeof(pb));
-	if (read_options(opt, 1e-8, &pb, &ctx) != CDP_BTYD_OK)
-		return fit_status(fit, CDP_BTYD_EINVAL, "invalid options");
+	st = fit_begin(fit, CDP_BTYD_GAMMA_GAMMA, 3, opt, 1e-8, obj_gg, 1, &pb, &ctx);
+	if (st != CDP_BTYD_OK)
+		return st;
 	st = cdp_btyd_collect_spend(x, m, weight, n, &rows, &k);
 	if (st != CDP_BTYD_OK)
 		return fit_status(fit, st, st == CDP_BTYD_EINVAL ?
@@ -1155,25 +1177,15 @@ cdp_btyd_fit_gg(const double *x, const double *m, const double *weight,
 		return fit_status(fit, st, NULL);
 	if (k == 0)
 		memset(&d, 0, sizeof(d));
-	fit->n_customers = d.W;
-	fit->n_rows = k;
-	if (d.W < CDP_BTYD_MIN_CUSTOMERS)
+	if (fit_count(fit, d.W, k, "customers with x > 0 and m > 0") != CDP_BTYD_OK)
 	{
 		spend_free(&d);
-		snprintf(msg, sizeof(msg),
-				 "too few customers with x > 0 and m > 0 (%g); at least %d are needed",
-				 fit->n_customers, CDP_BTYD_MIN_CUSTOMERS);
-		return fit_status(fit, CDP_BTYD_ETOOFEW, msg);
+		return fit->status;
 	}
 	ctx.spend = &d;
-	ctx.k = 3;
 	ctx.pscale[0] = 1.0;
 	ctx.pscale[1] = 1.0;
 	ctx.pscale[2] = d.scale;
-	pb.fn = obj_gg;
-	pb.arg = &ctx;
-	pb.k = 3;
-	pb.analytic_grad = 1;
 
 	/* both starts put the mean spend p gamma / (q - 1) at 1 */
 	starts[0][0] = 0.0;
