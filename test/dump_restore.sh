@@ -29,16 +29,11 @@ SQL
 
 # Compares one query's answer in both databases.
 same() {
-	local what=$1 query=$2 a b
+	local what=$1 query=$2 a b st=0
 	a=$(cdp_psql -d "$src" -At -c "$query")
 	b=$(cdp_psql -d "$dst" -At -c "$query")
-	if [ "$a" = "$b" ] && [ -n "$a" ]; then
-		echo "ok - $what"
-		passed=$((passed + 1))
-	else
-		echo "not ok - $what: '$a' before, '$b' after"
-		failed=$((failed + 1))
-	fi
+	[ "$a" = "$b" ] && [ -n "$a" ] || st=1
+	cdp_tally $st "$what" "'$a' before, '$b' after"
 }
 same "events and their partitions" \
 	"SELECT string_agg(t || ':' || n || ':' || s, ',' ORDER BY t) FROM (SELECT tableoid::regclass::text t, count(*) n, sum(amount) s FROM cdp.events GROUP BY 1) x"

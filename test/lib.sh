@@ -135,18 +135,32 @@ cdp_psql() {
 	"$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 "$@"
 }
 
-# Checks that a query in a database answers what is expected; prints
-# "ok - WHAT" or "not ok - WHAT: ..." and counts into $passed and $failed.
-cdp_expect() {
-	local what=$1 db=$2 query=$3 want=$4 got
-	got=$(cdp_psql -d "$db" -At -c "SET client_min_messages = warning" -c "$query")
-	if [ "$got" = "$want" ]; then
+# Records one check of a test script: STATUS 0 prints "ok - WHAT", another
+# "not ok - WHAT" (": DETAIL" if given); counts into $passed and $failed.
+cdp_tally() {
+	local status=$1 what=$2 detail=${3:-}
+	if [ "$status" -eq 0 ]; then
 		echo "ok - $what"
 		passed=$((passed + 1))
 	else
-		echo "not ok - $what: got '$got', expected '$want'"
+		echo "not ok - $what${detail:+: $detail}"
 		failed=$((failed + 1))
 	fi
+}
+
+# Records a check that holds when the command after WHAT succeeds.
+cdp_check() {
+	local what=$1
+	shift
+	if "$@"; then cdp_tally 0 "$what"; else cdp_tally 1 "$what"; fi
+}
+
+# Checks that a query in a database answers what is expected.
+cdp_expect() {
+	local what=$1 db=$2 query=$3 want=$4 got st=0
+	got=$(cdp_psql -d "$db" -At -c "SET client_min_messages = warning" -c "$query")
+	[ "$got" = "$want" ] || st=1
+	cdp_tally $st "$what" "got '$got', expected '$want'"
 }
 
 # Seconds a psql script on the current cluster takes (its output dropped).

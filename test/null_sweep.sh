@@ -54,17 +54,6 @@ cdp.session_no(timestamp with time zone,bigint,interval)
 cdp.track(timestamp with time zone,text,text,jsonb,jsonb,numeric,text,text)
 cdp.unmerge(bigint,text)"
 
-# Records one check.
-check() {
-	if [ "$1" -eq 0 ]; then
-		echo "ok - $2"
-		passed=$((passed + 1))
-	else
-		echo "not ok - $2"
-		failed=$((failed + 1))
-	fi
-}
-
 # The pid of the checkpointer: a crash of any backend restarts it.
 checkpointer() {
 	cdp_psql -d postgres -At -c "SELECT pid FROM pg_catalog.pg_stat_activity WHERE backend_type = 'checkpointer'"
@@ -105,7 +94,7 @@ stale=$(cdp_psql -d $db -At -c "SELECT p.oid::pg_catalog.regprocedure FROM pg_ca
 	WHERE p.pronamespace = 'cdp'::pg_catalog.regnamespace AND l.lanname = 'c' AND NOT p.proisstrict" |
 	sort | comm -3 - <(echo "$null_checking" | sort))
 [ -z "$stale" ] || echo "$stale" | sed 's/^/# not STRICT and not listed, or listed and STRICT: /'
-check "$([ -z "$stale" ] && echo 0 || echo 1)" "every C function of cdp is STRICT or listed as checking its NULLs"
+cdp_tally "$([ -z "$stale" ] && echo 0 || echo 1)" "every C function of cdp is STRICT or listed as checking its NULLs"
 
 # the calls: one line each, "function<TAB>what<TAB>statement"
 cdp_psql -d $db -At -F $'\t' -f test/null_sweep.sql >"$dir/calls.tsv"
@@ -161,16 +150,16 @@ while read -r fn; do
 			echo "# $what: ${bad[$l]}" | cut -c1-300
 		fi
 	done < <(awk -F '\t' -v f="$fn" '$1 == f {print NR "\t" $2}' "$dir/calls.tsv")
-	check "$nbad" "$fn: $n calls, no crash, internal error or time-out"
+	cdp_tally "$nbad" "$fn: $n calls, no crash, internal error or time-out"
 done <"$dir/functions"
 
 # the server itself: no backend died, it never restarted
 died=$(tail -c +$((log_start + 1)) "$CDP_CLUSTER_DIR/server.log" |
 	grep -cE 'terminated by signal|terminated by exception|all server processes terminated' || true)
-check "$died" "the server log shows no backend killed during the sweep ($died)"
-check "$([ "$(checkpointer)" = "$ckpt" ] && [ ${#crashes[@]} -eq 0 ] && echo 0 || echo 1)" \
+cdp_tally "$died" "the server log shows no backend killed during the sweep ($died)"
+cdp_tally "$([ "$(checkpointer)" = "$ckpt" ] && [ ${#crashes[@]} -eq 0 ] && echo 0 || echo 1)" \
 	"the server never restarted (checkpointer pid unchanged)"
-check "$([ "$(cdp_psql -d $db -At -c "$fingerprint")" = "$before" ] && echo 0 || echo 1)" \
+cdp_tally "$([ "$(cdp_psql -d $db -At -c "$fingerprint")" = "$before" ] && echo 0 || echo 1)" \
 	"the rolled-back calls left the data as it was"
 
 echo "null_sweep: $passed passed, $failed failed"

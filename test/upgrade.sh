@@ -34,20 +34,6 @@ mkdir -p "$dir"
 # Checks a query of the loaded database (see cdp_expect in test/lib.sh).
 expect() { cdp_expect "$1" "$db" "$2" "$3"; }
 
-# Records one check: ok when the command given after the label succeeds
-# (the command prints what went wrong when it fails).
-check() {
-	local what=$1
-	shift
-	if "$@"; then
-		echo "ok - $what"
-		passed=$((passed + 1))
-	else
-		echo "not ok - $what"
-		failed=$((failed + 1))
-	fi
-}
-
 # Succeeds when two files are equal, else prints their diff.
 same_file() {
 	diff "$1" "$2" >"$dir/diff" && return 0
@@ -154,13 +140,13 @@ cdp_psql -d $db -At -F ' ' -c "SELECT tbl, before FROM public.upgrade_before WHE
 cdp_psql -d $db -At -F ' ' -c "SELECT tbl, public.upgrade_fingerprint(tbl, relkind, cols, cond) FROM public.upgrade_before
 	WHERE relkind = 'r' ORDER BY 1" >"$dir/after.txt"
 ntables=$(wc -l <"$dir/before.txt")
-check "every user row of the $ntables cdp tables is intact (before <, after >)" \
+cdp_check "every user row of the $ntables cdp tables is intact (before <, after >)" \
 	same_file "$dir/before.txt" "$dir/after.txt"
 expect "no sequence went back" \
 	"SELECT string_agg(tbl || ' ' || before || ' -> ' || after, ', ') FROM (SELECT tbl, before,
 	        public.upgrade_fingerprint(tbl, relkind, cols, cond) AS after FROM public.upgrade_before WHERE relkind = 'S') s
 	 WHERE CASE WHEN after ~ '^[0-9]+\$' THEN after::bigint < before::bigint ELSE true END" ""
-check "the checksums cover a channel added by the user, the events, the identity graph, the breaks and the scores" \
+cdp_check "the checksums cover a channel added by the user, the events, the identity graph, the breaks and the scores" \
 	same_text "$(grep -oE '^cdp\.(channels|events_202503|rejected_events|identifiers|identity_links|profile_merges|journey_breaks|rfm|clv) [1-9][0-9]* rows' "$dir/before.txt" | cut -d' ' -f1 | paste -sd ' ')" \
 	"cdp.channels cdp.clv cdp.events_202503 cdp.identifiers cdp.identity_links cdp.journey_breaks cdp.profile_merges cdp.rejected_events cdp.rfm"
 
@@ -217,11 +203,11 @@ same_category() {
 }
 categories="schema tables columns constraints indexes views sequences functions triggers types policies members config_dump"
 for category in $categories data; do
-	check "upgraded equals fresh: $category ($(grep -cP "^$category\t" "$dir/$fresh.txt") lines)" \
+	cdp_check "upgraded equals fresh: $category ($(grep -cP "^$category\t" "$dir/$fresh.txt") lines)" \
 		same_category $empty $fresh $category
 done
 for category in $categories; do
-	check "upgraded with data equals fresh: $category" same_category $db $fresh_parts $category
+	cdp_check "upgraded with data equals fresh: $category" same_category $db $fresh_parts $category
 done
 
 # the comparison sees what changed, and names it
@@ -234,7 +220,7 @@ cdp_psql -d $altered -c "SET client_min_messages = warning" \
 cdp_psql -d $altered -At -f test/upgrade_schema.sql >"$dir/$altered.txt"
 named=$(diff "$dir/$fresh.txt" "$dir/$altered.txt" | sed -n 's/^[<>] [a-z_]*\t\([^:]*\):.*/\1/p' | sort -u | paste -sd ';' || true)
 want="column cdp.clv.note;function cdp.normalize_email(email text);function cdp.resolve(kind text, value text);index cdp.rfm_segment_idx"
-check "the comparison names each changed object (a column, an index, a volatility, a comment)" \
+cdp_check "the comparison names each changed object (a column, an index, a volatility, a comment)" \
 	same_text "$named" "$want"
 
 echo "upgrade: $passed passed, $failed failed"

@@ -7,7 +7,10 @@
 #    computing the same breaks of the same funnels at the same as_of; the
 #    two results are compared and the script says whether they are
 #    identical.  Goal: 5x or more;
-#  - incremental: after loading 1 % more events, the next run.
+#  - incremental: after loading 1 % more events, the next run;
+#  - batching: the same events again, sent as 1,000 statements of
+#    cdp.ingest (1,000 stitch batches), then the next run: its time should
+#    not depend on how the work was batched (0.1.0 read batch by batch).
 #
 #   bash test/bench/journeys.sh [EVENTS ...]
 set -euo pipefail
@@ -69,7 +72,20 @@ for n in "${sizes[@]}"; do
 		-c "COPY cdp.events ($cols) FROM '$file.more' WITH (FORMAT csv, HEADER true)" >/dev/null
 	incremental=$(cdp_timed -c "CREATE TABLE incremental_run AS SELECT * FROM cdp.detect_journey_breaks('$as_of')")
 	replayed=$(cdp_psql -At -F ' ' -c "SELECT mode, profiles, breaks FROM incremental_run" -c "DROP TABLE incremental_run")
-	rm -f "$file" "$file.more"
+
+	# batching: the same events in 1,000 statements of cdp.ingest
+	cdp_psql -c "CREATE TABLE more_events (occurred_at timestamptz, channel text, type text, identifiers jsonb,
+		properties jsonb, amount numeric, source text)" \
+		-c "COPY more_events FROM '$file.more' WITH (FORMAT csv, HEADER true)" >/dev/null
+	batches_before=$(cdp_psql -At -c "SELECT count(*) FROM cdp.stitch_batches")
+	for g in $(seq 0 999); do
+		echo "SELECT cdp.ingest((SELECT jsonb_agg(to_jsonb(m) - 'g') FROM (SELECT *, row_number() OVER () % 1000 AS g FROM more_events) m WHERE g = $g));"
+	done >"$file.ingest.sql"
+	cdp_psql -c "SET client_min_messages = warning" -f "$file.ingest.sql" >/dev/null
+	batches=$(cdp_psql -At -c "SELECT count(*) - $batches_before FROM cdp.stitch_batches")
+	batched=$(cdp_timed -c "CREATE TABLE batched_run AS SELECT * FROM cdp.detect_journey_breaks('$as_of')")
+	batched_replayed=$(cdp_psql -At -F ' ' -c "SELECT mode, profiles FROM batched_run" -c "DROP TABLE batched_run, more_events")
+	rm -f "$file" "$file.more" "$file.ingest.sql"
 
 	echo
 	echo "== $n demo events, as_of $as_of"
@@ -79,4 +95,8 @@ for n in "${sizes[@]}"; do
 			d, p, p / d, id }'
 	read -r inc_mode inc_profiles inc_breaks <<<"$replayed"
 	echo "incremental: $extra more events loaded, the next run ($inc_mode) $incremental s: $inc_profiles profiles replayed, $inc_breaks breaks written"
+	read -r bat_mode bat_profiles <<<"$batched_replayed"
+	awk -v b="$batched" -v i="$incremental" -v n="$batches" -v m="$bat_mode" -v p="$bat_profiles" -v e="$extra" 'BEGIN {
+		printf "batching: the same %d events again in 1,000 cdp.ingest statements (%d stitch batches), the next run (%s) %.2f s for %d profiles: %.2fx the run after one COPY\n",
+			e, n, m, b, p, b / i }'
 done
