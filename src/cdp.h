@@ -25,6 +25,8 @@ extern void cdp_spi_connect(void);
 extern uint64 cdp_spi_exec(const char *sql, int nargs, const Oid *types, Datum *values,
 						   const char *nulls, int expect);
 extern uint64 cdp_spi_run(const char *sql, int nargs, const Oid *types, Datum *values, int expect);
+extern uint64 cdp_spi_read(const char *sql, int nargs, const Oid *types, Datum *values,
+						   const char *nulls);
 extern struct PortalData *cdp_spi_cursor(const char *sql, int nargs, const Oid *types, Datum *values);
 extern int64 cdp_spi_int64(uint64 r, int col);
 extern Datum cdp_int64_array(const int64 *v, int n, Oid type);

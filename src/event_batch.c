@@ -41,6 +41,7 @@
 
 #define CLAIM_BATCH 50000
 #define STITCH_BATCH 50000
+#define PURGE_CHUNK 10000		/* retried rows deleted and quarantined at a time */
 #define MAX_TYPES_NAMED 5
 
 /* A stored or refused row waiting for the end of its statement. */
@@ -75,6 +76,8 @@ static RowList to_stitch;		/* stored: stitch */
 static int	defer_depth = 0;
 static int64 n_unknown = 0;		/* rows of unregistered types */
 static int64 loader_rows[2];	/* loader view rows quarantined, stored */
+static int	loader_level = 0;	/* nest level those rows were counted at */
+static bool purging = false;	/* delete_rows is at work */
 static char *unknown_names[MAX_TYPES_NAMED];
 static int	n_unknown_names = 0;
 
@@ -136,6 +139,13 @@ batch_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 	list_end_level(&to_claim, level, event == SUBXACT_EVENT_COMMIT_SUB);
 	list_end_level(&duplicates, level, event == SUBXACT_EVENT_COMMIT_SUB);
 	list_end_level(&to_stitch, level, event == SUBXACT_EVENT_COMMIT_SUB);
+	if (loader_rows[0] + loader_rows[1] > 0 && loader_level >= level)
+	{
+		if (event == SUBXACT_EVENT_ABORT_SUB)
+			loader_rows[0] = loader_rows[1] = 0;
+		else
+			loader_level = level - 1;
+	}
 }
 
 /* Sets up the memory and the callbacks on first use. */
@@ -255,18 +265,26 @@ stitch_rows(void)
 	pfree(docs);
 }
 
-/*
- * Keeps a stored row for stitching (when on) at nest level; stitches every
- * STITCH_BATCH rows.
- */
+/* Keeps a stored row for stitching (when on) at nest level. */
 static void
 keep_for_stitching(int64 event_id, const Event *ev, int nest_level)
 {
 	if (!cdp_stitch_on_ingest)
 		return;
 	list_push(&to_stitch, event_id, ev, KEEP_IDENTIFIERS)->nest_level = nest_level;
-	if (to_stitch.n >= STITCH_BATCH)
-		stitch_rows();
+}
+
+/*
+ * Inside a long load, every STITCH_BATCH rows: claims the message ids
+ * waiting, so that earlier rows are not left behind, then stitches.
+ */
+static void
+stitch_if_full(void)
+{
+	if (to_stitch.n < STITCH_BATCH)
+		return;
+	claim_messages();
+	stitch_rows();
 }
 
 /*
@@ -284,10 +302,9 @@ cdp_batch_accept(int64 event_id, const Event *ev)
 	}
 	else
 		keep_for_stitching(event_id, ev, GetCurrentTransactionNestLevel());
+	stitch_if_full();
 	if (cdp_unknown_event_types == CDP_UNKNOWN_TYPES_WARN && !cdp_event_type_known(ev->type))
-	{
 		note_unknown_type(ev->type);
-	}
 }
 
 /* Orders rows to claim by message id, then event id (the first one wins). */
@@ -382,8 +399,11 @@ claim_messages(void)
 }
 
 /*
- * Deletes rows of this statement from cdp.events; RETURNING the deleted
- * rows when asked (for the duplicates' quarantine).  Returns the count.
+ * Deletes rows [start, end of list) from cdp.events and drops them from the
+ * list; RETURNING the deleted rows when asked (for the duplicates'
+ * quarantine).  The rows never reached detection (they were not stitched),
+ * so the delete does not make journeys replay (cdp_batch_purging).  Returns
+ * the count.
  */
 static int64
 delete_rows(RowList *l, int start, bool returning)
@@ -397,6 +417,7 @@ delete_rows(RowList *l, int start, bool returning)
 	Datum		values[4];
 	Oid			types[4] = {INT8ARRAYOID, INT8OID, INT8OID, TIMESTAMPTZARRAYOID};
 	int			i;
+	uint64		deleted = 0;
 
 	for (i = 0; i < n; i++)
 	{
@@ -415,16 +436,35 @@ delete_rows(RowList *l, int start, bool returning)
 	values[1] = Int64GetDatum(min_id);
 	values[2] = Int64GetDatum(max_id);
 	values[3] = PointerGetDatum(construct_array(times, n_times, TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	/* occurred_at prunes partitions, the id range uses the BRIN indexes */
-	cdp_spi_run(returning
-				? "DELETE FROM cdp.events WHERE event_id BETWEEN $2 AND $3 AND event_id = ANY ($1) "
-				"AND (occurred_at = ANY ($4) OR occurred_at IS NULL) "
-				"RETURNING occurred_at, channel, type, identifiers, properties, amount, source, message_id, "
-				"(SELECT m.event_id FROM cdp.event_messages m WHERE m.message_id = events.message_id)"
-				: "DELETE FROM cdp.events WHERE event_id BETWEEN $2 AND $3 AND event_id = ANY ($1) "
-				"AND (occurred_at = ANY ($4) OR occurred_at IS NULL)",
-				4, types, values, returning ? SPI_OK_DELETE_RETURNING : SPI_OK_DELETE);
-	return (int64) SPI_processed;
+	purging = true;
+	PG_TRY();
+	{
+		/* occurred_at prunes partitions, the id range uses the BRIN indexes */
+		deleted = cdp_spi_run(returning
+							  ? "DELETE FROM cdp.events WHERE event_id BETWEEN $2 AND $3 AND event_id = ANY ($1) "
+							  "AND (occurred_at = ANY ($4) OR occurred_at IS NULL) "
+							  "RETURNING occurred_at, channel, type, identifiers, properties, amount, source, message_id, "
+							  "(SELECT m.event_id FROM cdp.event_messages m WHERE m.message_id = events.message_id)"
+							  : "DELETE FROM cdp.events WHERE event_id BETWEEN $2 AND $3 AND event_id = ANY ($1) "
+							  "AND (occurred_at = ANY ($4) OR occurred_at IS NULL)",
+							  4, types, values, returning ? SPI_OK_DELETE_RETURNING : SPI_OK_DELETE);
+	}
+	PG_FINALLY();
+	{
+		purging = false;
+	}
+	PG_END_TRY();
+	return (int64) deleted;
+}
+
+/*
+ * Whether the rows being deleted are a statement's own quarantined rows or
+ * retries (for cdp.events_deleted, which then leaves journeys alone).
+ */
+bool
+cdp_batch_purging(void)
+{
+	return purging;
 }
 
 /* Deletes the rows quarantined during the statement, and says how many. */
@@ -459,19 +499,12 @@ returned(HeapTuple tuple, TupleDesc desc, int col)
 	return isnull ? NULL : PG_DETOAST_DATUM(d);
 }
 
-/* Deletes the retried rows of the statement and quarantines them; counts them. */
-static int64
-purge_duplicates(void)
+/* Quarantines the retried rows a delete_rows(..., true) returned. */
+static void
+quarantine_retries(void)
 {
-	int			start = list_statement_start(&duplicates);
-	int			n = duplicates.n - start;
-	int64		deleted;
 	uint64		i;
 
-	if (n == 0)
-		return 0;
-	cdp_spi_connect();
-	deleted = delete_rows(&duplicates, start, true);
 	for (i = 0; i < SPI_processed; i++)
 	{
 		HeapTuple	t = SPI_tuptable->vals[i];
@@ -496,7 +529,29 @@ purge_duplicates(void)
 			 cdp_shown(VARDATA_ANY(ev.message_id), VARSIZE_ANY_EXHDR(ev.message_id)), original);
 		cdp_quarantine(&p, ev.source, cdp_event_to_jsonb(&ev));
 	}
-	SPI_finish();
+}
+
+/*
+ * Deletes the retried rows of the statement and quarantines them, a chunk at
+ * a time (a retried load of millions of rows comes back whole); counts them.
+ */
+static int64
+purge_duplicates(void)
+{
+	int			start = list_statement_start(&duplicates);
+	int			n = duplicates.n - start;
+	int64		deleted = 0;
+
+	if (n == 0)
+		return 0;
+	while (duplicates.n > start)
+	{
+		cdp_spi_connect();
+		deleted += delete_rows(&duplicates, Max(start, duplicates.n - PURGE_CHUNK), true);
+		quarantine_retries();
+		SPI_finish();
+		CHECK_FOR_INTERRUPTS();
+	}
 	ereport(NOTICE,
 			(errmsg_plural("%d event was a retry of a stored message and moved to cdp.rejected_events",
 						   "%d events were retries of stored messages and moved to cdp.rejected_events",
@@ -535,29 +590,35 @@ warn_unknown_types(void)
 void
 cdp_batch_count_loader_row(bool stored)
 {
+	batch_setup();
+	if (loader_rows[0] + loader_rows[1] == 0)
+		loader_level = GetCurrentTransactionNestLevel();
 	loader_rows[stored ? 1 : 0]++;
 }
 
 /*
- * Says how many rows the loader view stored when it quarantined some: COPY
- * into a view counts every row it read.
+ * Says how many rows a statement on the loader view stored when it
+ * quarantined some: COPY into a view counts every row it read.  Retries
+ * (stored, then removed) count as quarantined.
  */
 static void
 report_loader_rows(int64 retries)
 {
-	int64		stored = loader_rows[1];
-	int64		refused = loader_rows[0];
+	int64		stored = loader_rows[1] - retries;
+	int64		refused = loader_rows[0] + retries;
 
+	if (loader_rows[0] + loader_rows[1] == 0)
+		return;					/* not the loader view */
 	loader_rows[0] = loader_rows[1] = 0;
-	if (refused + retries == 0)
+	if (refused == 0)
 		return;
 	ereport(NOTICE,
 			(errmsg_plural(INT64_FORMAT " row stored in cdp.events, " INT64_FORMAT " quarantined",
 						   INT64_FORMAT " rows stored in cdp.events, " INT64_FORMAT " quarantined",
-						   stored, stored, refused + retries),
+						   stored, stored, refused),
 			 errdetail("COPY into cdp.event_load counts every row it reads."),
 			 errhint("SELECT reason_code, reason, raw FROM cdp.rejected_events ORDER BY reject_id DESC LIMIT " INT64_FORMAT ";",
-					 refused + retries)));
+					 refused)));
 }
 
 /* Defers the statement's end (cdp.ingest, the loader view's rows). */

@@ -40,7 +40,7 @@ typedef struct Problem
 } Problem;
 
 
-/* The event fields in the order of cdp.event_load's columns. */
+/* The event fields: cdp.event_load's columns in order, then message_id. */
 #define N_FIELDS 8
 extern const char *const cdp_field_names[N_FIELDS];
 
@@ -52,6 +52,7 @@ extern bool cdp_event_check(const Event *ev, Problem *p);
 extern void cdp_quarantine(const Problem *p, text *source, Jsonb *raw);
 extern Jsonb *cdp_event_to_jsonb(const Event *ev);
 extern int64 cdp_insert_event(const Event *ev);
+extern int64 cdp_insert_event_deferred(const Event *ev);
 extern bool cdp_event_type_known(text *type);
 extern void cdp_push_string(JsonbParseState **st, const char *key, const char *val, int len);
 extern TriggerData *cdp_trigger_data(FunctionCallInfo fcinfo, const char *fname,
@@ -64,5 +65,6 @@ extern void cdp_batch_defer(void);
 extern void cdp_batch_undefer(void);
 extern int64 cdp_batch_end(void);
 extern void cdp_batch_count_loader_row(bool stored);
+extern bool cdp_batch_purging(void);
 
 #endif							/* CDP_EVENTS_H */

@@ -87,7 +87,6 @@ load_config(void)
 {
 	Oid			nsp;
 	uint64		i;
-	int			ret;
 
 	if (config_valid)
 		return;
@@ -113,10 +112,8 @@ load_config(void)
 	PG_TRY();
 	{
 		cdp_spi_connect();
-		ret = SPI_execute("SELECT kind, priority, max_per_profile, normalizer, merges "
-						  "FROM cdp.identity_rules ORDER BY kind COLLATE \"C\"", true, 0);
-		if (ret != SPI_OK_SELECT)
-			elog(ERROR, "could not read cdp.identity_rules: %s", SPI_result_code_string(ret));
+		cdp_spi_read("SELECT kind, priority, max_per_profile, normalizer, merges "
+					 "FROM cdp.identity_rules ORDER BY kind COLLATE \"C\"", 0, NULL, NULL, NULL);
 		if (SPI_processed > CDP_IDGRAPH_MAX_KINDS)
 			ereport(ERROR,
 					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
@@ -142,10 +139,8 @@ load_config(void)
 		}
 		n_rules = (int) SPI_processed;
 
-		ret = SPI_execute("SELECT kind, lower(value), is_pattern, reason "
-						  "FROM cdp.identifier_blocklist ORDER BY entry_id", true, 0);
-		if (ret != SPI_OK_SELECT)
-			elog(ERROR, "could not read cdp.identifier_blocklist: %s", SPI_result_code_string(ret));
+		cdp_spi_read("SELECT kind, lower(value), is_pattern, reason "
+					 "FROM cdp.identifier_blocklist ORDER BY entry_id", 0, NULL, NULL, NULL);
 		blocklist = MemoryContextAllocZero(config_cxt, sizeof(BlockEntry) * (SPI_processed + 1));
 		for (i = 0; i < SPI_processed; i++)
 		{
@@ -183,24 +178,24 @@ cdp_identity_has_unmerges(void)
 	load_config();				/* registers the invalidation callback */
 	if (!unmerges_valid)
 	{
-		int			ret;
-
 		overrides_relid = get_relname_relid("identity_overrides", get_namespace_oid("cdp", false));
 		unmerges_valid = true;	/* an invalidation while reading clears it */
-		cdp_spi_connect();
-		ret = SPI_execute("SELECT EXISTS (SELECT FROM cdp.identity_overrides "
-						  "WHERE action = 'unmerge' AND lifted_at IS NULL)", true, 1);
-		if (ret != SPI_OK_SELECT || SPI_processed != 1)
-		{
-			unmerges_valid = false;
-			elog(ERROR, "could not read cdp.identity_overrides: %s", SPI_result_code_string(ret));
-		}
+		PG_TRY();
 		{
 			bool		isnull;
 
+			cdp_spi_connect();
+			cdp_spi_read("SELECT EXISTS (SELECT FROM cdp.identity_overrides "
+						 "WHERE action = 'unmerge' AND lifted_at IS NULL)", 0, NULL, NULL, NULL);
 			has_unmerges = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+			SPI_finish();
 		}
-		SPI_finish();
+		PG_CATCH();
+		{
+			unmerges_valid = false;
+			PG_RE_THROW();
+		}
+		PG_END_TRY();
 	}
 	return has_unmerges;
 }
@@ -462,10 +457,8 @@ cdp_resolve(PG_FUNCTION_ARGS)
 	cdp_spi_connect();
 	args[0] = CStringGetTextDatum(rules[r].kind);
 	args[1] = CStringGetTextDatum(value);
-	if (SPI_execute_with_args("SELECT profile_id FROM cdp.identifiers WHERE kind = $1 AND value = $2",
-							  2, types, args, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not read cdp.identifiers");
-	if (SPI_processed == 1)
+	if (cdp_spi_read("SELECT profile_id FROM cdp.identifiers WHERE kind = $1 AND value = $2",
+					 2, types, args, NULL) == 1)
 	{
 		bool		isnull;
 

@@ -25,9 +25,11 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "miscadmin.h"
 #include "utils/builtins.h"
 
 PG_FUNCTION_INFO_V1(cdp_store_hand_merge);
+PG_FUNCTION_INFO_V1(cdp_store_forget_anchors);
 
 /* Grows the array of a CDP_ROWS (see CDP_PUSH). */
 void
@@ -234,6 +236,7 @@ relink_profiles(Datum from, Datum to)
 {
 	Oid			types[2] = {INT8ARRAYOID, INT8ARRAYOID};
 	Datum		args[2] = {from, to};
+	int			round;
 
 	cdp_spi_run("UPDATE cdp.profiles p SET merged_into = NULL, merged_at = NULL "
 				"WHERE merged_into IS NOT NULL "
@@ -250,10 +253,20 @@ relink_profiles(Datum from, Datum to)
 				"i.profile_id AS now_in FROM cdp.identifiers i ORDER BY i.initial_profile_id, i.identifier_id) f "
 				"WHERE p.merged_into = ANY ($1) AND p.profile_id = f.born AND p.merged_into <> f.now_in",
 				1, types, args, SPI_OK_UPDATE);
-	while (cdp_spi_run("UPDATE cdp.profiles p SET merged_into = q.merged_into "
-					   "FROM cdp.profiles q WHERE p.merged_into = q.profile_id AND q.merged_into IS NOT NULL",
-					   0, NULL, NULL, SPI_OK_UPDATE) > 0)
-		;
+	/* each round halves the longest forwarding chain: a few rounds, or a cycle */
+	for (round = 0;
+		 cdp_spi_run("UPDATE cdp.profiles p SET merged_into = q.merged_into "
+					 "FROM cdp.profiles q WHERE p.merged_into = q.profile_id AND q.merged_into IS NOT NULL",
+					 0, NULL, NULL, SPI_OK_UPDATE) > 0;
+		 round++)
+	{
+		if (round >= 64)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("cdp.profiles.merged_into forms a cycle"),
+					 errhint("Run SELECT cdp.rebuild_identities(); to derive the profiles again from the events.")));
+		CHECK_FOR_INTERRUPTS();
+	}
 }
 
 /* Identifiers that change profile, journaled with their cause. */
@@ -430,6 +443,15 @@ cdp_store_hand_merge(PG_FUNCTION_ARGS)
 	args[4] = PG_GETARG_DATUM(4);
 	cdp_spi_connect();
 	cdp_store_lock();
+	/* cdp.merge_profiles checked these; a direct call must not corrupt the graph */
+	if (survivor == absorbed ||
+		cdp_spi_run("SELECT FROM cdp.profiles WHERE profile_id IN ($1, $2) AND merged_into IS NULL",
+					2, types, args, SPI_OK_SELECT) != 2)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("cannot merge profile " INT64_FORMAT " into " INT64_FORMAT ": two distinct live profiles are needed",
+						absorbed, survivor),
+				 errhint("Merge profiles with cdp.merge_profiles.")));
 	cdp_spi_run("INSERT INTO cdp.profile_merges (survivor, absorbed, anchor_id, identifier_id, method, reason) "
 				"VALUES ($1, $2, $3, $4, 'hand', $5) RETURNING merge_id",
 				5, types, args, SPI_OK_INSERT_RETURNING);
@@ -437,4 +459,25 @@ cdp_store_hand_merge(PG_FUNCTION_ARGS)
 	forward_profiles(cdp_int64_array(&absorbed, 1, INT8OID), cdp_int64_array(&survivor, 1, INT8OID));
 	SPI_finish();
 	PG_RETURN_INT64(merge_id);
+}
+
+/*
+ * cdp.store_forget_anchors(from_time, to_time): the anchors of the events of
+ * [from_time, to_time), for cdp.drop_partitions once it has dropped their
+ * partition; returns how many.  The identifiers and links stay: they are
+ * what the customer was known by, not the events.
+ */
+Datum
+cdp_store_forget_anchors(PG_FUNCTION_ARGS)
+{
+	Oid			types[2] = {TIMESTAMPTZOID, TIMESTAMPTZOID};
+	Datum		args[2] = {PG_GETARG_DATUM(0), PG_GETARG_DATUM(1)};
+	uint64		n;
+
+	cdp_spi_connect();
+	cdp_store_lock();
+	n = cdp_spi_run("DELETE FROM cdp.event_anchors WHERE occurred_at >= $1 AND occurred_at < $2",
+					2, types, args, SPI_OK_DELETE);
+	SPI_finish();
+	PG_RETURN_INT64((int64) n);
 }

@@ -167,6 +167,15 @@ cdp_event_load_row(PG_FUNCTION_ARGS)
 	Problem		p;
 	bool		ok;
 	int			i;
+
+	/*
+	 * The view's statement trigger (event_load_done) ends the statement's
+	 * batch; a schema of 0.1.0 (before ALTER EXTENSION cdp UPDATE) has none,
+	 * and each row then ends its own.
+	 */
+	bool		deferring = td->tg_relation->trigdesc != NULL &&
+		td->tg_relation->trigdesc->trig_insert_after_statement;
+
 	/* the view's columns are the event fields but message_id, in order */
 	if (desc->natts != N_FIELDS - 1)
 		elog(ERROR, "cdp.event_load has %d columns, expected %d", desc->natts, N_FIELDS - 1);
@@ -193,22 +202,15 @@ cdp_event_load_row(PG_FUNCTION_ARGS)
 		ev.amount = raw[5] ? DatumGetNumeric(in[3].result) : NULL;
 		ok = cdp_event_check(&ev, &p);
 	}
-	if (ok)
+	if (ok && !deferring)
+		(void) cdp_insert_event(&ev);	/* ends its own statement */
+	else if (ok)
 	{
-		/* the statement's end waits for the view's statement trigger */
-		cdp_batch_defer();
-		PG_TRY();
-		{
-			(void) cdp_insert_event(&ev);
-		}
-		PG_FINALLY();
-		{
-			cdp_batch_undefer();
-		}
-		PG_END_TRY();
+		(void) cdp_insert_event_deferred(&ev);
 		cdp_batch_count_loader_row(true);
-		return PointerGetDatum(tuple);
 	}
+	if (ok)
+		return PointerGetDatum(tuple);
 
 	{
 		JsonbParseState *st = NULL;
@@ -218,7 +220,8 @@ cdp_event_load_row(PG_FUNCTION_ARGS)
 			cdp_push_string(&st, cdp_field_names[i], raw[i], raw[i] ? strlen(raw[i]) : 0);
 		cdp_quarantine(&p, ev.source, JsonbValueToJsonb(pushJsonbValue(&st, WJB_END_OBJECT, NULL)));
 	}
-	cdp_batch_count_loader_row(false);
+	if (deferring)
+		cdp_batch_count_loader_row(false);
 	return PointerGetDatum(NULL);
 }
 

@@ -150,11 +150,10 @@ cdp_journey_load_setup(const char *only, MemoryContext cxt)
 
 	values[0] = only ? CStringGetTextDatum(only) : (Datum) 0;
 	nulls[0] = only ? ' ' : 'n';
-	if (SPI_execute_with_args("SELECT funnel_id, steps, conversion_window, abandon_after, min_step "
-							  "FROM cdp.funnels WHERE $1 IS NULL OR funnel_id = $1 "
-							  "ORDER BY funnel_id COLLATE \"C\"",
-							  1, types, values, nulls, true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not read cdp.funnels");
+	cdp_spi_read("SELECT funnel_id, steps, conversion_window, abandon_after, min_step "
+				 "FROM cdp.funnels WHERE $1 IS NULL OR funnel_id = $1 "
+				 "ORDER BY funnel_id COLLATE \"C\"",
+				 1, types, values, nulls);
 	if (only != NULL && SPI_processed == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
@@ -1145,18 +1144,15 @@ read_passes(Replay *rp)
 	double		funnel_share;
 	double		bytes;
 	bool		isnull;
-	int			ret;
 	int			passes;
 
-	ret = SPI_execute_with_args("SELECT greatest((SELECT reltuples FROM pg_class WHERE oid = 'cdp.event_anchors'::regclass), 0)::float8, "
-								"greatest((SELECT reltuples FROM pg_class WHERE oid = 'cdp.identifiers'::regclass), 0)::float8, "
-								"coalesce((SELECT sum(x.f) FROM pg_stats s, "
-								"unnest(s.most_common_vals::text::text[], s.most_common_freqs) x(v, f) "
-								"WHERE s.schemaname = 'cdp' AND s.tablename = 'events' AND s.attname = 'type' "
-								"AND s.inherited AND x.v = ANY ($1)), 1)::float8",
-								1, types, values, NULL, true, 1);
-	if (ret != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "could not read the statistics of the event tables");
+	cdp_spi_read("SELECT greatest((SELECT reltuples FROM pg_class WHERE oid = 'cdp.event_anchors'::regclass), 0)::float8, "
+				 "greatest((SELECT reltuples FROM pg_class WHERE oid = 'cdp.identifiers'::regclass), 0)::float8, "
+				 "coalesce((SELECT sum(x.f) FROM pg_stats s, "
+				 "unnest(s.most_common_vals::text::text[], s.most_common_freqs) x(v, f) "
+				 "WHERE s.schemaname = 'cdp' AND s.tablename = 'events' AND s.attname = 'type' "
+				 "AND s.inherited AND x.v = ANY ($1)), 1)::float8",
+				 1, types, values, NULL);
 	anchors = DatumGetFloat8(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	identifiers = DatumGetFloat8(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
 	funnel_share = DatumGetFloat8(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));

@@ -43,6 +43,7 @@
  * runs never interleave; it does not take the stitching lock.
  */
 #include "journey.h"
+#include "events.h"
 #include "identity.h"
 
 #include <math.h>
@@ -65,6 +66,7 @@
 #include "utils/timestamp.h"
 
 PG_FUNCTION_INFO_V1(cdp_detect_journey_breaks);
+PG_FUNCTION_INFO_V1(cdp_events_deleted);
 
 /* Key of the advisory lock that serializes detection runs ("cdp", "jo"). */
 #define JOURNEY_LOCK_KEY1 0x636470
@@ -474,13 +476,10 @@ delete_previous(Detection *d, Setup *setup, Datum profiles)
 	char		nulls[1] = {profiles == (Datum) 0 ? 'n' : ' '};
 	HASHCTL		ctl;
 	uint64		r;
-	int			ret;
 
-	ret = SPI_execute_with_args("DELETE FROM cdp.journey_breaks WHERE $1 IS NULL OR profile_id = ANY ($1) "
-								"RETURNING funnel_id, first_event_id, detected_at",
-								1, types, values, nulls, false, 0);
-	if (ret != SPI_OK_DELETE_RETURNING)
-		elog(ERROR, "could not delete from cdp.journey_breaks: %s", SPI_result_code_string(ret));
+	cdp_spi_exec("DELETE FROM cdp.journey_breaks WHERE $1 IS NULL OR profile_id = ANY ($1) "
+				 "RETURNING funnel_id, first_event_id, detected_at",
+				 1, types, values, nulls, SPI_OK_DELETE_RETURNING);
 	memset(&ctl, 0, sizeof(ctl));
 	ctl.keysize = sizeof(DetectedKey);
 	ctl.entrysize = sizeof(DetectedEntry);
@@ -506,10 +505,8 @@ delete_previous(Detection *d, Setup *setup, Datum profiles)
 		e->detected_at = DatumGetTimestampTz(SPI_getbinval(t, desc, 3, &isnull));
 	}
 	SPI_freetuptable(SPI_tuptable);
-	ret = SPI_execute_with_args("DELETE FROM cdp.journey_pending WHERE $1 IS NULL OR profile_id = ANY ($1)",
-								1, types, values, nulls, false, 0);
-	if (ret != SPI_OK_DELETE)
-		elog(ERROR, "could not delete from cdp.journey_pending: %s", SPI_result_code_string(ret));
+	cdp_spi_exec("DELETE FROM cdp.journey_pending WHERE $1 IS NULL OR profile_id = ANY ($1)",
+				 1, types, values, nulls, SPI_OK_DELETE);
 }
 
 /* Where the last run stopped and where this one goes (see the header). */
@@ -564,21 +561,18 @@ read_watermarks(TimestampTz as_of, bool full, Watermarks *w)
 	TupleDesc	td;
 	bool		isnull;
 	Datum		last_as_of;
-	int			ret;
 
-	ret = SPI_execute("SELECT p.as_of, p.last_batch_id, p.last_merge_id, p.last_move_id, "
-					  "p.funnels IS NOT DISTINCT FROM f.defs AND NOT p.needs_full, "
-					  "(SELECT coalesce(max(batch_id), 0) FROM cdp.stitch_batches), "
-					  "(SELECT coalesce(max(merge_id), 0) FROM cdp.profile_merges), "
-					  "(SELECT coalesce(max(move_id), 0) FROM cdp.identifier_moves), "
-					  "f.defs::text "
-					  "FROM (SELECT coalesce(jsonb_object_agg(funnel_id, jsonb_build_array(steps, "
-					  "extract(epoch FROM conversion_window), extract(epoch FROM abandon_after), min_step)), '{}') AS defs "
-					  "FROM cdp.funnels) f "
-					  "LEFT JOIN cdp.journey_progress p ON true",
-					  true, 0);
-	if (ret != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "could not read cdp.journey_progress");
+	cdp_spi_read("SELECT p.as_of, p.last_batch_id, p.last_merge_id, p.last_move_id, "
+				 "p.funnels IS NOT DISTINCT FROM f.defs AND NOT p.needs_full, "
+				 "(SELECT coalesce(max(batch_id), 0) FROM cdp.stitch_batches), "
+				 "(SELECT coalesce(max(merge_id), 0) FROM cdp.profile_merges), "
+				 "(SELECT coalesce(max(move_id), 0) FROM cdp.identifier_moves), "
+				 "f.defs::text "
+				 "FROM (SELECT coalesce(jsonb_object_agg(funnel_id, jsonb_build_array(steps, "
+				 "extract(epoch FROM conversion_window), extract(epoch FROM abandon_after), min_step)), '{}') AS defs "
+				 "FROM cdp.funnels) f "
+				 "LEFT JOIN cdp.journey_progress p ON true",
+				 0, NULL, NULL, NULL);
 	t = SPI_tuptable->vals[0];
 	td = SPI_tuptable->tupdesc;
 	memset(w, 0, sizeof(Watermarks));
@@ -739,8 +733,7 @@ cdp_detect_journey_breaks(PG_FUNCTION_ARGS)
 	else
 	{
 		/* the log is rebuilt with the replay */
-		if (SPI_execute("DELETE FROM cdp.journey_events", false, 0) != SPI_OK_DELETE)
-			elog(ERROR, "could not empty cdp.journey_events");
+		cdp_spi_run("DELETE FROM cdp.journey_events", 0, NULL, NULL, SPI_OK_DELETE);
 		rp.event_sink = log_profile_events;
 	}
 	if (w.full || n_revisit > 0)
@@ -756,4 +749,31 @@ cdp_detect_journey_breaks(PG_FUNCTION_ARGS)
 	/* after SPI_finish: in the caller's memory */
 	result[0] = CStringGetTextDatum(w.full ? "full" : "incremental");
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), result, rnulls)));
+}
+
+/*
+ * AFTER DELETE OR TRUNCATE statement trigger of cdp.events and its
+ * partitions: deleted events must leave the journeys and the funnel event
+ * log, so the next run replays every profile.  Not for the rows a loading
+ * statement removes at its end (quarantined rows, retries): they were
+ * never stitched, so detection never saw them.
+ */
+Datum
+cdp_events_deleted(PG_FUNCTION_ARGS)
+{
+	TriggerData *td = (TriggerData *) fcinfo->context;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_AFTER(td->tg_event) ||
+		TRIGGER_FIRED_FOR_ROW(td->tg_event) ||
+		!(TRIGGER_FIRED_BY_DELETE(td->tg_event) || TRIGGER_FIRED_BY_TRUNCATE(td->tg_event)))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("cdp.events_deleted() must be fired AFTER DELETE OR TRUNCATE FOR EACH STATEMENT")));
+	if (cdp_batch_purging())
+		return PointerGetDatum(NULL);
+	cdp_spi_connect();
+	cdp_spi_run("UPDATE cdp.journey_progress SET needs_full = true WHERE NOT needs_full",
+				0, NULL, NULL, SPI_OK_UPDATE);
+	SPI_finish();
+	return PointerGetDatum(NULL);
 }

@@ -24,19 +24,19 @@ cdp_spi_connect(void)
 
 /*
  * Runs a statement with arguments (nulls as SPI_execute_with_args takes
- * them, or NULL for none) and checks its result code; returns the number
- * of rows.  Logs its time at DEBUG2.
+ * them, or NULL for none), read-only or not, and checks its result code;
+ * returns the number of rows.  Logs its time at DEBUG2.
  */
-uint64
-cdp_spi_exec(const char *sql, int nargs, const Oid *types, Datum *values, const char *nulls,
-			 int expect)
+static uint64
+spi_execute(const char *sql, int nargs, const Oid *types, Datum *values, const char *nulls,
+			bool read_only, int expect)
 {
 	instr_time	t0,
 				t1;
 	int			ret;
 
 	INSTR_TIME_SET_CURRENT(t0);
-	ret = SPI_execute_with_args(sql, nargs, (Oid *) types, values, nulls, false, 0);
+	ret = SPI_execute_with_args(sql, nargs, (Oid *) types, values, nulls, read_only, 0);
 	INSTR_TIME_SET_CURRENT(t1);
 	INSTR_TIME_SUBTRACT(t1, t0);
 	elog(DEBUG2, "cdp: %.1f ms, %lu rows: %.60s", INSTR_TIME_GET_MILLISEC(t1),
@@ -47,11 +47,29 @@ cdp_spi_exec(const char *sql, int nargs, const Oid *types, Datum *values, const 
 	return SPI_processed;
 }
 
-/* Runs a statement with arguments (no NULLs); see cdp_spi_exec. */
+/* Runs a statement that may write; see spi_execute. */
+uint64
+cdp_spi_exec(const char *sql, int nargs, const Oid *types, Datum *values, const char *nulls,
+			 int expect)
+{
+	return spi_execute(sql, nargs, types, values, nulls, false, expect);
+}
+
+/* Runs a statement with arguments (no NULLs); see spi_execute. */
 uint64
 cdp_spi_run(const char *sql, int nargs, const Oid *types, Datum *values, int expect)
 {
-	return cdp_spi_exec(sql, nargs, types, values, NULL, expect);
+	return spi_execute(sql, nargs, types, values, NULL, false, expect);
+}
+
+/*
+ * Runs a query read-only (no command counter increment: callable from
+ * stable and parallel-safe functions); returns the number of rows.
+ */
+uint64
+cdp_spi_read(const char *sql, int nargs, const Oid *types, Datum *values, const char *nulls)
+{
+	return spi_execute(sql, nargs, types, values, nulls, true, SPI_OK_SELECT);
 }
 
 /* Opens a cursor on a query with arguments (no NULLs), or fails. */

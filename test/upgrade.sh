@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Upgrading: a database made with the last release (CREATE EXTENSION cdp
 # VERSION '0.1.0', the frozen src/sql/cdp--0.1.0.sql) is loaded through
-# every entry point (COPY, INSERT, cdp.track, a rejected row, stitching, a
-# merge by hand, journey detection, scores, a channel of the user's), then
+# every entry point (COPY, INSERT, cdp.track, the loader view, cdp.ingest, a
+# rejected row, stitching, a merge by hand, journey detection, scores, a
+# channel of the user's) by this release's library, then
 # brought up to date with ALTER EXTENSION cdp UPDATE:
 #  - every user row of every cdp table is as before (each table checked on
 #    the columns it had; in configuration tables the rows pg_dump keeps, as
@@ -80,6 +81,11 @@ INSERT INTO cdp.events (occurred_at, channel, type, identifiers, properties, amo
 	('2025-03-06 15:00+00', 'store', 'store_visit', '{"loyalty_card": "L2"}', '{}', NULL, 'pos');
 -- cdp.track: one event at a time
 SELECT cdp.track('2025-03-07 08:00+00', 'app', 'product_view', '{"device_id": "d3"}', '{"product_id": "p3"}');
+-- the loader view and cdp.ingest: a visitor who logs in on the app later
+INSERT INTO cdp.event_load (occurred_at, channel, type, identifiers, source)
+VALUES ('2025-03-08 10:00+00', 'web', 'product_view', '{"cookie": "c8", "device_id": "d8"}', 'loader');
+SELECT * FROM cdp.ingest('[{"occurred_at": "2025-03-08 11:00+00", "channel": "app", "type": "login",
+                            "identifiers": {"device_id": "d8", "email": "dee.roe@mailbox.org"}}]');
 -- a cohort of 1,000 buyers for the scores: customer g first buys t days
 -- before the end of 2025, then every iv days until day d
 INSERT INTO cdp.events (occurred_at, channel, type, identifiers, properties, amount, source)
@@ -130,7 +136,11 @@ expect "loaded under $from: events, rejected, live profiles, merges by hand, bre
 	        (SELECT count(*) FROM cdp.profiles WHERE merged_into IS NULL) || '/' ||
 	        (SELECT count(*) FROM cdp.profile_merges WHERE method = 'hand') || '/' ||
 	        (SELECT count(*) FROM cdp.journey_breaks) || '/' || (SELECT count(*) FROM cdp.rfm)" \
-	"$(cdp_psql -d $db -At -c "SELECT 9 + count(*) FROM cdp.events WHERE source = 'cohort'")/1/1004/1/5/1001"
+	"$(cdp_psql -d $db -At -c "SELECT 11 + count(*) FROM cdp.events WHERE source = 'cohort'")/1/1005/1/6/1001"
+expect "under $from every stored event is stitched, through the loader view and cdp.ingest too" \
+	"SELECT count(*) FILTER (WHERE NOT EXISTS (SELECT FROM cdp.event_anchors a WHERE a.event_id = e.event_id))
+	        || ' ' || (cdp.resolve('cookie', 'c8') = cdp.resolve('email', 'dee.roe@mailbox.org'))
+	 FROM cdp.events e" "0 true"
 
 cdp_psql -d $db -c "SET client_min_messages = warning" -c "ALTER EXTENSION cdp UPDATE" >/dev/null
 expect "ALTER EXTENSION cdp UPDATE brings it to $to" "SELECT extversion FROM pg_extension WHERE extname = 'cdp'" "$to"

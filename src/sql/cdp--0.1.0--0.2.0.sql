@@ -13,18 +13,21 @@
 
 
 -- ---------------------------------------------------------------------------
--- Integrity of the event store: event ids only from cdp.next_event_id, the
--- row check with message ids (NOT VALID: stored events are never judged
--- again), idempotency keys, one stitching batch per statement of the text
--- entry points, moves out of the default partition that do not re-judge.
+-- Integrity of the event store: event ids only from the sequence, through
+-- cdp.issue_event_id; the row check with message ids (NOT VALID: stored
+-- events are never judged again), idempotency keys, one stitching batch per
+-- statement of the text entry points, moves out of the default partition
+-- that do not re-judge.
 -- ---------------------------------------------------------------------------
-CREATE FUNCTION cdp.next_event_id() RETURNS bigint
-	AS 'MODULE_PATHNAME', 'cdp_next_event_id' LANGUAGE C VOLATILE;
-COMMENT ON FUNCTION cdp.next_event_id() IS 'Default of cdp.events.event_id: the next value of cdp.events_event_id_seq, remembered so that the row check can refuse ids supplied by the caller';
+-- STABLE, though it remembers its argument: COPY inserts row by row when a
+-- default holds a volatile function other than nextval (src/events.c).
+CREATE FUNCTION cdp.issue_event_id(id bigint) RETURNS bigint
+	AS 'MODULE_PATHNAME', 'cdp_issue_event_id' LANGUAGE C STABLE STRICT;
+COMMENT ON FUNCTION cdp.issue_event_id(bigint) IS 'In the default of cdp.events.event_id: returns the next value of cdp.events_event_id_seq it is given, remembered so that the row check can refuse ids supplied by the caller';
 
 ALTER TABLE cdp.events ADD COLUMN message_id text;
 COMMENT ON COLUMN cdp.events.message_id IS 'Idempotency key given by the sender (as Segment''s messageId): a later event with the same key is a retry, quarantined as duplicate_message_id';
-ALTER TABLE cdp.events ALTER COLUMN event_id SET DEFAULT cdp.next_event_id();
+ALTER TABLE cdp.events ALTER COLUMN event_id SET DEFAULT cdp.issue_event_id(nextval('cdp.events_event_id_seq'));
 COMMENT ON COLUMN cdp.events.event_id IS 'Unique id, assigned at load from cdp.events_event_id_seq (do not supply it)';
 
 ALTER TABLE cdp.events DROP CONSTRAINT events_accept;
@@ -34,7 +37,7 @@ CREATE FUNCTION cdp.accept_event(
 	identifiers jsonb, properties jsonb, amount numeric, source text, message_id text)
 RETURNS boolean
 	AS 'MODULE_PATHNAME', 'cdp_accept_event' LANGUAGE C VOLATILE;
-COMMENT ON FUNCTION cdp.accept_event(bigint, timestamptz, text, text, jsonb, jsonb, numeric, text, text) IS 'Row check of cdp.events: quarantines an invalid row and marks it for removal at the end of the statement, refuses an event_id not issued by cdp.next_event_id; always true';
+COMMENT ON FUNCTION cdp.accept_event(bigint, timestamptz, text, text, jsonb, jsonb, numeric, text, text) IS 'Row check of cdp.events: quarantines an invalid row and marks it for removal at the end of the statement, refuses an event_id not issued by cdp.issue_event_id; always true';
 ALTER TABLE cdp.events ADD CONSTRAINT events_accept
 	CHECK (cdp.accept_event(event_id, occurred_at, channel, type, identifiers, properties,
 	                        amount, source, message_id)) NOT VALID;
@@ -154,6 +157,11 @@ BEGIN
 END
 $$;
 
+-- The rows a load removes at its end (quarantined, retries) leave journeys alone.
+CREATE OR REPLACE FUNCTION cdp.events_deleted() RETURNS trigger
+	AS 'MODULE_PATHNAME', 'cdp_events_deleted' LANGUAGE C;
+COMMENT ON FUNCTION cdp.events_deleted() IS 'Trigger: after events are deleted, makes the next cdp.detect_journey_breaks replay every profile (not for the quarantined rows and retries a load removes)';
+
 -- ---------------------------------------------------------------------------
 -- Comments that complete the catalogue: the partition listing's columns and
 -- the sequences behind the journals' ids.
@@ -256,7 +264,7 @@ BEGIN
 	LOOP
 		IF NOT dry_run THEN
 			EXECUTE format('DROP TABLE %s', p.name);
-			DELETE FROM cdp.event_anchors a WHERE a.occurred_at >= p.range_from AND a.occurred_at < p.range_to;
+			PERFORM cdp.store_forget_anchors(p.range_from, p.range_to);
 			DELETE FROM cdp.event_messages m WHERE m.occurred_at >= p.range_from AND m.occurred_at < p.range_to;
 			-- journeys forget the dropped events at the next detection
 			UPDATE cdp.journey_progress SET needs_full = true WHERE NOT needs_full;
@@ -741,9 +749,15 @@ COMMENT ON FUNCTION cdp.validate_clv(timestamptz, timestamptz, interval, text) I
 -- ---------------------------------------------------------------------------
 -- Identity store (issue 10): one module writes the identity graph.
 -- cdp.merge_profiles hands its writes (the journal and the forwarding
--- pointers) to the store through cdp.store_hand_merge, and refuses a NULL
+-- pointers) to the store through cdp.store_hand_merge (cdp.drop_partitions
+-- its anchors through cdp.store_forget_anchors), and refuses a NULL
 -- force with a clear error (22004; the null sweep).
 -- ---------------------------------------------------------------------------
+CREATE FUNCTION cdp.store_forget_anchors(from_time timestamptz, to_time timestamptz)
+RETURNS bigint
+	AS 'MODULE_PATHNAME', 'cdp_store_forget_anchors' LANGUAGE C VOLATILE STRICT;
+COMMENT ON FUNCTION cdp.store_forget_anchors(timestamptz, timestamptz) IS 'Internal, called by cdp.drop_partitions after it dropped a partition: the identity store deletes the anchors of the events of [from_time, to_time); returns how many';
+
 CREATE FUNCTION cdp.store_hand_merge(survivor bigint, absorbed bigint, anchor_id bigint,
                                      identifier_id bigint, reason text)
 RETURNS bigint

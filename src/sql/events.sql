@@ -79,14 +79,16 @@ CREATE FUNCTION cdp.accept_event(
 	identifiers jsonb, properties jsonb, amount numeric, source text, message_id text)
 RETURNS boolean
 	AS 'MODULE_PATHNAME', 'cdp_accept_event' LANGUAGE C VOLATILE;
-COMMENT ON FUNCTION cdp.accept_event(bigint, timestamptz, text, text, jsonb, jsonb, numeric, text, text) IS 'Row check of cdp.events: quarantines an invalid row and marks it for removal at the end of the statement, refuses an event_id not issued by cdp.next_event_id; always true';
+COMMENT ON FUNCTION cdp.accept_event(bigint, timestamptz, text, text, jsonb, jsonb, numeric, text, text) IS 'Row check of cdp.events: quarantines an invalid row and marks it for removal at the end of the statement, refuses an event_id not issued by cdp.issue_event_id; always true';
 
-CREATE FUNCTION cdp.next_event_id() RETURNS bigint
-	AS 'MODULE_PATHNAME', 'cdp_next_event_id' LANGUAGE C VOLATILE;
-COMMENT ON FUNCTION cdp.next_event_id() IS 'Default of cdp.events.event_id: the next value of cdp.events_event_id_seq, remembered so that the row check can refuse ids supplied by the caller';
+-- STABLE, though it remembers its argument: COPY inserts row by row when a
+-- default holds a volatile function other than nextval (src/events.c).
+CREATE FUNCTION cdp.issue_event_id(id bigint) RETURNS bigint
+	AS 'MODULE_PATHNAME', 'cdp_issue_event_id' LANGUAGE C STABLE STRICT;
+COMMENT ON FUNCTION cdp.issue_event_id(bigint) IS 'In the default of cdp.events.event_id: returns the next value of cdp.events_event_id_seq it is given, remembered so that the row check can refuse ids supplied by the caller';
 
 CREATE TABLE cdp.events (
-	event_id    bigint      NOT NULL DEFAULT cdp.next_event_id(),
+	event_id    bigint      NOT NULL DEFAULT cdp.issue_event_id(nextval('cdp.events_event_id_seq')),
 	occurred_at timestamptz,
 	received_at timestamptz NOT NULL DEFAULT now(),
 	channel     text,

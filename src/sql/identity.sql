@@ -362,6 +362,11 @@ RETURNS bigint
 	AS 'MODULE_PATHNAME', 'cdp_store_hand_merge' LANGUAGE C VOLATILE STRICT;
 COMMENT ON FUNCTION cdp.store_hand_merge(bigint, bigint, bigint, bigint, text) IS 'Internal, called by cdp.merge_profiles once it has checked the merge: the identity store journals a merge by hand in cdp.profile_merges and forwards profile absorbed (its identifiers and the profiles that forwarded to it) to survivor; returns the merge_id';
 
+CREATE FUNCTION cdp.store_forget_anchors(from_time timestamptz, to_time timestamptz)
+RETURNS bigint
+	AS 'MODULE_PATHNAME', 'cdp_store_forget_anchors' LANGUAGE C VOLATILE STRICT;
+COMMENT ON FUNCTION cdp.store_forget_anchors(timestamptz, timestamptz) IS 'Internal, called by cdp.drop_partitions after it dropped a partition: the identity store deletes the anchors of the events of [from_time, to_time); returns how many';
+
 CREATE FUNCTION cdp.merge_profiles(survivor bigint, absorbed bigint, reason text, force boolean DEFAULT false)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE

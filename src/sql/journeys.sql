@@ -220,16 +220,10 @@ COMMENT ON COLUMN cdp.journey_progress.needs_full IS 'Events were deleted (or pa
 
 -- Deleted events must leave the journeys and the funnel event log: the
 -- next run replays everything (deletes are rare: corrections, erasure).
+-- Rows a load removes at its end (quarantined, retries) were never seen.
 CREATE FUNCTION cdp.events_deleted() RETURNS trigger
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-	UPDATE cdp.journey_progress SET needs_full = true WHERE NOT needs_full;
-	RETURN NULL;
-END
-$$;
-COMMENT ON FUNCTION cdp.events_deleted() IS 'Trigger: after events are deleted, makes the next cdp.detect_journey_breaks replay every profile';
+	AS 'MODULE_PATHNAME', 'cdp_events_deleted' LANGUAGE C;
+COMMENT ON FUNCTION cdp.events_deleted() IS 'Trigger: after events are deleted, makes the next cdp.detect_journey_breaks replay every profile (not for the quarantined rows and retries a load removes)';
 CREATE TRIGGER events_deleted AFTER DELETE OR TRUNCATE ON cdp.events
 	FOR EACH STATEMENT EXECUTE FUNCTION cdp.events_deleted();
 CREATE TRIGGER events_deleted AFTER DELETE OR TRUNCATE ON cdp.events_default

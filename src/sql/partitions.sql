@@ -136,7 +136,7 @@ BEGIN
 	LOOP
 		IF NOT dry_run THEN
 			EXECUTE format('DROP TABLE %s', p.name);
-			DELETE FROM cdp.event_anchors a WHERE a.occurred_at >= p.range_from AND a.occurred_at < p.range_to;
+			PERFORM cdp.store_forget_anchors(p.range_from, p.range_to);
 			DELETE FROM cdp.event_messages m WHERE m.occurred_at >= p.range_from AND m.occurred_at < p.range_to;
 			-- journeys forget the dropped events at the next detection
 			UPDATE cdp.journey_progress SET needs_full = true WHERE NOT needs_full;
