@@ -38,6 +38,7 @@
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
+#include "utils/resowner.h"
 
 #define CLAIM_BATCH 50000
 #define STITCH_BATCH 50000
@@ -320,6 +321,51 @@ compare_claims(const void *a, const void *b)
 	return x->event_id < y->event_id ? -1 : x->event_id > y->event_id;
 }
 
+#define CLAIM_INSERT "INSERT INTO cdp.event_messages (message_id, event_id, occurred_at) " \
+	"SELECT * FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3))"
+
+/*
+ * Inserts claims (message ids, event ids, times), RETURNING the event ids
+ * of those that won.  First as a plain insert, in a subtransaction: when no
+ * id is taken (the usual case), that is half the cost of ON CONFLICT, which
+ * is what runs when one is (a retry, or a concurrent load of the same id,
+ * which ON CONFLICT waits for).
+ */
+static void
+insert_claims(Oid *types, Datum *values)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	volatile bool inserted = false;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		cdp_spi_run(CLAIM_INSERT " RETURNING event_id", 3, types, values, SPI_OK_INSERT_RETURNING);
+		ReleaseCurrentSubTransaction();
+		inserted = true;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		if (edata->sqlerrcode != ERRCODE_UNIQUE_VIOLATION)
+			ReThrowError(edata);
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(cxt);
+	CurrentResourceOwner = owner;
+	if (!inserted)
+		cdp_spi_run(CLAIM_INSERT " ON CONFLICT (message_id) DO NOTHING RETURNING event_id",
+					3, types, values, SPI_OK_INSERT_RETURNING);
+}
+
 /*
  * Claims the message ids of the rows waiting: the first row of each id
  * inserts it into cdp.event_messages unless a committed or concurrent load
@@ -363,10 +409,7 @@ claim_messages(void)
 	won = palloc(sizeof(int64) * n_first);	/* outside SPI's memory */
 
 	cdp_spi_connect();
-	cdp_spi_run("INSERT INTO cdp.event_messages (message_id, event_id, occurred_at) "
-				"SELECT * FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3)) "
-				"ON CONFLICT (message_id) DO NOTHING RETURNING event_id",
-				3, types, values, SPI_OK_INSERT_RETURNING);
+	insert_claims(types, values);
 	n_won = (int) SPI_processed;
 	for (i = 0; i < n_won; i++)
 	{
