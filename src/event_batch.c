@@ -18,8 +18,8 @@
  * Entry points that store events one statement at a time (cdp.ingest, the
  * loader view) defer the end until their own statement is done.
  *
- * Claims can be made in the middle of a long COPY (every CLAIM_BATCH rows),
- * but rows are deleted only at the end: a row judged by the row check may
+ * Claims can be made in the middle of a long COPY (every CLAIM_BATCH rows,
+ * and before each stitch batch), but rows are deleted only at the end: a row judged by the row check may
  * still sit in COPY's buffer, not yet in the table.
  *
  * Rows are kept per (sub)transaction nest level: a subtransaction that
@@ -42,6 +42,7 @@
 
 #define CLAIM_BATCH 50000
 #define STITCH_BATCH 50000
+#define CLAIM_PLAIN_MIN 1000		/* fewer claims go straight to ON CONFLICT */
 #define PURGE_CHUNK 10000		/* retried rows deleted and quarantined at a time */
 #define MAX_TYPES_NAMED 5
 
@@ -325,19 +326,29 @@ compare_claims(const void *a, const void *b)
 	"SELECT * FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3))"
 
 /*
- * Inserts claims (message ids, event ids, times), RETURNING the event ids
- * of those that won.  First as a plain insert, in a subtransaction: when no
- * id is taken (the usual case), that is half the cost of ON CONFLICT, which
- * is what runs when one is (a retry, or a concurrent load of the same id,
- * which ON CONFLICT waits for).
+ * Inserts n claims (message ids, event ids, times), RETURNING the event ids
+ * of those that won.  Many claims go first as a plain insert, in a
+ * subtransaction: when no id is taken (the usual case), that is half the
+ * cost of ON CONFLICT, which is what runs when one is (a retry, or a
+ * concurrent load of the same id, which ON CONFLICT waits for).  A few (a
+ * cdp.track, a small cdp.ingest) go straight to ON CONFLICT: a
+ * subtransaction each would spend a transaction id per call.  (A plain
+ * insert that fails inside a COPY ends the COPY's pg_stat_progress_copy
+ * row: aborting a subtransaction ends the command's progress report.)
  */
 static void
-insert_claims(Oid *types, Datum *values)
+insert_claims(int n, Oid *types, Datum *values)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 	ResourceOwner owner = CurrentResourceOwner;
 	volatile bool inserted = false;
 
+	if (n < CLAIM_PLAIN_MIN)
+	{
+		cdp_spi_run(CLAIM_INSERT " ON CONFLICT (message_id) DO NOTHING RETURNING event_id",
+					3, types, values, SPI_OK_INSERT_RETURNING);
+		return;
+	}
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(cxt);
 	PG_TRY();
@@ -354,6 +365,8 @@ insert_claims(Oid *types, Datum *values)
 		edata = CopyErrorData();
 		FlushErrorState();
 		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
 		if (edata->sqlerrcode != ERRCODE_UNIQUE_VIOLATION)
 			ReThrowError(edata);
 		FreeErrorData(edata);
@@ -409,7 +422,7 @@ claim_messages(void)
 	won = palloc(sizeof(int64) * n_first);	/* outside SPI's memory */
 
 	cdp_spi_connect();
-	insert_claims(types, values);
+	insert_claims(n_first, types, values);
 	n_won = (int) SPI_processed;
 	for (i = 0; i < n_won; i++)
 	{

@@ -30,14 +30,16 @@
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
-#include "commands/sequence.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "funcapi.h"
 #include "lib/stringinfo.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
+#include "nodes/primnodes.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/inval.h"
 #include "utils/array.h"
 #include "utils/guc.h"
@@ -732,6 +734,25 @@ static int64 issued[N_ISSUED];
 static int	n_issued = 0;
 static bool moving_events = false;	/* cdp.move_default_events is at work */
 
+/* Whether an expression is issue_event_id(nextval('cdp.events_event_id_seq')). */
+static bool
+issued_from_sequence(Node *expr)
+{
+	FuncExpr   *f = (FuncExpr *) expr;
+	FuncExpr   *arg;
+	Const	   *seq;
+
+	if (expr == NULL || !IsA(expr, FuncExpr) || list_length(f->args) != 1)
+		return false;
+	arg = linitial(f->args);
+	if (!IsA(arg, FuncExpr) || arg->funcid != F_NEXTVAL || list_length(arg->args) != 1)
+		return false;
+	seq = linitial(arg->args);
+	return IsA(seq, Const) && !seq->constisnull &&
+		DatumGetObjectId(seq->constvalue) ==
+		get_relname_relid("events_event_id_seq", get_namespace_oid("cdp", false));
+}
+
 /*
  * cdp.issue_event_id(id): the default of cdp.events.event_id is
  * cdp.issue_event_id(nextval(...)); remembers the id and returns it.  It is
@@ -739,13 +760,25 @@ static bool moving_events = false;	/* cdp.move_default_events is at work */
  * when a column default holds a volatile function other than nextval (2.4
  * times the WAL records: 160,932 against 66,706 for 100,000 demo events);
  * this one only notes its argument in the backend's memory, and is called
- * once per row like any default.
+ * once per row like any default.  It takes nothing but the sequence's
+ * nextval, checked once per expression (issued_from_sequence), so that no
+ * caller can have an id of its choosing pass as issued.
  */
 Datum
 cdp_issue_event_id(PG_FUNCTION_ARGS)
 {
 	int64		id = PG_GETARG_INT64(0);
 
+	if (fcinfo->flinfo->fn_extra == NULL)
+	{
+		if (!issued_from_sequence(fcinfo->flinfo->fn_expr))
+			ereport(ERROR,
+					(errcode(ERRCODE_GENERATED_ALWAYS),
+					 errmsg("cdp.issue_event_id takes only nextval('cdp.events_event_id_seq')"),
+					 errdetail("It is the default of cdp.events.event_id."),
+					 errhint("Leave event_id out of the column list; cdp assigns it.")));
+		fcinfo->flinfo->fn_extra = MemoryContextAlloc(fcinfo->flinfo->fn_mcxt, 1);
+	}
 	if (n_issued == N_ISSUED)
 	{
 		memmove(issued, issued + 1, sizeof(int64) * (N_ISSUED - 1));
@@ -774,14 +807,16 @@ take_issued(int64 id)
 /*
  * Whether rows come with ids of their own: pg_restore (which turns
  * check_function_bodies off) and logical replication (session_replication_role
- * replica) copy stored events.  Only a superuser may: any role can turn
+ * replica) copy stored events.  Only a superuser or the owner of cdp.events
+ * may (the owner could drop the check anyway): any role can turn
  * check_function_bodies off, and that must not switch off the row check.
  */
 static bool
 copying_stored_events(void)
 {
 	return (!check_function_bodies || SessionReplicationRole == SESSION_REPLICATION_ROLE_REPLICA) &&
-		superuser();
+		(superuser() ||
+		 pg_class_ownercheck(get_relname_relid("events", get_namespace_oid("cdp", false)), GetUserId()));
 }
 
 /*
