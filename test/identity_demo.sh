@@ -126,5 +126,27 @@ cdp_expect "ten statements give the partition of one COPY" cdp_identity_parts "$
 cdp_expect "rebuild changes no profile" $db "SELECT changed FROM cdp.rebuild_identities()" 0
 cdp_expect "rebuild keeps the partition" $db "$partition" "$one"
 
+# the acquisition view (one window per profile) gives each profile's first
+# and last touch as found apart, ties broken by event id
+cdp_expect "acquisition: first and last touch of every profile, as found apart" $db "
+	WITH touch AS (
+		SELECT i.profile_id, e.occurred_at, e.event_id, e.channel, e.properties ->> 'referrer' AS referrer
+		FROM cdp.events e
+		JOIN cdp.event_anchors a ON a.event_id = e.event_id AND a.occurred_at = e.occurred_at
+		JOIN cdp.identifiers i ON i.identifier_id = a.anchor_id
+		WHERE e.properties ?| ARRAY['utm_source', 'referrer']),
+	first AS (SELECT DISTINCT ON (profile_id) * FROM touch ORDER BY profile_id, occurred_at, event_id),
+	last AS (SELECT DISTINCT ON (profile_id) * FROM touch ORDER BY profile_id, occurred_at DESC, event_id DESC),
+	counted AS (SELECT profile_id, count(*) AS n FROM touch GROUP BY profile_id),
+	expected AS (
+		SELECT f.profile_id, f.referrer AS fr, f.channel AS fc, f.occurred_at AS fa,
+		       l.referrer AS lr, l.channel AS lc, l.occurred_at AS la, c.n
+		FROM first f JOIN last l USING (profile_id) JOIN counted c USING (profile_id))
+	SELECT (SELECT count(*) FROM expected) > 100 AND NOT EXISTS (
+		SELECT profile_id, fr, fc, fa, lr, lc, la, n FROM expected
+		EXCEPT SELECT profile_id, first_referrer, first_channel, first_at, last_referrer, last_channel, last_at, touches
+		FROM cdp.profile_acquisition)
+	AND (SELECT count(*) FROM expected) = (SELECT count(*) FROM cdp.profile_acquisition)" t
+
 echo "identity_demo: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

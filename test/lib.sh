@@ -110,6 +110,9 @@ cdp_start_cluster() {
 		echo "unix_socket_directories = '$CDP_CLUSTER_DIR/socket'"
 		echo "shared_preload_libraries = 'pg_cron,cdp'"
 		echo "cron.database_name = 'cdp'"
+		# pg_cron runs each job over a libpq connection, by default to
+		# localhost, where this cluster does not listen: its socket instead
+		echo "cron.host = '$CDP_CLUSTER_DIR/socket'"
 		echo "timezone = 'UTC'"
 		echo "max_worker_processes = 16"
 		local line

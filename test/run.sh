@@ -128,6 +128,9 @@ script_suite dump_restore test/dump_restore.sh
 echo "== identity resolution on the demo retailer"
 script_suite identity_demo test/identity_demo.sh
 
+echo "== pg_cron runs scheduled jobs"
+script_suite cron test/cron.sh
+
 echo "== retries under concurrency (message ids)"
 script_suite retries test/retries.sh
 

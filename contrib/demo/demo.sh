@@ -56,8 +56,8 @@ SELECT * FROM cdp.ingest('[
 -- keep partitions ahead of time, every night at 03:00
 SELECT cron.schedule('cdp-partitions', '0 3 * * *',
 	\$\$SELECT cdp.ensure_partitions(now(), now() + interval '3 months')\$\$) AS cron_job;
--- detect broken journeys every five minutes
-SELECT cron.schedule('cdp-journeys', '*/5 * * * *', \$\$SELECT cdp.detect_journey_breaks()\$\$) AS cron_job;
+-- detect broken journeys every minute (contrib/cron/schedules.sql: every five)
+SELECT cron.schedule('cdp-journeys', '* * * * *', \$\$SELECT cdp.detect_journey_breaks()\$\$) AS cron_job;
 -- refresh the scores every night at 02:00
 SELECT cron.schedule('cdp-scores', '0 2 * * *', \$\$SELECT cdp.refresh_scores(now())\$\$) AS cron_job;
 ANALYZE;  -- statistics for every table after a bulk load (the views need them)
@@ -127,6 +127,21 @@ FROM cdp.funnel_stats('cart', as_of => (SELECT max(occurred_at) FROM cdp.events)
 \x on
 SELECT * FROM cdp.customer_360 ORDER BY cardinality(channels) DESC, events DESC, profile_id LIMIT 1;
 \x off
+SQL
+
+echo
+echo "== pg_cron: waiting for the first scheduled run (jobs start on the minute)"
+for _ in $(seq 1 90); do
+	[ "$(cdp_psql -At -c "SELECT count(*) FROM cron.job_run_details WHERE status IN ('succeeded', 'failed')")" -gt 0 ] && break
+	sleep 1
+done
+cdp_psql <<'SQL'
+\pset footer off
+\echo 'Last runs of the scheduled jobs'
+SELECT j.jobname, d.status, d.return_message, d.start_time::timestamp(0) AS started,
+       round(extract(epoch FROM d.end_time - d.start_time)::numeric, 2) AS seconds
+FROM cron.job_run_details d JOIN cron.job j USING (jobid)
+ORDER BY d.runid DESC LIMIT 5;
 SQL
 
 cat <<EOF

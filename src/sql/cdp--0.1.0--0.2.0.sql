@@ -847,3 +847,41 @@ BEGIN
 	RETURN mid;
 END
 $$;
+
+
+-- ---------------------------------------------------------------------------
+-- Journeys: cdp.profile_acquisition takes a profile's first and last touch
+-- from one window (it joined its ranked touches to themselves, a nested
+-- loop that grew with the square of the touches).
+-- ---------------------------------------------------------------------------
+CREATE OR REPLACE VIEW cdp.profile_acquisition AS
+WITH touch AS (
+	SELECT i.profile_id, e.occurred_at, e.event_id, e.channel,
+	       coalesce(e.properties ->> 'utm_source',
+	                substring(e.properties ->> 'referrer' FROM '^[A-Za-z][A-Za-z0-9+.-]*://(?:www\.)?([^/:?#]+)')) AS source,
+	       coalesce(e.properties ->> 'utm_medium',
+	                CASE WHEN e.properties ? 'referrer' THEN 'referral' END) AS medium,
+	       e.properties ->> 'utm_campaign' AS campaign,
+	       e.properties ->> 'referrer' AS referrer
+	FROM cdp.events e
+	JOIN cdp.event_anchors a ON a.event_id = e.event_id AND a.occurred_at = e.occurred_at
+	JOIN cdp.identifiers i ON i.identifier_id = a.anchor_id
+	WHERE e.properties ?| ARRAY['utm_source', 'referrer']),
+ranked AS (
+	-- one sort per profile: the first and last touch from one window
+	SELECT t.profile_id,
+	       first_value(t.source) OVER w AS first_source, first_value(t.medium) OVER w AS first_medium,
+	       first_value(t.campaign) OVER w AS first_campaign, first_value(t.referrer) OVER w AS first_referrer,
+	       first_value(t.channel) OVER w AS first_channel, first_value(t.occurred_at) OVER w AS first_at,
+	       last_value(t.source) OVER w AS last_source, last_value(t.medium) OVER w AS last_medium,
+	       last_value(t.campaign) OVER w AS last_campaign, last_value(t.referrer) OVER w AS last_referrer,
+	       last_value(t.channel) OVER w AS last_channel, last_value(t.occurred_at) OVER w AS last_at,
+	       count(*) OVER w AS touches,
+	       row_number() OVER w AS n
+	FROM touch t
+	WINDOW w AS (PARTITION BY t.profile_id ORDER BY t.occurred_at, t.event_id
+	             ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING))
+SELECT profile_id, first_source, first_medium, first_campaign, first_referrer, first_channel, first_at,
+       last_source, last_medium, last_campaign, last_referrer, last_channel, last_at, touches
+FROM ranked
+WHERE n = 1;

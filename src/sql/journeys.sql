@@ -547,19 +547,23 @@ WITH touch AS (
 	JOIN cdp.identifiers i ON i.identifier_id = a.anchor_id
 	WHERE e.properties ?| ARRAY['utm_source', 'referrer']),
 ranked AS (
-	SELECT t.*,
-	       row_number() OVER (PARTITION BY t.profile_id ORDER BY t.occurred_at, t.event_id) AS from_first,
-	       row_number() OVER (PARTITION BY t.profile_id ORDER BY t.occurred_at DESC, t.event_id DESC) AS from_last,
-	       count(*) OVER (PARTITION BY t.profile_id) AS touches
-	FROM touch t)
-SELECT f.profile_id,
-       f.source AS first_source, f.medium AS first_medium, f.campaign AS first_campaign,
-       f.referrer AS first_referrer, f.channel AS first_channel, f.occurred_at AS first_at,
-       l.source AS last_source, l.medium AS last_medium, l.campaign AS last_campaign,
-       l.referrer AS last_referrer, l.channel AS last_channel, l.occurred_at AS last_at,
-       f.touches
-FROM ranked f JOIN ranked l ON l.profile_id = f.profile_id AND l.from_last = 1
-WHERE f.from_first = 1;
+	-- one sort per profile: the first and last touch from one window
+	SELECT t.profile_id,
+	       first_value(t.source) OVER w AS first_source, first_value(t.medium) OVER w AS first_medium,
+	       first_value(t.campaign) OVER w AS first_campaign, first_value(t.referrer) OVER w AS first_referrer,
+	       first_value(t.channel) OVER w AS first_channel, first_value(t.occurred_at) OVER w AS first_at,
+	       last_value(t.source) OVER w AS last_source, last_value(t.medium) OVER w AS last_medium,
+	       last_value(t.campaign) OVER w AS last_campaign, last_value(t.referrer) OVER w AS last_referrer,
+	       last_value(t.channel) OVER w AS last_channel, last_value(t.occurred_at) OVER w AS last_at,
+	       count(*) OVER w AS touches,
+	       row_number() OVER w AS n
+	FROM touch t
+	WINDOW w AS (PARTITION BY t.profile_id ORDER BY t.occurred_at, t.event_id
+	             ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING))
+SELECT profile_id, first_source, first_medium, first_campaign, first_referrer, first_channel, first_at,
+       last_source, last_medium, last_campaign, last_referrer, last_channel, last_at, touches
+FROM ranked
+WHERE n = 1;
 COMMENT ON VIEW cdp.profile_acquisition IS 'First-touch and last-touch acquisition source of each profile: its first and last events that carry a utm_source or a referrer (a referrer alone gives its host as source and referral as medium)';
 COMMENT ON COLUMN cdp.profile_acquisition.profile_id IS 'Live profile';
 COMMENT ON COLUMN cdp.profile_acquisition.first_source IS 'utm_source of the first touch, or its referrer''s host';
