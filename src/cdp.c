@@ -2,13 +2,14 @@
  * cdp.c
  *	  Entry point of the cdp extension: module magic and settings.
  *
- * The library may be loaded on demand or through shared_preload_libraries
- * (which later work needs for its background worker).  All settings are
+ * The library may be loaded on demand or through shared_preload_libraries,
+ * which registers the background worker (worker.c).  All settings are
  * defined here, in alphabetical order.
  */
 #include "cdp.h"
 
 #include "fmgr.h"
+#include "miscadmin.h"
 #include "normalize.h"
 #include "utils/guc.h"
 
@@ -99,5 +100,35 @@ _PG_init(void)
 							 0,
 							 NULL, NULL, NULL);
 
+	DefineCustomStringVariable("cdp.worker_database",
+							   gettext_noop("Database the cdp background worker works in."),
+							   gettext_noop("Takes effect at server start; the worker exists only when cdp is in shared_preload_libraries."),
+							   &cdp_worker_database,
+							   "postgres",
+							   PGC_POSTMASTER,
+							   0,
+							   NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("cdp.worker_enabled",
+							 gettext_noop("The cdp background worker keeps journeys current."),
+							 gettext_noop("Off: the worker waits; journeys advance when cdp.detect_journey_breaks runs. Needs cdp in shared_preload_libraries."),
+							 &cdp_worker_enabled,
+							 false,
+							 PGC_SIGHUP,
+							 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomIntVariable("cdp.worker_naptime",
+							gettext_noop("How long the cdp background worker sleeps when no new events wake it."),
+							gettext_noop("A transaction that stitched events wakes it at commit; due journey transitions are applied within this time."),
+							&cdp_worker_naptime,
+							1000, 10, 3600 * 1000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
 	MarkGUCPrefixReserved("cdp");
+
+	if (process_shared_preload_libraries_in_progress)
+		cdp_worker_register();
 }

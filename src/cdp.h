@@ -14,6 +14,13 @@ extern int	cdp_max_clock_skew;		/* seconds an event may lie in the future */
 extern int	cdp_session_timeout;	/* seconds of inactivity that end a session */
 extern bool cdp_stitch_on_ingest;	/* stitch identities as events are stored */
 extern int	cdp_unknown_event_types;	/* CDP_UNKNOWN_TYPES_* */
+extern bool cdp_worker_enabled;		/* the background worker does its work */
+extern char *cdp_worker_database;	/* the database it works in */
+extern int	cdp_worker_naptime;		/* ms it sleeps when not woken */
+
+/* The background worker (worker.c). */
+extern void cdp_worker_register(void);
+extern void cdp_worker_wake_at_commit(void);
 
 /* What happens to an event whose type is not in cdp.event_types. */
 #define CDP_UNKNOWN_TYPES_ACCEPT		0

@@ -787,6 +787,7 @@ cdp_stitch_events(int n, const int64 *event_ids, const TimestampTz *occurred,
 	}
 	cdp_store_write(&b.changes);
 	SPI_finish();
+	cdp_worker_wake_at_commit();
 	log_times(&b);
 	MemoryContextSwitchTo(old);
 	MemoryContextDelete(cxt);

@@ -113,6 +113,7 @@ cdp_start_cluster() {
 		# pg_cron runs each job over a libpq connection, by default to
 		# localhost, where this cluster does not listen: its socket instead
 		echo "cron.host = '$CDP_CLUSTER_DIR/socket'"
+		echo "cdp.worker_database = 'cdp'"
 		echo "timezone = 'UTC'"
 		echo "max_worker_processes = 16"
 		local line

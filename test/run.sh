@@ -131,6 +131,9 @@ script_suite identity_demo test/identity_demo.sh
 echo "== pg_cron runs scheduled jobs"
 script_suite cron test/cron.sh
 
+echo "== the background worker keeps journeys current"
+script_suite worker test/worker.sh
+
 echo "== retries under concurrency (message ids)"
 script_suite retries test/retries.sh
 

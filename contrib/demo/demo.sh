@@ -25,7 +25,8 @@ cdp_setup
 make -s demo-gen
 echo "== starting a throwaway cluster on port $port"
 cdp_start_cluster demo "$port" "shared_buffers = 512MB" "max_wal_size = 4GB" \
-	"cdp.default_country = 'GB'"	# the demo retailer is British: 07700 900123 is +447700900123
+	"cdp.default_country = 'GB'" \
+	"cdp.worker_enabled = on"	# the demo retailer is British: 07700 900123 is +447700900123
 cdp_psql -c "CREATE EXTENSION pg_cron" -c "CREATE EXTENSION cdp"
 
 echo "== generating $events demo events"
@@ -142,6 +143,8 @@ SELECT j.jobname, d.status, d.return_message, d.start_time::timestamp(0) AS star
        round(extract(epoch FROM d.end_time - d.start_time)::numeric, 2) AS seconds
 FROM cron.job_run_details d JOIN cron.job j USING (jobid)
 ORDER BY d.runid DESC LIMIT 5;
+\echo 'The background worker (it keeps the journeys current as events arrive)'
+SELECT running, state, units, events, lag_events, lag_seconds, errors FROM cdp.worker_status;
 SQL
 
 cat <<EOF

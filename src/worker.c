@@ -1,0 +1,363 @@
+/*
+ * worker.c
+ *	  The cdp background worker: keeps the journeys of one database current.
+ *
+ * Registered from _PG_init when cdp is in shared_preload_libraries (on
+ * demand there is no worker, and cdp works as before: journeys advance when
+ * cdp.detect_journey_breaks runs).  It connects to cdp.worker_database and
+ * loops: wait on its latch (set when a transaction that stitched events
+ * commits, or after cdp.worker_naptime), then run one unit of work in a
+ * transaction of its own, the incremental journey detection at now(): the
+ * journeys of the profiles that the new batches touched, and the due
+ * transitions (a cart left longer than abandon_after becomes an open break
+ * within a naptime of its time).  Detection commits its watermarks with its
+ * breaks, so a unit is done exactly once, whatever stops the worker.
+ *
+ * Errors: a failing unit is logged with its context and recorded in shared
+ * memory (cdp.worker_status), then the worker exits and the postmaster
+ * starts it again after WORKER_RESTART seconds; nothing stops it for good.
+ * While cdp.worker_enabled is off, or the extension is not installed in its
+ * database, it waits and says so in its status.
+ *
+ * Shared state: one WorkerShared struct, under a spinlock: what
+ * cdp.worker_status shows, and the worker's proc number, for the wake-up.
+ */
+#include "cdp.h"
+#include "journey.h"
+
+#include "access/xact.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "portability/instr_time.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/proc.h"
+#include "storage/shmem.h"
+#include "storage/spin.h"
+#include "tcop/tcopprot.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#define WORKER_RESTART 10		/* seconds before the postmaster restarts it */
+#define STATE_LEN 128
+
+PGDLLEXPORT void cdp_worker_main(Datum arg);
+PG_FUNCTION_INFO_V1(cdp_worker_state);
+
+/* What cdp.worker_status shows, and where to wake the worker. */
+typedef struct WorkerShared
+{
+	slock_t		mutex;
+	pid_t		pid;			/* 0 when not running */
+	int			procno;			/* its PGPROC, for the wake-up */
+	char		state[STATE_LEN];	/* what it is doing or waiting for */
+	int64		units;			/* units of work done since the server started */
+	int64		events;			/* stitched events those units took in */
+	TimestampTz last_unit_at;	/* when the last one committed */
+	double		last_unit_ms;
+	int64		errors;
+	TimestampTz last_error_at;
+	char		last_error[256];
+} WorkerShared;
+
+static WorkerShared *shared = NULL;
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+static bool wake_at_commit = false;
+
+bool		cdp_worker_enabled = false;
+char	   *cdp_worker_database = NULL;
+int			cdp_worker_naptime = 1000;
+
+/* Asks for the shared state (shmem_request_hook). */
+static void
+worker_shmem_request(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+	RequestAddinShmemSpace(MAXALIGN(sizeof(WorkerShared)));
+}
+
+/* Finds or makes the shared state (shmem_startup_hook). */
+static void
+worker_shmem_startup(void)
+{
+	bool		found;
+
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	shared = ShmemInitStruct("cdp worker", sizeof(WorkerShared), &found);
+	if (!found)
+	{
+		memset(shared, 0, sizeof(WorkerShared));
+		SpinLockInit(&shared->mutex);
+		strlcpy(shared->state, "not started", STATE_LEN);
+	}
+	LWLockRelease(AddinShmemInitLock);
+}
+
+/*
+ * Registers the worker and its shared state; called by _PG_init while
+ * shared_preload_libraries are loaded.
+ */
+void
+cdp_worker_register(void)
+{
+	BackgroundWorker worker;
+
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = worker_shmem_request;
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = worker_shmem_startup;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = WORKER_RESTART;
+	strlcpy(worker.bgw_library_name, "cdp", BGW_MAXLEN);
+	strlcpy(worker.bgw_function_name, "cdp_worker_main", BGW_MAXLEN);
+	strlcpy(worker.bgw_name, "cdp worker", BGW_MAXLEN);
+	strlcpy(worker.bgw_type, "cdp worker", BGW_MAXLEN);
+	RegisterBackgroundWorker(&worker);
+}
+
+/* Says what the worker is doing. */
+static void
+set_state(const char *state)
+{
+	SpinLockAcquire(&shared->mutex);
+	strlcpy(shared->state, state, STATE_LEN);
+	SpinLockRelease(&shared->mutex);
+	pgstat_report_activity(STATE_RUNNING, state);
+}
+
+/* Wakes the worker when this transaction commits (it stitched events). */
+static void
+wake_callback(XactEvent event, void *arg)
+{
+	int			procno = -1;
+
+	if (event == XACT_EVENT_COMMIT && wake_at_commit && shared != NULL)
+	{
+		SpinLockAcquire(&shared->mutex);
+		if (shared->pid != 0)
+			procno = shared->procno;
+		SpinLockRelease(&shared->mutex);
+		if (procno >= 0)
+			SetLatch(&ProcGlobal->allProcs[procno].procLatch);
+	}
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
+		event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT ||
+		event == XACT_EVENT_PREPARE)
+		wake_at_commit = false;
+}
+
+/* Called when events are stitched: the worker has new work at commit. */
+void
+cdp_worker_wake_at_commit(void)
+{
+	static bool registered = false;
+
+	if (shared == NULL)
+		return;					/* not preloaded: no worker */
+	if (!registered)
+	{
+		RegisterXactCallback(wake_callback, NULL);
+		registered = true;
+	}
+	wake_at_commit = true;
+}
+
+/*
+ * Events stitched in the batches that journey detection has not taken in
+ * yet (SPI connected); the difference before and after a run is what it
+ * took in.
+ */
+static int64
+stitched_events(void)
+{
+	cdp_spi_run("SELECT coalesce(sum(b.events), 0)::bigint FROM cdp.stitch_batches b "
+				"WHERE b.batch_id > coalesce((SELECT p.last_batch_id FROM cdp.journey_progress p), 0)",
+				0, NULL, NULL, SPI_OK_SELECT);
+	return cdp_spi_int64(0, 1);
+}
+
+/* Whether the extension is installed in the worker's database. */
+static bool
+extension_installed(void)
+{
+	return cdp_spi_read("SELECT FROM pg_catalog.pg_extension WHERE extname = 'cdp'",
+						0, NULL, NULL, NULL) == 1;
+}
+
+/*
+ * One unit of work, in a transaction of its own: journey detection at
+ * now(), which commits its watermarks with its breaks.  Records an error in
+ * the shared state and re-throws it (the worker then exits and is restarted).
+ */
+static void
+run_unit(void)
+{
+	volatile bool installed = false;
+	volatile int64 events = 0;
+	volatile double ms = 0;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	PG_TRY();
+	{
+		instr_time	t0,
+					t1;
+
+		INSTR_TIME_SET_CURRENT(t0);
+		cdp_spi_connect();
+		installed = extension_installed();
+		if (installed)
+		{
+			set_state("detecting journey breaks");
+			/* the events of the batches this unit takes in */
+			events = stitched_events();
+			cdp_spi_run("SELECT FROM cdp.detect_journey_breaks(pg_catalog.now())",
+						0, NULL, NULL, SPI_OK_SELECT);
+			events -= stitched_events();
+		}
+		SPI_finish();
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+		INSTR_TIME_SET_CURRENT(t1);
+		INSTR_TIME_SUBTRACT(t1, t0);
+		ms = INSTR_TIME_GET_MILLISEC(t1);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+		MemoryContext cxt = MemoryContextSwitchTo(TopMemoryContext);
+
+		edata = CopyErrorData();
+		MemoryContextSwitchTo(cxt);
+		SpinLockAcquire(&shared->mutex);
+		shared->errors++;
+		shared->last_error_at = GetCurrentTimestamp();
+		snprintf(shared->last_error, sizeof(shared->last_error), "%s (SQLSTATE %s)",
+				 edata->message, unpack_sql_state(edata->sqlerrcode));
+		strlcpy(shared->state, "restarting after an error", STATE_LEN);
+		SpinLockRelease(&shared->mutex);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	pgstat_report_stat(false);
+	if (!installed)
+	{
+		char		state[STATE_LEN];
+
+		snprintf(state, sizeof(state), "waiting: cdp is not installed in database \"%s\"",
+				 cdp_worker_database);
+		set_state(state);
+		return;
+	}
+	SpinLockAcquire(&shared->mutex);
+	shared->units++;
+	shared->events += events;
+	shared->last_unit_at = GetCurrentTimestamp();
+	shared->last_unit_ms = ms;
+	strlcpy(shared->state, "waiting for new events", STATE_LEN);
+	SpinLockRelease(&shared->mutex);
+}
+
+/* Marks the worker stopped in the shared state (on exit). */
+static void
+worker_exit(int code, Datum arg)
+{
+	SpinLockAcquire(&shared->mutex);
+	shared->pid = 0;
+	SpinLockRelease(&shared->mutex);
+}
+
+/* The worker's main loop. */
+void
+cdp_worker_main(Datum arg)
+{
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	if (IsBinaryUpgrade)
+		proc_exit(0);
+
+	SpinLockAcquire(&shared->mutex);
+	shared->pid = MyProcPid;
+	shared->procno = MyProc->pgprocno;
+	snprintf(shared->state, STATE_LEN, "connecting to database \"%s\" (if it stays so, see the server log)",
+			 cdp_worker_database);
+	SpinLockRelease(&shared->mutex);
+	before_shmem_exit(worker_exit, (Datum) 0);
+
+	BackgroundWorkerInitializeConnection(cdp_worker_database, NULL, 0);
+	pgstat_report_appname("cdp worker");
+	for (;;)
+	{
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+		if (cdp_worker_enabled)
+			run_unit();
+		else
+			set_state("waiting: cdp.worker_enabled is off");
+		pgstat_report_activity(STATE_IDLE, NULL);
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 cdp_worker_naptime, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+}
+
+/* cdp.worker_state(): the worker's shared state as one row. */
+Datum
+cdp_worker_state(PG_FUNCTION_ARGS)
+{
+	TupleDesc	desc;
+	Datum		values[11];
+	bool		nulls[11] = {false};
+	WorkerShared copy;
+
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	if (shared == NULL)
+	{
+		memset(&copy, 0, sizeof(copy));
+		strlcpy(copy.state, "not loaded: cdp is not in shared_preload_libraries", STATE_LEN);
+	}
+	else
+	{
+		SpinLockAcquire(&shared->mutex);
+		copy = *shared;
+		SpinLockRelease(&shared->mutex);
+	}
+	values[0] = BoolGetDatum(copy.pid != 0);
+	values[1] = Int32GetDatum(copy.pid);
+	nulls[1] = copy.pid == 0;
+	values[2] = CStringGetTextDatum(copy.state);
+	values[3] = BoolGetDatum(cdp_worker_enabled);
+	values[4] = Int64GetDatum(copy.units);
+	values[5] = Int64GetDatum(copy.events);
+	values[6] = TimestampTzGetDatum(copy.last_unit_at);
+	nulls[6] = copy.last_unit_at == 0;
+	values[7] = Float8GetDatum(copy.last_unit_ms);
+	nulls[7] = copy.units == 0;
+	values[8] = Int64GetDatum(copy.errors);
+	values[9] = CStringGetTextDatum(copy.last_error);
+	nulls[9] = copy.errors == 0;
+	values[10] = TimestampTzGetDatum(copy.last_error_at);
+	nulls[10] = copy.errors == 0;
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls)));
+}

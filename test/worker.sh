@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# The background worker, on the cluster of test/run.sh (PG* set; cdp is in
+# shared_preload_libraries, cdp.worker_database = 'cdp', the worker off):
+#  - it runs and says it waits while cdp.worker_enabled is off;
+#  - on, it takes new events into the journeys without anyone running
+#    cdp.detect_journey_breaks: a cart left two hours ago is an open break
+#    within seconds, and a cart whose hour runs out a few seconds from now
+#    becomes one within seconds of that time;
+#  - its status counts its units and events, and its lag falls to zero;
+#  - a failing unit is recorded (errors, last error) and the worker comes
+#    back by itself once the cause is gone.
+# Prints "worker: N passed, N failed".
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+cd "$CDP_ROOT"
+
+db=cdp
+passed=0
+failed=0
+cdp_psql -d "$db" -c "SET client_min_messages = warning" -c "CREATE EXTENSION IF NOT EXISTS cdp" \
+	-c "SELECT cdp.ensure_partitions(now() - interval '1 month', now() + interval '1 month')" >/dev/null
+
+# Waits up to $1 seconds for a query to answer t.
+wait_for() {
+	local seconds=$1 query=$2
+	for _ in $(seq 1 $((seconds * 4))); do
+		[ "$(cdp_psql -d "$db" -At -c "$query")" = t ] && return 0
+		sleep 0.25
+	done
+	return 1
+}
+
+# Sets cdp.worker_enabled for the whole cluster.
+set_enabled() {
+	cdp_psql -d "$db" -c "ALTER SYSTEM SET cdp.worker_enabled = $1" -c "SELECT pg_reload_conf()" >/dev/null
+}
+
+cdp_check "the worker runs and waits while cdp.worker_enabled is off" \
+	wait_for 20 "SELECT running AND state = 'waiting: cdp.worker_enabled is off' FROM cdp.worker_status"
+
+set_enabled on
+cdp_check "enabled, it does units of work" \
+	wait_for 15 "SELECT units > 0 AND state = 'waiting for new events' FROM cdp.worker_status"
+
+# a cart left two hours ago: an open break, without anyone running detection
+cdp_psql -d "$db" -c "SET client_min_messages = warning" \
+	-c "SELECT cdp.track(now() - interval '2 hours', 'web', 'add_to_cart', '{\"cookie\": \"w-1\"}', '{\"product_id\": \"P1\"}')" >/dev/null
+cdp_check "a cart left two hours ago is an open break within seconds" \
+	wait_for 10 "SELECT EXISTS (SELECT FROM cdp.journey_breaks WHERE profile_id = cdp.resolve('cookie', 'w-1')
+	                            AND funnel_id = 'cart' AND status = 'open')"
+
+# a cart whose hour runs out in 4 seconds: not yet a break, then one
+cdp_psql -d "$db" -c "SET client_min_messages = warning" \
+	-c "SELECT cdp.track(now() - interval '1 hour' + interval '4 seconds', 'web', 'add_to_cart', '{\"cookie\": \"w-2\"}', '{\"product_id\": \"P2\"}')" >/dev/null
+sleep 1
+cdp_expect "a cart still within its hour is not a break" "$db" \
+	"SELECT count(*) FROM cdp.journey_breaks WHERE profile_id = cdp.resolve('cookie', 'w-2') AND funnel_id = 'cart'" 0
+cdp_check "it becomes an open break within seconds of its hour running out" \
+	wait_for 10 "SELECT EXISTS (SELECT FROM cdp.journey_breaks WHERE profile_id = cdp.resolve('cookie', 'w-2')
+	                            AND funnel_id = 'cart' AND status = 'open')"
+cdp_check "its status counts the events it took in, and its lag falls to zero" \
+	wait_for 10 "SELECT events = (SELECT sum(events) FROM cdp.stitch_batches) AND events >= 2 AND lag_events = 0
+	             AND lag_seconds = 0 AND last_unit_at IS NOT NULL FROM cdp.worker_status"
+set_enabled off
+wait_for 10 "SELECT state = 'waiting: cdp.worker_enabled is off' FROM cdp.worker_status" || true
+breaks="SELECT md5(string_agg(b::text, '|' ORDER BY b::text)) FROM (SELECT profile_id, funnel_id, status, first_event_id
+	FROM cdp.journey_breaks) b"
+before=$(cdp_psql -d "$db" -At -c "$breaks")
+cdp_psql -d "$db" -c "SELECT cdp.detect_journey_breaks(now(), rebuild => true)" >/dev/null
+cdp_expect "what it found is what a rebuild by hand finds" "$db" "$breaks" "$before"
+set_enabled on
+
+# a failing unit: recorded, and the worker comes back once the cause is gone
+errors=$(cdp_psql -d "$db" -At -c "SELECT errors FROM cdp.worker_status")
+cdp_psql -d "$db" -c "ALTER TABLE cdp.journey_progress RENAME TO journey_progress_away" >/dev/null
+cdp_check "a failing unit is counted, with its message" \
+	wait_for 10 "SELECT errors > $errors AND last_error LIKE '%journey_progress%' FROM cdp.worker_status"
+cdp_psql -d "$db" -c "ALTER TABLE cdp.journey_progress_away RENAME TO journey_progress" >/dev/null
+units=$(cdp_psql -d "$db" -At -c "SELECT units FROM cdp.worker_status")
+cdp_check "the worker comes back by itself and goes on" \
+	wait_for 30 "SELECT running AND units > $units FROM cdp.worker_status"
+
+set_enabled off
+cdp_check "switched off, it waits again" \
+	wait_for 10 "SELECT state = 'waiting: cdp.worker_enabled is off' FROM cdp.worker_status"
+cdp_psql -d "$db" -c "ALTER SYSTEM RESET cdp.worker_enabled" -c "SELECT pg_reload_conf()" >/dev/null
+
+echo "worker: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
