@@ -102,10 +102,10 @@ _PG_init(void)
 
 	DefineCustomStringVariable("cdp.worker_database",
 							   gettext_noop("Database the cdp background worker works in."),
-							   gettext_noop("Takes effect at server start; the worker exists only when cdp is in shared_preload_libraries."),
+							   gettext_noop("On a change (reload), the worker restarts connected to it; the worker exists only when cdp is in shared_preload_libraries."),
 							   &cdp_worker_database,
 							   "postgres",
-							   PGC_POSTMASTER,
+							   PGC_SIGHUP,
 							   0,
 							   NULL, NULL, NULL);
 

@@ -214,4 +214,8 @@ extern void cdp_journey_pack_event(StringInfo buf, const Replay *rp, const JEven
  */
 extern void cdp_journey_read_batches(Replay *rp, int64 after_batch, int64 last_batch);
 
+/* Key of the advisory lock that serializes detection runs ("cdp", "jo"). */
+#define JOURNEY_LOCK_KEY1 0x636470
+#define JOURNEY_LOCK_KEY2 0x6a6f
+
 #endif							/* CDP_JOURNEY_H */

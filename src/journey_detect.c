@@ -68,9 +68,6 @@
 PG_FUNCTION_INFO_V1(cdp_detect_journey_breaks);
 PG_FUNCTION_INFO_V1(cdp_events_deleted);
 
-/* Key of the advisory lock that serializes detection runs ("cdp", "jo"). */
-#define JOURNEY_LOCK_KEY1 0x636470
-#define JOURNEY_LOCK_KEY2 0x6a6f
 
 /* Rows written per INSERT. */
 #define WRITE_CHUNK 10000

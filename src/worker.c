@@ -26,6 +26,7 @@
 #include "journey.h"
 
 #include "access/xact.h"
+#include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
@@ -40,6 +41,7 @@
 #include "storage/shmem.h"
 #include "storage/spin.h"
 #include "tcop/tcopprot.h"
+#include "commands/dbcommands.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
@@ -57,6 +59,7 @@ typedef struct WorkerShared
 	slock_t		mutex;
 	pid_t		pid;			/* 0 when not running */
 	int			procno;			/* its PGPROC, for the wake-up */
+	Oid			database;		/* the database it works in, once connected */
 	char		state[STATE_LEN];	/* what it is doing or waiting for */
 	int64		units;			/* units of work done since the server started */
 	int64		events;			/* stitched events those units took in */
@@ -148,7 +151,7 @@ wake_callback(XactEvent event, void *arg)
 	if (event == XACT_EVENT_COMMIT && wake_at_commit && shared != NULL)
 	{
 		SpinLockAcquire(&shared->mutex);
-		if (shared->pid != 0)
+		if (shared->pid != 0 && shared->database == MyDatabaseId)
 			procno = shared->procno;
 		SpinLockRelease(&shared->mutex);
 		if (procno >= 0)
@@ -176,17 +179,25 @@ cdp_worker_wake_at_commit(void)
 	wake_at_commit = true;
 }
 
-/*
- * Events stitched in the batches that journey detection has not taken in
- * yet (SPI connected); the difference before and after a run is what it
- * took in.
- */
+/* The last stitch batch journey detection has taken in (SPI connected). */
 static int64
-stitched_events(void)
+last_batch_taken(void)
 {
-	cdp_spi_run("SELECT coalesce(sum(b.events), 0)::bigint FROM cdp.stitch_batches b "
-				"WHERE b.batch_id > coalesce((SELECT p.last_batch_id FROM cdp.journey_progress p), 0)",
+	cdp_spi_run("SELECT coalesce((SELECT p.last_batch_id FROM cdp.journey_progress p), 0)",
 				0, NULL, NULL, SPI_OK_SELECT);
+	return cdp_spi_int64(0, 1);
+}
+
+/* Events of the batches taken in after batch_id, up to the last taken. */
+static int64
+events_taken_since(int64 batch_id)
+{
+	Oid			types[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(batch_id)};
+
+	cdp_spi_run("SELECT coalesce(sum(b.events), 0)::bigint FROM cdp.stitch_batches b "
+				"WHERE b.batch_id > $1 AND b.batch_id <= (SELECT p.last_batch_id FROM cdp.journey_progress p)",
+				1, types, values, SPI_OK_SELECT);
 	return cdp_spi_int64(0, 1);
 }
 
@@ -209,6 +220,7 @@ run_unit(void)
 	volatile bool installed = false;
 	volatile int64 events = 0;
 	volatile double ms = 0;
+	TimestampTz now;
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
@@ -223,12 +235,23 @@ run_unit(void)
 		installed = extension_installed();
 		if (installed)
 		{
+			int64		last_batch;
+
 			set_state("detecting journey breaks");
-			/* the events of the batches this unit takes in */
-			events = stitched_events();
-			cdp_spi_run("SELECT FROM cdp.detect_journey_breaks(pg_catalog.now())",
+
+			/*
+			 * Detection's own lock first, so that no run by hand commits
+			 * between here and the run: its as_of is then never later than
+			 * this one's (an earlier as_of would make detection replay every
+			 * profile).
+			 */
+			DirectFunctionCall2(pg_advisory_xact_lock_int4, Int32GetDatum(JOURNEY_LOCK_KEY1),
+								Int32GetDatum(JOURNEY_LOCK_KEY2));
+			last_batch = last_batch_taken();
+			cdp_spi_run("SELECT FROM cdp.detect_journey_breaks(GREATEST(pg_catalog.now(), "
+						"(SELECT p.as_of FROM cdp.journey_progress p)))",
 						0, NULL, NULL, SPI_OK_SELECT);
-			events -= stitched_events();
+			events = events_taken_since(last_batch);
 		}
 		SPI_finish();
 		PopActiveSnapshot();
@@ -242,13 +265,17 @@ run_unit(void)
 		ErrorData  *edata;
 		MemoryContext cxt = MemoryContextSwitchTo(TopMemoryContext);
 
+		TimestampTz now = GetCurrentTimestamp();
+		char		message[256];
+
 		edata = CopyErrorData();
 		MemoryContextSwitchTo(cxt);
+		snprintf(message, sizeof(message), "%s (SQLSTATE %s)",
+				 edata->message, unpack_sql_state(edata->sqlerrcode));
 		SpinLockAcquire(&shared->mutex);
 		shared->errors++;
-		shared->last_error_at = GetCurrentTimestamp();
-		snprintf(shared->last_error, sizeof(shared->last_error), "%s (SQLSTATE %s)",
-				 edata->message, unpack_sql_state(edata->sqlerrcode));
+		shared->last_error_at = now;
+		memcpy(shared->last_error, message, sizeof(message));
 		strlcpy(shared->state, "restarting after an error", STATE_LEN);
 		SpinLockRelease(&shared->mutex);
 		PG_RE_THROW();
@@ -264,10 +291,11 @@ run_unit(void)
 		set_state(state);
 		return;
 	}
+	now = GetCurrentTimestamp();
 	SpinLockAcquire(&shared->mutex);
 	shared->units++;
 	shared->events += events;
-	shared->last_unit_at = GetCurrentTimestamp();
+	shared->last_unit_at = now;
 	shared->last_unit_ms = ms;
 	strlcpy(shared->state, "waiting for new events", STATE_LEN);
 	SpinLockRelease(&shared->mutex);
@@ -279,6 +307,8 @@ worker_exit(int code, Datum arg)
 {
 	SpinLockAcquire(&shared->mutex);
 	shared->pid = 0;
+	if (strncmp(shared->state, "connecting", 10) != 0 && strncmp(shared->state, "restarting", 10) != 0)
+		strlcpy(shared->state, "stopped", STATE_LEN);
 	SpinLockRelease(&shared->mutex);
 }
 
@@ -286,6 +316,8 @@ worker_exit(int code, Datum arg)
 void
 cdp_worker_main(Datum arg)
 {
+	char	   *database;
+
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
@@ -300,7 +332,11 @@ cdp_worker_main(Datum arg)
 	SpinLockRelease(&shared->mutex);
 	before_shmem_exit(worker_exit, (Datum) 0);
 
-	BackgroundWorkerInitializeConnection(cdp_worker_database, NULL, 0);
+	database = pstrdup(cdp_worker_database);
+	BackgroundWorkerInitializeConnection(database, NULL, 0);
+	SpinLockAcquire(&shared->mutex);
+	shared->database = MyDatabaseId;
+	SpinLockRelease(&shared->mutex);
 	pgstat_report_appname("cdp worker");
 	for (;;)
 	{
@@ -309,6 +345,11 @@ cdp_worker_main(Datum arg)
 		{
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
+			if (strcmp(database, cdp_worker_database) != 0)
+			{
+				set_state("restarting: cdp.worker_database changed");
+				proc_exit(1);	/* the postmaster starts it again, connected to the new one */
+			}
 		}
 		if (cdp_worker_enabled)
 			run_unit();
@@ -326,8 +367,9 @@ Datum
 cdp_worker_state(PG_FUNCTION_ARGS)
 {
 	TupleDesc	desc;
-	Datum		values[11];
-	bool		nulls[11] = {false};
+	Datum		values[12];
+	bool		nulls[12] = {false};
+	char	   *dbname;
 	WorkerShared copy;
 
 	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
@@ -359,5 +401,8 @@ cdp_worker_state(PG_FUNCTION_ARGS)
 	nulls[9] = copy.errors == 0;
 	values[10] = TimestampTzGetDatum(copy.last_error_at);
 	nulls[10] = copy.errors == 0;
+	dbname = OidIsValid(copy.database) ? get_database_name(copy.database) : NULL;
+	values[11] = dbname ? CStringGetTextDatum(dbname) : (Datum) 0;
+	nulls[11] = dbname == NULL;
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls)));
 }

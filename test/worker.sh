@@ -8,7 +8,9 @@
 #    becomes one within seconds of that time;
 #  - its status counts its units and events, and its lag falls to zero;
 #  - a failing unit is recorded (errors, last error) and the worker comes
-#    back by itself once the cause is gone.
+#    back by itself once the cause is gone;
+#  - with cdp loaded on demand (a cluster without the preload) there is no
+#    worker, cdp works, and the status says why.
 # Prints "worker: N passed, N failed".
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -19,6 +21,17 @@ passed=0
 failed=0
 cdp_psql -d "$db" -c "SET client_min_messages = warning" -c "CREATE EXTENSION IF NOT EXISTS cdp" \
 	-c "SELECT cdp.ensure_partitions(now() - interval '1 month', now() + interval '1 month')" >/dev/null
+cdp_psql -d postgres -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS cdp_worker_other" \
+	-c "CREATE DATABASE cdp_worker_other" >/dev/null
+cdp_psql -d cdp_worker_other -c "CREATE EXTENSION cdp" >/dev/null
+
+# Succeeds when two texts are equal, else prints both.
+same_lines() {
+	[ "$1" = "$2" ] && return 0
+	echo "#   got:      $1"
+	echo "#   expected: $2"
+	return 1
+}
 
 # Waits up to $1 seconds for a query to answer t.
 wait_for() {
@@ -29,6 +42,13 @@ wait_for() {
 	done
 	return 1
 }
+
+# Whatever happens, the worker is left off and the journal table in place.
+cleanup() {
+	cdp_psql -d "$db" -c "ALTER SYSTEM RESET cdp.worker_enabled" -c "SELECT pg_reload_conf()" >/dev/null 2>&1 || true
+	cdp_psql -d "$db" -c "ALTER TABLE IF EXISTS cdp.journey_progress_away RENAME TO journey_progress" >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
 
 # Sets cdp.worker_enabled for the whole cluster.
 set_enabled() {
@@ -49,20 +69,22 @@ cdp_check "a cart left two hours ago is an open break within seconds" \
 	wait_for 10 "SELECT EXISTS (SELECT FROM cdp.journey_breaks WHERE profile_id = cdp.resolve('cookie', 'w-1')
 	                            AND funnel_id = 'cart' AND status = 'open')"
 
-# a cart whose hour runs out in 4 seconds: not yet a break, then one
+# a cart whose hour runs out in 15 seconds: not yet a break once the worker
+# has taken it in, then one
 cdp_psql -d "$db" -c "SET client_min_messages = warning" \
-	-c "SELECT cdp.track(now() - interval '1 hour' + interval '4 seconds', 'web', 'add_to_cart', '{\"cookie\": \"w-2\"}', '{\"product_id\": \"P2\"}')" >/dev/null
-sleep 1
+	-c "SELECT cdp.track(now() - interval '1 hour' + interval '15 seconds', 'web', 'add_to_cart', '{\"cookie\": \"w-2\"}', '{\"product_id\": \"P2\"}')" >/dev/null
+wait_for 10 "SELECT lag_events = 0 FROM cdp.worker_status" || true
 cdp_expect "a cart still within its hour is not a break" "$db" \
 	"SELECT count(*) FROM cdp.journey_breaks WHERE profile_id = cdp.resolve('cookie', 'w-2') AND funnel_id = 'cart'" 0
 cdp_check "it becomes an open break within seconds of its hour running out" \
-	wait_for 10 "SELECT EXISTS (SELECT FROM cdp.journey_breaks WHERE profile_id = cdp.resolve('cookie', 'w-2')
+	wait_for 30 "SELECT EXISTS (SELECT FROM cdp.journey_breaks WHERE profile_id = cdp.resolve('cookie', 'w-2')
 	                            AND funnel_id = 'cart' AND status = 'open')"
 cdp_check "its status counts the events it took in, and its lag falls to zero" \
 	wait_for 10 "SELECT events = (SELECT sum(events) FROM cdp.stitch_batches) AND events >= 2 AND lag_events = 0
 	             AND lag_seconds = 0 AND last_unit_at IS NOT NULL FROM cdp.worker_status"
 set_enabled off
-wait_for 10 "SELECT state = 'waiting: cdp.worker_enabled is off' FROM cdp.worker_status" || true
+cdp_check "switched off, it waits" \
+	wait_for 10 "SELECT state = 'waiting: cdp.worker_enabled is off' FROM cdp.worker_status"
 breaks="SELECT md5(string_agg(b::text, '|' ORDER BY b::text)) FROM (SELECT profile_id, funnel_id, status, first_event_id
 	FROM cdp.journey_breaks) b"
 before=$(cdp_psql -d "$db" -At -c "$breaks")
@@ -83,7 +105,20 @@ cdp_check "the worker comes back by itself and goes on" \
 set_enabled off
 cdp_check "switched off, it waits again" \
 	wait_for 10 "SELECT state = 'waiting: cdp.worker_enabled is off' FROM cdp.worker_status"
-cdp_psql -d "$db" -c "ALTER SYSTEM RESET cdp.worker_enabled" -c "SELECT pg_reload_conf()" >/dev/null
+cdp_expect "in another database the status has no lag to show" cdp_worker_other \
+	"SELECT database || ' ' || (lag_events IS NULL) FROM cdp.worker_status" "cdp true"
+
+# cdp loaded on demand: a cluster without the preload
+ondemand=$(
+	trap 'cdp_stop_cluster worker-ondemand' EXIT
+	cdp_start_cluster worker-ondemand $((PGPORT + 100)) "shared_preload_libraries = 'pg_cron'" >/dev/null
+	cdp_psql -At -c "SET client_min_messages = warning" -c "CREATE EXTENSION cdp" \
+		-c "SELECT cdp.track(now(), 'web', 'page_view', '{\"cookie\": \"o-1\"}') > 0" \
+		-c "SELECT running || ' ' || state FROM cdp.worker_status" 2>&1
+)
+cdp_check "loaded on demand, cdp works and the status says there is no worker" \
+	same_lines "$ondemand" "t
+false not loaded: cdp is not in shared_preload_libraries"
 
 echo "worker: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
