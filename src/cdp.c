@@ -127,6 +127,15 @@ _PG_init(void)
 							GUC_UNIT_MS,
 							NULL, NULL, NULL);
 
+	DefineCustomIntVariable("cdp.worker_batch_size",
+							gettext_noop("Events the cdp background worker folds into the profile store per transaction."),
+							gettext_noop("Whole stitch batches are taken until they hold this many events (at least one batch)."),
+							&cdp_worker_batch_size,
+							100000, 1000, 100000000,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
 	MarkGUCPrefixReserved("cdp");
 
 	if (process_shared_preload_libraries_in_progress)

@@ -17,10 +17,12 @@ extern int	cdp_unknown_event_types;	/* CDP_UNKNOWN_TYPES_* */
 extern bool cdp_worker_enabled;		/* the background worker does its work */
 extern char *cdp_worker_database;	/* the database it works in */
 extern int	cdp_worker_naptime;		/* ms it sleeps when not woken */
+extern int	cdp_worker_batch_size;	/* events per profile store unit */
 
 /* The background worker (worker.c). */
 extern void cdp_worker_register(void);
 extern void cdp_worker_wake_at_commit(void);
+extern bool cdp_worker_serves_here(void);
 
 /* What happens to an event whose type is not in cdp.event_types. */
 #define CDP_UNKNOWN_TYPES_ACCEPT		0
@@ -32,6 +34,8 @@ extern void cdp_spi_connect(void);
 extern uint64 cdp_spi_exec(const char *sql, int nargs, const Oid *types, Datum *values,
 						   const char *nulls, int expect);
 extern uint64 cdp_spi_run(const char *sql, int nargs, const Oid *types, Datum *values, int expect);
+extern uint64 cdp_spi_run_kept(const char *sql, int nargs, const Oid *types, Datum *values,
+							   int expect);
 extern uint64 cdp_spi_read(const char *sql, int nargs, const Oid *types, Datum *values,
 						   const char *nulls);
 extern struct PortalData *cdp_spi_cursor(const char *sql, int nargs, const Oid *types, Datum *values);

@@ -29,6 +29,7 @@
  * the backend's memory.
  */
 #include "events.h"
+#include "profile_store.h"
 #include "identity.h"
 
 #include "access/xact.h"
@@ -237,6 +238,9 @@ note_unknown_type(text *type)
 
 static void claim_messages(void);
 
+/* Rows were stitched in this statement (the profile store follows at its end). */
+static bool stitched = false;
+
 /* Stitches the stored rows kept, in event id order, and forgets them. */
 static void
 stitch_rows(void)
@@ -260,6 +264,7 @@ stitch_rows(void)
 		docs[i] = to_stitch.rows[i].identifiers;
 	}
 	to_stitch.n = 0;			/* taken, even if stitching fails */
+	stitched = true;
 	cdp_stitch_events(n, ids, times, docs);
 	list_forget(&to_stitch);
 	pfree(ids);
@@ -708,6 +713,12 @@ cdp_batch_end(void)
 	retries = purge_duplicates();
 	report_loader_rows(retries);
 	warn_unknown_types();
-	stitch_rows();
+	if (to_stitch.n > 0 || stitched)
+	{
+		stitch_rows();
+		/* every row of the statement is in the table now: the store may read them */
+		stitched = false;
+		cdp_store_after_stitching();
+	}
 	return retries;
 }

@@ -863,6 +863,13 @@ cdp_accept_event(PG_FUNCTION_ARGS)
 	PG_RETURN_BOOL(true);
 }
 
+/* Whether cdp.move_default_events is moving stored events; see events.h. */
+bool
+cdp_events_moving(void)
+{
+	return moving_events;
+}
+
 /*
  * cdp.move_default_events(part, from_time, to_time): moves the events of
  * [from_time, to_time) from cdp.events_default to part, a table shaped like

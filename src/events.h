@@ -67,4 +67,7 @@ extern int64 cdp_batch_end(void);
 extern void cdp_batch_count_loader_row(bool stored);
 extern bool cdp_batch_purging(void);
 
+/* Whether cdp.move_default_events is moving stored events (events.c). */
+extern bool cdp_events_moving(void);
+
 #endif							/* CDP_EVENTS_H */

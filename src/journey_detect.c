@@ -45,6 +45,7 @@
 #include "journey.h"
 #include "events.h"
 #include "identity.h"
+#include "profile_store.h"
 
 #include <math.h>
 
@@ -751,9 +752,10 @@ cdp_detect_journey_breaks(PG_FUNCTION_ARGS)
 /*
  * AFTER DELETE OR TRUNCATE statement trigger of cdp.events and its
  * partitions: deleted events must leave the journeys and the funnel event
- * log, so the next run replays every profile.  Not for the rows a loading
- * statement removes at its end (quarantined rows, retries): they were
- * never stitched, so detection never saw them.
+ * log, so the next run replays every profile, and the profile store, so
+ * the next sync rebuilds it.  Not for the rows a loading statement removes
+ * at its end (quarantined rows, retries): they were never stitched; nor for
+ * the rows cdp.move_default_events moves: they are still stored.
  */
 Datum
 cdp_events_deleted(PG_FUNCTION_ARGS)
@@ -766,11 +768,12 @@ cdp_events_deleted(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("cdp.events_deleted() must be fired AFTER DELETE OR TRUNCATE FOR EACH STATEMENT")));
-	if (cdp_batch_purging())
+	if (cdp_batch_purging() || cdp_events_moving())
 		return PointerGetDatum(NULL);
 	cdp_spi_connect();
 	cdp_spi_run("UPDATE cdp.journey_progress SET needs_full = true WHERE NOT needs_full",
 				0, NULL, NULL, SPI_OK_UPDATE);
+	cdp_store_needs_rebuild();
 	SPI_finish();
 	return PointerGetDatum(NULL);
 }

@@ -23,20 +23,14 @@ cdp_spi_connect(void)
 }
 
 /*
- * Runs a statement with arguments (nulls as SPI_execute_with_args takes
- * them, or NULL for none), read-only or not, and checks its result code;
- * returns the number of rows.  Logs its time at DEBUG2.
+ * After a statement started at t0 returned ret: logs its time at DEBUG2,
+ * checks its result code; returns the number of rows.
  */
 static uint64
-spi_execute(const char *sql, int nargs, const Oid *types, Datum *values, const char *nulls,
-			bool read_only, int expect)
+statement_done(const char *sql, instr_time t0, int ret, int expect)
 {
-	instr_time	t0,
-				t1;
-	int			ret;
+	instr_time	t1;
 
-	INSTR_TIME_SET_CURRENT(t0);
-	ret = SPI_execute_with_args(sql, nargs, (Oid *) types, values, nulls, read_only, 0);
 	INSTR_TIME_SET_CURRENT(t1);
 	INSTR_TIME_SUBTRACT(t1, t0);
 	elog(DEBUG2, "cdp: %.1f ms, %lu rows: %.60s", INSTR_TIME_GET_MILLISEC(t1),
@@ -47,12 +41,69 @@ spi_execute(const char *sql, int nargs, const Oid *types, Datum *values, const c
 	return SPI_processed;
 }
 
+/*
+ * Runs a statement with arguments (nulls as SPI_execute_with_args takes
+ * them, or NULL for none), read-only or not; see statement_done.
+ */
+static uint64
+spi_execute(const char *sql, int nargs, const Oid *types, Datum *values, const char *nulls,
+			bool read_only, int expect)
+{
+	instr_time	t0;
+
+	INSTR_TIME_SET_CURRENT(t0);
+	return statement_done(sql, t0,
+						  SPI_execute_with_args(sql, nargs, (Oid *) types, values, nulls, read_only, 0),
+						  expect);
+}
+
 /* Runs a statement that may write; see spi_execute. */
 uint64
 cdp_spi_exec(const char *sql, int nargs, const Oid *types, Datum *values, const char *nulls,
 			 int expect)
 {
 	return spi_execute(sql, nargs, types, values, nulls, false, expect);
+}
+
+/*
+ * Runs a statement with arguments (no NULLs) from a plan prepared once per
+ * backend and kept (sql must be a string constant: its address is the
+ * key), for statements run often with little work each, whose planning
+ * would cost more than running them.  Checks the result code; returns the
+ * number of rows.
+ */
+uint64
+cdp_spi_run_kept(const char *sql, int nargs, const Oid *types, Datum *values, int expect)
+{
+	static struct
+	{
+		const char *sql;
+		SPIPlanPtr	plan;
+	}			kept[16];
+	static int	n_kept = 0;
+	SPIPlanPtr	plan = NULL;
+	int			i;
+	instr_time	t0;
+
+	for (i = 0; i < n_kept && plan == NULL; i++)
+		if (kept[i].sql == sql)
+			plan = kept[i].plan;
+	if (plan == NULL)
+	{
+		plan = SPI_prepare(sql, nargs, (Oid *) types);
+		if (plan == NULL)
+			elog(ERROR, "cdp could not prepare a statement (%s): %.200s",
+				 SPI_result_code_string(SPI_result), sql);
+		if (n_kept < lengthof(kept))
+		{
+			if (SPI_keepplan(plan) != 0)
+				elog(ERROR, "cdp could not keep a plan");
+			kept[n_kept].sql = sql;
+			kept[n_kept++].plan = plan;
+		}
+	}
+	INSTR_TIME_SET_CURRENT(t0);
+	return statement_done(sql, t0, SPI_execute_plan(plan, values, NULL, false, 0), expect);
 }
 
 /* Runs a statement with arguments (no NULLs); see spi_execute. */

@@ -1,17 +1,21 @@
 /*
  * worker.c
- *	  The cdp background worker: keeps the journeys of one database current.
+ *	  The cdp background worker: keeps the profile store and the journeys
+ *	  of one database current.
  *
  * Registered from _PG_init when cdp is in shared_preload_libraries (on
- * demand there is no worker, and cdp works as before: journeys advance when
- * cdp.detect_journey_breaks runs).  It connects to cdp.worker_database and
- * loops: wait on its latch (set when a transaction that stitched events
- * commits, or after cdp.worker_naptime), then run one unit of work in a
- * transaction of its own, the incremental journey detection at now(): the
- * journeys of the profiles that the new batches touched, and the due
- * transitions (a cart left longer than abandon_after becomes an open break
- * within a naptime of its time).  Detection commits its watermarks with its
- * breaks, so a unit is done exactly once, whatever stops the worker.
+ * demand there is no worker, and cdp works as before: the store advances
+ * when cdp.sync or cdp.profile runs, journeys when cdp.detect_journey_breaks
+ * runs).  It connects to cdp.worker_database and loops: wait on its latch
+ * (set when a transaction that stitched events commits, or after
+ * cdp.worker_naptime), then run two units of work, each in a transaction of
+ * its own: the profile store folds in the next batches (at most
+ * cdp.worker_batch_size events; a backlog is taken unit after unit without
+ * waiting), then the incremental journey detection at now(): the journeys
+ * of the profiles that the new batches touched, and the due transitions (a
+ * cart left longer than abandon_after becomes an open break within a
+ * naptime of its time).  Each unit commits its progress marker with its
+ * work, so it is done exactly once, whatever stops the worker.
  *
  * Errors: a failing unit is logged with its context and recorded in shared
  * memory (cdp.worker_status), then the worker exits and the postmaster
@@ -24,6 +28,7 @@
  */
 #include "cdp.h"
 #include "journey.h"
+#include "profile_store.h"
 
 #include "access/xact.h"
 #include "catalog/pg_type.h"
@@ -78,6 +83,7 @@ static bool wake_at_commit = false;
 bool		cdp_worker_enabled = false;
 char	   *cdp_worker_database = NULL;
 int			cdp_worker_naptime = 1000;
+int			cdp_worker_batch_size = 100000;
 
 /* Asks for the shared state (shmem_request_hook). */
 static void
@@ -163,6 +169,23 @@ wake_callback(XactEvent event, void *arg)
 		wake_at_commit = false;
 }
 
+/*
+ * Whether the worker runs, enabled, in this database: stitching then
+ * leaves the profile store to it.
+ */
+bool
+cdp_worker_serves_here(void)
+{
+	bool		serves;
+
+	if (shared == NULL || !cdp_worker_enabled)
+		return false;
+	SpinLockAcquire(&shared->mutex);
+	serves = shared->pid != 0 && shared->database == MyDatabaseId;
+	SpinLockRelease(&shared->mutex);
+	return serves;
+}
+
 /* Called when events are stitched: the worker has new work at commit. */
 void
 cdp_worker_wake_at_commit(void)
@@ -179,28 +202,6 @@ cdp_worker_wake_at_commit(void)
 	wake_at_commit = true;
 }
 
-/* The last stitch batch journey detection has taken in (SPI connected). */
-static int64
-last_batch_taken(void)
-{
-	cdp_spi_run("SELECT coalesce((SELECT p.last_batch_id FROM cdp.journey_progress p), 0)",
-				0, NULL, NULL, SPI_OK_SELECT);
-	return cdp_spi_int64(0, 1);
-}
-
-/* Events of the batches taken in after batch_id, up to the last taken. */
-static int64
-events_taken_since(int64 batch_id)
-{
-	Oid			types[1] = {INT8OID};
-	Datum		values[1] = {Int64GetDatum(batch_id)};
-
-	cdp_spi_run("SELECT coalesce(sum(b.events), 0)::bigint FROM cdp.stitch_batches b "
-				"WHERE b.batch_id > $1 AND b.batch_id <= (SELECT p.last_batch_id FROM cdp.journey_progress p)",
-				1, types, values, SPI_OK_SELECT);
-	return cdp_spi_int64(0, 1);
-}
-
 /* Whether the extension is installed in the worker's database. */
 static bool
 extension_installed(void)
@@ -210,18 +211,59 @@ extension_installed(void)
 }
 
 /*
- * One unit of work, in a transaction of its own: journey detection at
- * now(), which commits its watermarks with its breaks.  Records an error in
- * the shared state and re-throws it (the worker then exits and is restarted).
+ * The store's unit (SPI connected, in the unit's transaction): folds the
+ * next batches, up to cdp.worker_batch_size events, into the profile store
+ * (cdp.sync, which commits its progress with the facts); returns its events
+ * and sets *more when batches are still pending.
+ */
+static int64
+store_unit(bool *more)
+{
+	CdpSyncResult r;
+
+	set_state("updating the profile store");
+	r = cdp_store_sync_locked(cdp_worker_batch_size);
+	*more = r.pending > 0;
+	return r.events;
+}
+
+/*
+ * The journeys' unit: incremental journey detection at now(), for the
+ * profiles the new batches touched and the due transitions; detection
+ * commits its watermarks with its breaks.
  */
 static void
-run_unit(void)
+journey_unit(void)
+{
+	set_state("detecting journey breaks");
+
+	/*
+	 * Detection's own lock first, so that no run by hand commits between
+	 * here and the run: its as_of is then never later than this one's (an
+	 * earlier as_of would make detection replay every profile).
+	 */
+	DirectFunctionCall2(pg_advisory_xact_lock_int4, Int32GetDatum(JOURNEY_LOCK_KEY1),
+						Int32GetDatum(JOURNEY_LOCK_KEY2));
+	cdp_spi_run("SELECT FROM cdp.detect_journey_breaks(GREATEST(pg_catalog.now(), "
+				"(SELECT p.as_of FROM cdp.journey_progress p)))",
+				0, NULL, NULL, SPI_OK_SELECT);
+}
+
+/*
+ * One unit of work in a transaction of its own: the store's (journeys
+ * false) or the journeys' (true).  Records an error in the shared state and
+ * re-throws it (the worker then exits and is restarted).  Returns false
+ * when cdp is not installed; sets *more when the store has more to do.
+ */
+static bool
+run_unit(bool journeys, bool *more)
 {
 	volatile bool installed = false;
 	volatile int64 events = 0;
 	volatile double ms = 0;
 	TimestampTz now;
 
+	*more = false;
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
@@ -233,26 +275,10 @@ run_unit(void)
 		INSTR_TIME_SET_CURRENT(t0);
 		cdp_spi_connect();
 		installed = extension_installed();
-		if (installed)
-		{
-			int64		last_batch;
-
-			set_state("detecting journey breaks");
-
-			/*
-			 * Detection's own lock first, so that no run by hand commits
-			 * between here and the run: its as_of is then never later than
-			 * this one's (an earlier as_of would make detection replay every
-			 * profile).
-			 */
-			DirectFunctionCall2(pg_advisory_xact_lock_int4, Int32GetDatum(JOURNEY_LOCK_KEY1),
-								Int32GetDatum(JOURNEY_LOCK_KEY2));
-			last_batch = last_batch_taken();
-			cdp_spi_run("SELECT FROM cdp.detect_journey_breaks(GREATEST(pg_catalog.now(), "
-						"(SELECT p.as_of FROM cdp.journey_progress p)))",
-						0, NULL, NULL, SPI_OK_SELECT);
-			events = events_taken_since(last_batch);
-		}
+		if (installed && journeys)
+			journey_unit();
+		else if (installed)
+			events = store_unit(more);
 		SPI_finish();
 		PopActiveSnapshot();
 		CommitTransactionCommand();
@@ -289,7 +315,7 @@ run_unit(void)
 		snprintf(state, sizeof(state), "waiting: cdp is not installed in database \"%s\"",
 				 cdp_worker_database);
 		set_state(state);
-		return;
+		return false;
 	}
 	now = GetCurrentTimestamp();
 	SpinLockAcquire(&shared->mutex);
@@ -299,6 +325,7 @@ run_unit(void)
 	shared->last_unit_ms = ms;
 	strlcpy(shared->state, "waiting for new events", STATE_LEN);
 	SpinLockRelease(&shared->mutex);
+	return true;
 }
 
 /* Marks the worker stopped in the shared state (on exit). */
@@ -317,6 +344,7 @@ void
 cdp_worker_main(Datum arg)
 {
 	char	   *database;
+	bool		more = false;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
@@ -351,10 +379,17 @@ cdp_worker_main(Datum arg)
 				proc_exit(1);	/* the postmaster starts it again, connected to the new one */
 			}
 		}
-		if (cdp_worker_enabled)
-			run_unit();
-		else
+		if (!cdp_worker_enabled)
 			set_state("waiting: cdp.worker_enabled is off");
+		else if (run_unit(false, &more))
+		{
+			/* a backlog is folded in unit after unit, journeys in between */
+			bool		ignored;
+
+			(void) run_unit(true, &ignored);
+			if (more)
+				continue;
+		}
 		pgstat_report_activity(STATE_IDLE, NULL);
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 cdp_worker_naptime, PG_WAIT_EXTENSION);

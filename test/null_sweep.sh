@@ -51,6 +51,7 @@ cdp.pareto_nbd_fit_final(internal)
 cdp.rebuild_identities()
 cdp.session_no(timestamp with time zone,bigint)
 cdp.session_no(timestamp with time zone,bigint,interval)
+cdp.sync(bigint)
 cdp.track(timestamp with time zone,text,text,jsonb,jsonb,numeric,text,text)
 cdp.unmerge(bigint,text)"
 

@@ -131,7 +131,10 @@ script_suite identity_demo test/identity_demo.sh
 echo "== pg_cron runs scheduled jobs"
 script_suite cron test/cron.sh
 
-echo "== the background worker keeps journeys current"
+echo "== the profile store is exact"
+script_suite profile_store test/profile_store.sh
+
+echo "== the background worker keeps the profile store and journeys current"
 script_suite worker test/worker.sh
 
 echo "== retries under concurrency (message ids)"

@@ -7,6 +7,10 @@
 #    within seconds, and a cart whose hour runs out a few seconds from now
 #    becomes one within seconds of that time;
 #  - its status counts its units and events, and its lag falls to zero;
+#  - it keeps the profile store current: a purchase shows in cdp.profile,
+#    read-only, within seconds;
+#  - exactly once: killed (kill -9) in the middle of a unit, or the server
+#    stopped at once during a load, the store's events equal the events;
 #  - a failing unit is recorded (errors, last error) and the worker comes
 #    back by itself once the cause is gone;
 #  - with cdp loaded on demand (a cluster without the preload) there is no
@@ -37,7 +41,7 @@ same_lines() {
 wait_for() {
 	local seconds=$1 query=$2
 	for _ in $(seq 1 $((seconds * 4))); do
-		[ "$(cdp_psql -d "$db" -At -c "$query")" = t ] && return 0
+		[ "$(cdp_psql -d "$db" -At -c "$query" 2>/dev/null)" = t ] && return 0
 		sleep 0.25
 	done
 	return 1
@@ -82,6 +86,37 @@ cdp_check "it becomes an open break within seconds of its hour running out" \
 cdp_check "its status counts the events it took in, and its lag falls to zero" \
 	wait_for 10 "SELECT events = (SELECT sum(events) FROM cdp.stitch_batches) AND events >= 2 AND lag_events = 0
 	             AND lag_seconds = 0 AND last_unit_at IS NOT NULL FROM cdp.worker_status"
+
+# the profile store: current within seconds, read by a read-only session
+cdp_psql -d "$db" -c "SET client_min_messages = warning" \
+	-c "SELECT cdp.track(now(), 'store', 'purchase', '{\"cookie\": \"w-3\"}', '{\"product_id\": \"P3\"}', 30)" >/dev/null
+cdp_check "it keeps the profile store current: a purchase shows in a read-only cdp.profile within seconds" \
+	wait_for 10 "BEGIN READ ONLY; SELECT coalesce((SELECT last_purchase_amount = 30 FROM cdp.profile('cookie', 'w-3')), false); COMMIT"
+
+# exactly once: the worker killed in the middle of a unit, and the server
+# stopped at once during a load; the store's events equal the events
+store_counts="SELECT (SELECT coalesce(sum(events), 0) FROM cdp.anchor_activity) = (SELECT count(*) FROM cdp.event_anchors)
+	AND (SELECT last_batch_id FROM cdp.profile_store_progress) = (SELECT max(batch_id) FROM cdp.stitch_batches)"
+contrib/demo/cdp-demo-gen --events 100000 --seed 3 --start "$(date -u -d '-20 days' +%F)" --days 20 \
+	--events-out "$CDP_CLUSTER_DIR/worker-events.csv" 2>/dev/null
+chmod 644 "$CDP_CLUSTER_DIR/worker-events.csv"
+copy="COPY cdp.events (occurred_at, channel, type, identifiers, properties, amount, source)
+	FROM '$CDP_CLUSTER_DIR/worker-events.csv' WITH (FORMAT csv, HEADER true)"
+cdp_psql -d "$db" -c "$copy" >/dev/null
+wait_for 10 "SELECT state = 'updating the profile store' FROM cdp.worker_status" || true
+pid=$(cdp_psql -d "$db" -At -c "SELECT pid FROM cdp.worker_status")
+cdp_as_root kill -9 "$pid"
+sleep 2
+cdp_check "killed (kill -9) in the middle of a unit, it comes back and its store counts each event once" \
+	wait_for 60 "$store_counts"
+cdp_psql -d "$db" -c "$copy" >/dev/null 2>&1 &
+sleep 1
+cdp_as_server "$PGBIN/pg_ctl" -D "$CDP_CLUSTER_DIR/data" -m immediate -w -s stop
+wait || true
+cdp_as_server env ${CDP_SERVER_ENV:-} "$PGBIN/pg_ctl" -D "$CDP_CLUSTER_DIR/data" -l "$CDP_CLUSTER_DIR/server.log" -w -s start
+cdp_check "after an immediate shutdown during a load, the store counts each committed event once" \
+	wait_for 60 "$store_counts"
+
 set_enabled off
 cdp_check "switched off, it waits" \
 	wait_for 10 "SELECT state = 'waiting: cdp.worker_enabled is off' FROM cdp.worker_status"

@@ -143,8 +143,25 @@ SELECT j.jobname, d.status, d.return_message, d.start_time::timestamp(0) AS star
        round(extract(epoch FROM d.end_time - d.start_time)::numeric, 2) AS seconds
 FROM cron.job_run_details d JOIN cron.job j USING (jobid)
 ORDER BY d.runid DESC LIMIT 5;
-\echo 'The background worker (it keeps the journeys current as events arrive)'
+\echo 'The background worker (it keeps the profile store and the journeys current as events arrive)'
 SELECT running, state, units, events, lag_events, lag_seconds, errors FROM cdp.worker_status;
+SQL
+echo
+echo "== one customer, now: a purchase in a store, then cdp.profile by e-mail"
+email=$(cdp_psql -At -c "SELECT value FROM cdp.identifiers i WHERE kind = 'email'
+	ORDER BY (SELECT count(*) FROM cdp.identifiers j WHERE j.profile_id = i.profile_id) DESC, value LIMIT 1")
+cdp_psql -v email="$email" <<'SQL'
+\pset footer off
+SELECT cdp.track(now(), 'store', 'purchase', jsonb_build_object('email', :'email'),
+                 '{"product_id": "P00042", "store_id": "S-12"}', 59.90) AS tracked_event;
+SELECT pg_sleep(0.5);
+\x on
+SELECT profile_id, identifiers, traits, first_seen, last_seen, events, by_channel, orders, revenue,
+       last_purchase_at, last_purchase_channel, last_purchase_amount, products -> 'bought' -> 0 AS last_bought,
+       interest, rfm_segment, round(clv::numeric, 2) AS clv, open_breaks, first_source, last_source,
+       jsonb_array_length(recent_events) AS recent_events, recent_events -> 0 AS latest_event, as_of
+FROM cdp.profile('email', :'email');
+\x off
 SQL
 
 cat <<EOF

@@ -268,6 +268,8 @@ BEGIN
 			DELETE FROM cdp.event_messages m WHERE m.occurred_at >= p.range_from AND m.occurred_at < p.range_to;
 			-- journeys forget the dropped events at the next detection
 			UPDATE cdp.journey_progress SET needs_full = true WHERE NOT needs_full;
+			-- and the profile store at the next cdp.sync
+			UPDATE cdp.profile_store_progress SET needs_full = true WHERE NOT needs_full;
 			RAISE NOTICE 'dropped % (events from % to %)', p.name, p.range_from, p.range_to;
 		END IF;
 		partition := p.name;
@@ -888,6 +890,414 @@ WHERE n = 1;
 
 
 -- ---------------------------------------------------------------------------
+-- The profile store (issue 11): stitching writes each anchor's batch, the
+-- store's tables and progress (rebuilt at the first cdp.sync), its reads
+-- (cdp.profile_store, cdp.customer_360 over it, cdp.profile), and the
+-- retention that marks it for a rebuild.
+-- ---------------------------------------------------------------------------
+ALTER TABLE cdp.event_anchors ADD COLUMN batch_id bigint;
+COMMENT ON COLUMN cdp.event_anchors.batch_id IS 'The cdp.stitch_batches batch that stitched it (NULL: stitched before 0.2.0), so that the work that follows stitching takes each event once';
+
+CREATE TABLE cdp.anchor_activity (
+	anchor_id     bigint      NOT NULL,
+	channel       text        NOT NULL,
+	type          text        NOT NULL,
+	events        bigint      NOT NULL,
+	amount        numeric     NOT NULL,
+	first_at      timestamptz NOT NULL,
+	last_at       timestamptz NOT NULL,
+	last_event_id bigint      NOT NULL,
+	last_amount   numeric,
+	PRIMARY KEY (anchor_id, channel, type)
+);
+COMMENT ON TABLE cdp.anchor_activity IS 'Profile store: per anchor identifier, channel and event type, its events (internal; read cdp.profile_store)';
+COMMENT ON COLUMN cdp.anchor_activity.anchor_id IS 'Anchor identifier (cdp.identifiers); its profile is the identifier''s';
+COMMENT ON COLUMN cdp.anchor_activity.channel IS 'Channel';
+COMMENT ON COLUMN cdp.anchor_activity.type IS 'Event type';
+COMMENT ON COLUMN cdp.anchor_activity.events IS 'Events';
+COMMENT ON COLUMN cdp.anchor_activity.amount IS 'Sum of their amounts (none: 0)';
+COMMENT ON COLUMN cdp.anchor_activity.first_at IS 'occurred_at of the first';
+COMMENT ON COLUMN cdp.anchor_activity.last_at IS 'occurred_at of the last (latest by occurred_at, then event_id)';
+COMMENT ON COLUMN cdp.anchor_activity.last_event_id IS 'event_id of the last';
+COMMENT ON COLUMN cdp.anchor_activity.last_amount IS 'amount of the last';
+
+CREATE TABLE cdp.anchor_products (
+	anchor_id     bigint      NOT NULL,
+	action        text        NOT NULL CHECK (action IN ('viewed', 'carted', 'bought')),
+	product_id    text        NOT NULL,
+	last_at       timestamptz NOT NULL,
+	last_event_id bigint      NOT NULL,
+	PRIMARY KEY (anchor_id, action, product_id)
+);
+COMMENT ON TABLE cdp.anchor_products IS 'Profile store: per anchor identifier, the 20 products last viewed (product_view), carted (add_to_cart) and bought (purchase) (internal; read cdp.profile_store)';
+COMMENT ON COLUMN cdp.anchor_products.anchor_id IS 'Anchor identifier';
+COMMENT ON COLUMN cdp.anchor_products.action IS 'viewed, carted or bought';
+COMMENT ON COLUMN cdp.anchor_products.product_id IS 'properties.product_id';
+COMMENT ON COLUMN cdp.anchor_products.last_at IS 'When it last happened';
+COMMENT ON COLUMN cdp.anchor_products.last_event_id IS 'The event';
+
+CREATE TABLE cdp.anchor_interest (
+	anchor_id bigint           NOT NULL,
+	category  text             NOT NULL,
+	log2_mass double precision NOT NULL,
+	events    bigint           NOT NULL,
+	last_at   timestamptz      NOT NULL,
+	PRIMARY KEY (anchor_id, category)
+);
+COMMENT ON TABLE cdp.anchor_interest IS 'Profile store: per anchor identifier and product category (properties.category), its interest as in cdp.interest with a 30-day half-life (internal; read cdp.profile_store)';
+COMMENT ON COLUMN cdp.anchor_interest.anchor_id IS 'Anchor identifier';
+COMMENT ON COLUMN cdp.anchor_interest.category IS 'Product category';
+COMMENT ON COLUMN cdp.anchor_interest.log2_mass IS 'log2 of the sum over its views (weight 1), wish-list additions (2) and cart additions (3) of weight * 2^(epoch of occurred_at / 30 days); the interest at time T is 2^(log2_mass - epoch of T / 30 days)';
+COMMENT ON COLUMN cdp.anchor_interest.events IS 'Events counted';
+COMMENT ON COLUMN cdp.anchor_interest.last_at IS 'Last of them';
+
+CREATE TABLE cdp.anchor_traits (
+	anchor_id     bigint      NOT NULL,
+	trait         text        NOT NULL,
+	value         jsonb       NOT NULL,
+	source        text,
+	times_seen    bigint      NOT NULL,
+	last_at       timestamptz NOT NULL,
+	last_event_id bigint      NOT NULL,
+	UNIQUE NULLS NOT DISTINCT (anchor_id, trait, value, source)
+);
+COMMENT ON TABLE cdp.anchor_traits IS 'Profile store: per anchor identifier, each trait value sent in properties.traits by each source; cdp.trait_rules choose among them when read (internal; read cdp.profile_store)';
+COMMENT ON COLUMN cdp.anchor_traits.anchor_id IS 'Anchor identifier';
+COMMENT ON COLUMN cdp.anchor_traits.trait IS 'Trait name';
+COMMENT ON COLUMN cdp.anchor_traits.value IS 'Value sent (JSON)';
+COMMENT ON COLUMN cdp.anchor_traits.source IS 'Source that sent it';
+COMMENT ON COLUMN cdp.anchor_traits.times_seen IS 'Events that sent it';
+COMMENT ON COLUMN cdp.anchor_traits.last_at IS 'When it was last sent';
+COMMENT ON COLUMN cdp.anchor_traits.last_event_id IS 'The event';
+
+CREATE TABLE cdp.anchor_touches (
+	anchor_id      bigint      PRIMARY KEY,
+	touches        bigint      NOT NULL,
+	first_at       timestamptz NOT NULL,
+	first_event_id bigint      NOT NULL,
+	first_channel  text        NOT NULL,
+	first_source   text,
+	first_medium   text,
+	first_campaign text,
+	first_referrer text,
+	last_at        timestamptz NOT NULL,
+	last_event_id  bigint      NOT NULL,
+	last_channel   text        NOT NULL,
+	last_source    text,
+	last_medium    text,
+	last_campaign  text,
+	last_referrer  text
+);
+COMMENT ON TABLE cdp.anchor_touches IS 'Profile store: per anchor identifier, its first and last events with a utm_source or a referrer, as in cdp.profile_acquisition (internal; read cdp.profile_store)';
+COMMENT ON COLUMN cdp.anchor_touches.anchor_id IS 'Anchor identifier';
+COMMENT ON COLUMN cdp.anchor_touches.touches IS 'Events with a utm_source or a referrer';
+COMMENT ON COLUMN cdp.anchor_touches.first_at IS 'When the first touch happened';
+COMMENT ON COLUMN cdp.anchor_touches.first_event_id IS 'Its event';
+COMMENT ON COLUMN cdp.anchor_touches.first_channel IS 'Its channel';
+COMMENT ON COLUMN cdp.anchor_touches.first_source IS 'Its utm_source, or its referrer''s host';
+COMMENT ON COLUMN cdp.anchor_touches.first_medium IS 'Its utm_medium, or referral';
+COMMENT ON COLUMN cdp.anchor_touches.first_campaign IS 'Its utm_campaign';
+COMMENT ON COLUMN cdp.anchor_touches.first_referrer IS 'Its referrer';
+COMMENT ON COLUMN cdp.anchor_touches.last_at IS 'When the last touch happened';
+COMMENT ON COLUMN cdp.anchor_touches.last_event_id IS 'Its event';
+COMMENT ON COLUMN cdp.anchor_touches.last_channel IS 'Its channel';
+COMMENT ON COLUMN cdp.anchor_touches.last_source IS 'Its utm_source, or its referrer''s host';
+COMMENT ON COLUMN cdp.anchor_touches.last_medium IS 'Its utm_medium, or referral';
+COMMENT ON COLUMN cdp.anchor_touches.last_campaign IS 'Its utm_campaign';
+COMMENT ON COLUMN cdp.anchor_touches.last_referrer IS 'Its referrer';
+
+CREATE TABLE cdp.anchor_recent_events (
+	anchor_id   bigint      NOT NULL,
+	occurred_at timestamptz NOT NULL,
+	event_id    bigint      NOT NULL,
+	channel     text        NOT NULL,
+	type        text        NOT NULL,
+	amount      numeric,
+	source      text,
+	properties  jsonb,
+	PRIMARY KEY (anchor_id, occurred_at, event_id)
+);
+COMMENT ON TABLE cdp.anchor_recent_events IS 'Profile store: per anchor identifier, a copy of its 20 latest events (internal; cdp.profile reads it)';
+COMMENT ON COLUMN cdp.anchor_recent_events.anchor_id IS 'Anchor identifier';
+COMMENT ON COLUMN cdp.anchor_recent_events.occurred_at IS 'When the event occurred';
+COMMENT ON COLUMN cdp.anchor_recent_events.event_id IS 'Event';
+COMMENT ON COLUMN cdp.anchor_recent_events.channel IS 'Its channel';
+COMMENT ON COLUMN cdp.anchor_recent_events.type IS 'Its type';
+COMMENT ON COLUMN cdp.anchor_recent_events.amount IS 'Its amount';
+COMMENT ON COLUMN cdp.anchor_recent_events.source IS 'Its source';
+COMMENT ON COLUMN cdp.anchor_recent_events.properties IS 'Its properties';
+
+CREATE TABLE cdp.profile_store_progress (
+	singleton     boolean     PRIMARY KEY DEFAULT true CHECK (singleton),
+	last_batch_id bigint      NOT NULL,
+	needs_full    boolean     NOT NULL DEFAULT false,
+	synced_at     timestamptz,
+	rebuilt_at    timestamptz
+);
+COMMENT ON TABLE cdp.profile_store_progress IS 'How far the profile store is (one row, written in the same transaction as the facts; none yet: the first cdp.sync builds the store)';
+COMMENT ON COLUMN cdp.profile_store_progress.singleton IS 'Always true: there is one row';
+COMMENT ON COLUMN cdp.profile_store_progress.last_batch_id IS 'Last cdp.stitch_batches batch whose events are in the store';
+COMMENT ON COLUMN cdp.profile_store_progress.needs_full IS 'Events were deleted (or partitions dropped): the next cdp.sync() rebuilds the store';
+COMMENT ON COLUMN cdp.profile_store_progress.synced_at IS 'When the store last took in new events (transaction time; NULL: never)';
+COMMENT ON COLUMN cdp.profile_store_progress.rebuilt_at IS 'When it was last recomputed from every event';
+
+SELECT pg_catalog.pg_extension_config_dump('cdp.anchor_activity', '');
+SELECT pg_catalog.pg_extension_config_dump('cdp.anchor_products', '');
+SELECT pg_catalog.pg_extension_config_dump('cdp.anchor_interest', '');
+SELECT pg_catalog.pg_extension_config_dump('cdp.anchor_traits', '');
+SELECT pg_catalog.pg_extension_config_dump('cdp.anchor_touches', '');
+SELECT pg_catalog.pg_extension_config_dump('cdp.anchor_recent_events', '');
+SELECT pg_catalog.pg_extension_config_dump('cdp.profile_store_progress', '');
+
+CREATE FUNCTION cdp.sync(max_events bigint DEFAULT NULL,
+	OUT batches bigint, OUT events bigint, OUT rebuilt boolean, OUT pending_events bigint)
+	AS 'MODULE_PATHNAME', 'cdp_sync' LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION cdp.sync(bigint) IS 'Folds the events stitched since the last run into the profile store, in the calling transaction (waits for a run in progress); with max_events, stops after the batches that hold that many events; rebuilds the store when events were deleted; returns what it did and the events still pending';
+
+CREATE FUNCTION cdp.rebuild_profile_store(OUT anchors bigint, OUT events bigint)
+	AS 'MODULE_PATHNAME', 'cdp_rebuild_profile_store' LANGUAGE C VOLATILE STRICT;
+COMMENT ON FUNCTION cdp.rebuild_profile_store() IS 'Recomputes the profile store from every stitched event; gives the store that incremental runs keep';
+
+-- The profile store as read: one row per live profile, its anchors' facts
+-- (src/sql/profiles.sql) combined.  Each part is a subquery grouped by
+-- profile, so that a filter on profile_id reaches the store's indexes (one
+-- customer in milliseconds) and a query that needs no fact skips it.
+CREATE VIEW cdp.profile_store AS
+SELECT p.profile_id, tot.first_seen, tot.last_seen, coalesce(tot.events, 0) AS events,
+       coalesce(ch.channels, '{}') AS channels, ch.by_channel, cat.by_category,
+       coalesce(tot.orders, 0) AS orders, coalesce(tot.revenue, 0) AS revenue,
+       tot.last_purchase_at, tot.last_purchase_channel, tot.last_purchase_amount,
+       prod.products, intr.interest, tr.traits,
+       ft.first_source, ft.first_medium, ft.first_campaign, ft.first_channel, ft.first_touch_at,
+       lt.last_source, lt.last_medium, lt.last_campaign, lt.last_channel, lt.last_touch_at, ft.touches
+FROM cdp.profiles p
+LEFT JOIN (
+	SELECT profile_id, pg_catalog.min(first_at) AS first_seen, pg_catalog.max(last_at) AS last_seen,
+	       pg_catalog.sum(events)::bigint AS events,
+	       pg_catalog.sum(events) FILTER (WHERE type = 'purchase')::bigint AS orders,
+	       pg_catalog.sum(amount) FILTER (WHERE type IN ('purchase', 'return')) AS revenue,
+	       (pg_catalog.array_agg(last_at ORDER BY last_at DESC, last_event_id DESC) FILTER (WHERE type = 'purchase'))[1] AS last_purchase_at,
+	       (pg_catalog.array_agg(channel ORDER BY last_at DESC, last_event_id DESC) FILTER (WHERE type = 'purchase'))[1] AS last_purchase_channel,
+	       (pg_catalog.array_agg(last_amount ORDER BY last_at DESC, last_event_id DESC) FILTER (WHERE type = 'purchase'))[1] AS last_purchase_amount
+	FROM (SELECT i.profile_id, x.* FROM cdp.identifiers i JOIN cdp.anchor_activity x ON x.anchor_id = i.identifier_id) a
+	GROUP BY profile_id) tot USING (profile_id)
+LEFT JOIN (
+	SELECT profile_id, pg_catalog.array_agg(channel ORDER BY channel) AS channels,
+	       pg_catalog.jsonb_object_agg(channel, pg_catalog.jsonb_build_object('events', events, 'last_at', last_at)) AS by_channel
+	FROM (SELECT i.profile_id, x.channel, pg_catalog.sum(x.events) AS events, pg_catalog.max(x.last_at) AS last_at
+	      FROM cdp.identifiers i JOIN cdp.anchor_activity x ON x.anchor_id = i.identifier_id
+	      GROUP BY i.profile_id, x.channel) c
+	GROUP BY profile_id) ch USING (profile_id)
+LEFT JOIN (
+	SELECT profile_id,
+	       pg_catalog.jsonb_object_agg(category, pg_catalog.jsonb_build_object('events', events, 'last_at', last_at)) AS by_category
+	FROM (SELECT i.profile_id, coalesce(t.category, 'other') AS category, pg_catalog.sum(x.events) AS events,
+	             pg_catalog.max(x.last_at) AS last_at
+	      FROM cdp.identifiers i JOIN cdp.anchor_activity x ON x.anchor_id = i.identifier_id
+	      LEFT JOIN cdp.event_types t ON t.type = x.type
+	      GROUP BY 1, 2) c
+	GROUP BY profile_id) cat USING (profile_id)
+LEFT JOIN (
+	SELECT profile_id, pg_catalog.jsonb_object_agg(action, items) AS products
+	FROM (SELECT profile_id, action,
+	             pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object('product_id', product_id, 'at', last_at)
+	                                  ORDER BY last_at DESC, last_event_id DESC) AS items
+	      FROM (SELECT d.*, pg_catalog.row_number() OVER (PARTITION BY profile_id, action
+	                                                      ORDER BY last_at DESC, last_event_id DESC) AS rk
+	            FROM (SELECT DISTINCT ON (i.profile_id, x.action, x.product_id)
+	                         i.profile_id, x.action, x.product_id, x.last_at, x.last_event_id
+	                  FROM cdp.identifiers i JOIN cdp.anchor_products x ON x.anchor_id = i.identifier_id
+	                  ORDER BY i.profile_id, x.action, x.product_id, x.last_at DESC, x.last_event_id DESC) d) k
+	      WHERE rk <= 20
+	      GROUP BY profile_id, action) a
+	GROUP BY profile_id) prod USING (profile_id)
+LEFT JOIN (
+	SELECT profile_id, pg_catalog.jsonb_object_agg(category, score) AS interest
+	FROM (SELECT i.profile_id, x.category,
+	             pg_catalog.round(pg_catalog.sum(pg_catalog.power(2::float8, GREATEST(x.log2_mass
+	                 - EXTRACT(epoch FROM pg_catalog.now())::float8 / 2592000, -1000)))::numeric, 6) AS score
+	      FROM cdp.identifiers i JOIN cdp.anchor_interest x ON x.anchor_id = i.identifier_id
+	      GROUP BY i.profile_id, x.category) c
+	GROUP BY profile_id) intr USING (profile_id)
+LEFT JOIN (
+	SELECT profile_id, pg_catalog.jsonb_object_agg(trait, value ORDER BY trait) AS traits
+	FROM (SELECT DISTINCT ON (profile_id, trait) profile_id, trait, value
+	      FROM (SELECT i.profile_id, x.trait, x.value, x.last_at, x.last_event_id,
+	                   coalesce(r.method, 'most_recent') AS method,
+	                   pg_catalog.sum(x.times_seen) OVER (PARTITION BY i.profile_id, x.trait, x.value) AS frequency,
+	                   coalesce(pg_catalog.array_position(r.sources, x.source), 2147483647) AS source_rank
+	            FROM cdp.identifiers i
+	            JOIN cdp.anchor_traits x ON x.anchor_id = i.identifier_id
+	            LEFT JOIN cdp.trait_rules r ON r.trait = x.trait) o
+	      ORDER BY profile_id, trait,
+	               CASE method WHEN 'most_frequent' THEN -frequency WHEN 'source_priority' THEN source_rank ELSE 0 END,
+	               last_at DESC, last_event_id DESC) k
+	GROUP BY profile_id) tr USING (profile_id)
+LEFT JOIN (
+	SELECT DISTINCT ON (i.profile_id) i.profile_id, x.first_source, x.first_medium, x.first_campaign,
+	       x.first_channel, x.first_at AS first_touch_at,
+	       pg_catalog.sum(x.touches) OVER (PARTITION BY i.profile_id)::bigint AS touches
+	FROM cdp.identifiers i JOIN cdp.anchor_touches x ON x.anchor_id = i.identifier_id
+	ORDER BY i.profile_id, x.first_at, x.first_event_id) ft USING (profile_id)
+LEFT JOIN (
+	SELECT DISTINCT ON (i.profile_id) i.profile_id, x.last_source, x.last_medium, x.last_campaign,
+	       x.last_channel, x.last_at AS last_touch_at
+	FROM cdp.identifiers i JOIN cdp.anchor_touches x ON x.anchor_id = i.identifier_id
+	ORDER BY i.profile_id, x.last_at DESC, x.last_event_id DESC) lt USING (profile_id)
+WHERE p.merged_into IS NULL;
+COMMENT ON VIEW cdp.profile_store IS 'The profile store: per live profile, the facts of its events as of the last cdp.sync (the background worker keeps it within a second): activity per channel and category, orders and revenue, last purchase, recent products, interest, golden-record traits, acquisition';
+COMMENT ON COLUMN cdp.profile_store.profile_id IS 'Live profile';
+COMMENT ON COLUMN cdp.profile_store.first_seen IS 'First event of the profile';
+COMMENT ON COLUMN cdp.profile_store.last_seen IS 'Last event of the profile';
+COMMENT ON COLUMN cdp.profile_store.events IS 'Number of events';
+COMMENT ON COLUMN cdp.profile_store.channels IS 'Channels it used';
+COMMENT ON COLUMN cdp.profile_store.by_channel IS 'Per channel, its events and the time of the last: {"web": {"events": 12, "last_at": "..."}}';
+COMMENT ON COLUMN cdp.profile_store.by_category IS 'The same per event type category (cdp.event_types.category; other for types not listed)';
+COMMENT ON COLUMN cdp.profile_store.orders IS 'Number of purchases, on any channel';
+COMMENT ON COLUMN cdp.profile_store.revenue IS 'Purchases less returns';
+COMMENT ON COLUMN cdp.profile_store.last_purchase_at IS 'When it last bought';
+COMMENT ON COLUMN cdp.profile_store.last_purchase_channel IS 'On which channel';
+COMMENT ON COLUMN cdp.profile_store.last_purchase_amount IS 'For how much';
+COMMENT ON COLUMN cdp.profile_store.products IS 'The 20 products last viewed, carted and bought, latest first: {"viewed": [{"product_id": "p1", "at": "..."}], "carted": [...], "bought": [...]}';
+COMMENT ON COLUMN cdp.profile_store.interest IS 'Interest now per product category, as cdp.interest with a 30-day half-life over all events: {"shoes": 2.5, ...}';
+COMMENT ON COLUMN cdp.profile_store.traits IS 'Golden record: its traits as kept by cdp.trait_rules';
+COMMENT ON COLUMN cdp.profile_store.first_source IS 'First-touch acquisition source (as cdp.profile_acquisition)';
+COMMENT ON COLUMN cdp.profile_store.first_medium IS 'First-touch medium';
+COMMENT ON COLUMN cdp.profile_store.first_campaign IS 'First-touch campaign';
+COMMENT ON COLUMN cdp.profile_store.first_channel IS 'First-touch channel';
+COMMENT ON COLUMN cdp.profile_store.first_touch_at IS 'When the first touch happened';
+COMMENT ON COLUMN cdp.profile_store.last_source IS 'Last-touch acquisition source';
+COMMENT ON COLUMN cdp.profile_store.last_medium IS 'Last-touch medium';
+COMMENT ON COLUMN cdp.profile_store.last_campaign IS 'Last-touch campaign';
+COMMENT ON COLUMN cdp.profile_store.last_channel IS 'Last-touch channel';
+COMMENT ON COLUMN cdp.profile_store.last_touch_at IS 'When the last touch happened';
+COMMENT ON COLUMN cdp.profile_store.touches IS 'Events with a utm_source or a referrer';
+
+-- The single customer view: the profile store, the identifiers, the scores
+-- and the open breaks; it never reads the event store.
+CREATE OR REPLACE VIEW cdp.customer_360 AS
+WITH ids AS (
+	SELECT profile_id, pg_catalog.jsonb_object_agg(kind, vals ORDER BY kind) AS identifiers
+	FROM (SELECT profile_id, kind, pg_catalog.jsonb_agg(value ORDER BY value) AS vals
+	      FROM cdp.identifiers GROUP BY profile_id, kind) k
+	GROUP BY profile_id),
+breaks AS (
+	SELECT profile_id, pg_catalog.count(*) AS open_breaks,
+	       pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object('funnel', funnel_id, 'step', break_step, 'channel', channel,
+	                                    'broken_at', broken_at, 'context', context) ORDER BY broken_at) AS breaks
+	FROM cdp.journey_breaks WHERE status = 'open' GROUP BY profile_id)
+SELECT p.profile_id, p.created_at, ids.identifiers, s.traits,
+       s.first_seen, s.last_seen, s.events, s.channels, s.orders, s.revenue,
+       rfm.segment AS rfm_segment, rfm.rfm_code, clv.p_alive, clv.expected_purchases, clv.clv,
+       coalesce(breaks.open_breaks, 0) AS open_breaks, breaks.breaks AS open_journey_breaks,
+       s.first_source, s.first_medium, s.last_source, s.last_medium,
+       s.by_channel, s.by_category, s.last_purchase_at, s.last_purchase_channel, s.last_purchase_amount,
+       s.products, s.interest, s.first_campaign, s.first_channel, s.first_touch_at,
+       s.last_campaign, s.last_channel, s.last_touch_at, s.touches
+FROM cdp.profiles p
+JOIN ids USING (profile_id)
+JOIN cdp.profile_store s USING (profile_id)
+LEFT JOIN cdp.rfm rfm USING (profile_id)
+LEFT JOIN cdp.clv clv USING (profile_id)
+LEFT JOIN breaks USING (profile_id)
+WHERE p.merged_into IS NULL;
+COMMENT ON VIEW cdp.customer_360 IS 'The single customer view: one row per live profile with its identifiers, its facts from the profile store (traits, activity, orders and revenue across every channel, last purchase, recent products, interest, acquisition; as of the last cdp.sync), its scores and open journey breaks';
+COMMENT ON COLUMN cdp.customer_360.profile_id IS 'Live profile';
+COMMENT ON COLUMN cdp.customer_360.created_at IS 'When the profile was made';
+COMMENT ON COLUMN cdp.customer_360.identifiers IS 'Its identifiers by kind: {"email": ["ann@x.org"], "cookie": [...], ...}';
+COMMENT ON COLUMN cdp.customer_360.traits IS 'Golden record: its traits as kept by cdp.trait_rules';
+COMMENT ON COLUMN cdp.customer_360.first_seen IS 'First event of the profile';
+COMMENT ON COLUMN cdp.customer_360.last_seen IS 'Last event of the profile';
+COMMENT ON COLUMN cdp.customer_360.events IS 'Number of events';
+COMMENT ON COLUMN cdp.customer_360.channels IS 'Channels it used';
+COMMENT ON COLUMN cdp.customer_360.orders IS 'Number of purchases, on any channel';
+COMMENT ON COLUMN cdp.customer_360.revenue IS 'Purchases less returns';
+COMMENT ON COLUMN cdp.customer_360.rfm_segment IS 'RFM segment at the last cdp.refresh_scores (NULL: no purchase then)';
+COMMENT ON COLUMN cdp.customer_360.rfm_code IS 'Recency, frequency and monetary scores (1-5 each) at the last refresh';
+COMMENT ON COLUMN cdp.customer_360.p_alive IS 'Probability that the customer is still active (lifetime-value model of the last refresh)';
+COMMENT ON COLUMN cdp.customer_360.expected_purchases IS 'Purchase days expected over the horizon of the last refresh';
+COMMENT ON COLUMN cdp.customer_360.clv IS 'Lifetime value over the horizon of the last refresh';
+COMMENT ON COLUMN cdp.customer_360.open_breaks IS 'Journeys broken and still open at the last cdp.detect_journey_breaks';
+COMMENT ON COLUMN cdp.customer_360.open_journey_breaks IS 'Those breaks: funnel, step reached, channel, when, and their context (products, cart value)';
+COMMENT ON COLUMN cdp.customer_360.first_source IS 'First-touch acquisition source (utm_source or referrer host, as cdp.profile_acquisition)';
+COMMENT ON COLUMN cdp.customer_360.first_medium IS 'First-touch medium';
+COMMENT ON COLUMN cdp.customer_360.last_source IS 'Last-touch acquisition source';
+COMMENT ON COLUMN cdp.customer_360.last_medium IS 'Last-touch medium';
+COMMENT ON COLUMN cdp.customer_360.by_channel IS 'Per channel, its events and the time of the last';
+COMMENT ON COLUMN cdp.customer_360.by_category IS 'Per event type category, its events and the time of the last';
+COMMENT ON COLUMN cdp.customer_360.last_purchase_at IS 'When it last bought';
+COMMENT ON COLUMN cdp.customer_360.last_purchase_channel IS 'On which channel';
+COMMENT ON COLUMN cdp.customer_360.last_purchase_amount IS 'For how much';
+COMMENT ON COLUMN cdp.customer_360.products IS 'The 20 products last viewed, carted and bought';
+COMMENT ON COLUMN cdp.customer_360.interest IS 'Interest now per product category (30-day half-life)';
+COMMENT ON COLUMN cdp.customer_360.first_campaign IS 'First-touch campaign';
+COMMENT ON COLUMN cdp.customer_360.first_channel IS 'First-touch channel';
+COMMENT ON COLUMN cdp.customer_360.first_touch_at IS 'When the first touch happened';
+COMMENT ON COLUMN cdp.customer_360.last_campaign IS 'Last-touch campaign';
+COMMENT ON COLUMN cdp.customer_360.last_channel IS 'Last-touch channel';
+COMMENT ON COLUMN cdp.customer_360.last_touch_at IS 'When the last touch happened';
+COMMENT ON COLUMN cdp.customer_360.touches IS 'Events with a utm_source or a referrer';
+
+-- One customer.  Reads the profile store by index; folds in first what was
+-- stitched and not yet taken in (unless the transaction is read-only or
+-- the store awaits a rebuild), so that a session reads its own writes.
+CREATE TYPE cdp.customer_profile AS (profile_id bigint, created_at timestamptz, identifiers jsonb, traits jsonb,
+	first_seen timestamptz, last_seen timestamptz, events bigint, channels text[], orders bigint,
+	revenue numeric, rfm_segment text, rfm_code text, p_alive double precision,
+	expected_purchases double precision, clv double precision, open_breaks bigint,
+	open_journey_breaks jsonb, first_source text, first_medium text, last_source text,
+	last_medium text, by_channel jsonb, by_category jsonb, last_purchase_at timestamptz,
+	last_purchase_channel text, last_purchase_amount numeric, products jsonb, interest jsonb,
+	first_campaign text, first_channel text, first_touch_at timestamptz, last_campaign text,
+	last_channel text, last_touch_at timestamptz, touches bigint, recent_events jsonb,
+	as_of timestamptz);
+COMMENT ON TYPE cdp.customer_profile IS 'A row of cdp.profile: the columns of cdp.customer_360, then recent_events (the 20 latest events across every channel, latest first) and as_of (when the profile store last took in new events)';
+
+CREATE FUNCTION cdp.profile(profile_id bigint)
+RETURNS SETOF cdp.customer_profile
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+	live bigint;
+BEGIN
+	IF $1 IS NULL THEN
+		RETURN;
+	END IF;
+	IF NOT current_setting('transaction_read_only')::boolean
+	   AND EXISTS (SELECT FROM cdp.profile_store_progress s
+	               WHERE NOT s.needs_full
+	                 AND EXISTS (SELECT FROM cdp.stitch_batches b WHERE b.batch_id > s.last_batch_id)) THEN
+		PERFORM cdp.sync();
+	END IF;
+	SELECT coalesce(p.merged_into, p.profile_id) INTO live FROM cdp.profiles p WHERE p.profile_id = $1;
+	RETURN QUERY
+	SELECT c.*,
+	       (SELECT jsonb_agg(jsonb_build_object('event_id', r.event_id, 'occurred_at', r.occurred_at,
+	                                            'channel', r.channel, 'type', r.type, 'amount', r.amount,
+	                                            'source', r.source, 'properties', r.properties)
+	                         ORDER BY r.occurred_at DESC, r.event_id DESC)
+	        FROM (SELECT r.* FROM cdp.identifiers i
+	              JOIN cdp.anchor_recent_events r ON r.anchor_id = i.identifier_id
+	              WHERE i.profile_id = live
+	              ORDER BY r.occurred_at DESC, r.event_id DESC LIMIT 20) r),
+	       (SELECT s.synced_at FROM cdp.profile_store_progress s)
+	FROM cdp.customer_360 c
+	WHERE c.profile_id = live;
+END
+$$;
+COMMENT ON FUNCTION cdp.profile(bigint) IS 'One customer as one row: the cdp.customer_360 row of the live profile (a merged-away id leads to the profile that absorbed it), its 20 latest events across every channel, and the time of the store''s last sync; no row for an unknown id';
+
+CREATE FUNCTION cdp.profile(kind text, value text)
+RETURNS SETOF cdp.customer_profile
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT * FROM cdp.profile(cdp.resolve(kind, value)) $$;
+COMMENT ON FUNCTION cdp.profile(text, text) IS 'One customer found by an identifier (normalized as at ingest): cdp.profile of the profile that holds it; no row when none does';
+
+
+-- ---------------------------------------------------------------------------
 -- The background worker (issue 11, first part): its state and status.
 -- ---------------------------------------------------------------------------
 CREATE FUNCTION cdp.worker_state(OUT running boolean, OUT pid integer, OUT state text,
@@ -906,19 +1316,20 @@ FROM cdp.worker_state() w
 LEFT JOIN LATERAL (
 	SELECT coalesce(sum(b.events), 0)::bigint AS events, coalesce(min(b.stitched_at), now()) AS oldest
 	FROM cdp.stitch_batches b
-	WHERE b.batch_id > coalesce((SELECT p.last_batch_id FROM cdp.journey_progress p), 0)) lag
+	WHERE b.batch_id > LEAST(coalesce((SELECT p.last_batch_id FROM cdp.journey_progress p), 0),
+	                         coalesce((SELECT s.last_batch_id FROM cdp.profile_store_progress s), 0))) lag
 	ON w.database = pg_catalog.current_database();
-COMMENT ON VIEW cdp.worker_status IS 'The background worker: running or not, what it does, its units of work, the stitched events not yet taken into the journeys (lag), its errors';
+COMMENT ON VIEW cdp.worker_status IS 'The background worker: running or not, what it does, its units of work, the stitched events not yet taken into the profile store or the journeys (lag), its errors';
 COMMENT ON COLUMN cdp.worker_status.running IS 'Whether the worker process is running';
 COMMENT ON COLUMN cdp.worker_status.pid IS 'Its process id';
 COMMENT ON COLUMN cdp.worker_status.database IS 'The database it works in (cdp.worker_database), once connected';
 COMMENT ON COLUMN cdp.worker_status.state IS 'What it is doing or waiting for (not loaded, disabled, cdp not installed in its database, waiting for new events, ...)';
 COMMENT ON COLUMN cdp.worker_status.enabled IS 'cdp.worker_enabled';
-COMMENT ON COLUMN cdp.worker_status.units IS 'Units of work done (each a transaction: journey detection at now()) since the server started';
-COMMENT ON COLUMN cdp.worker_status.events IS 'Stitched events those units took into the journeys';
+COMMENT ON COLUMN cdp.worker_status.units IS 'Units of work done since the server started (each a transaction: the profile store folds in new batches, or journey detection at now())';
+COMMENT ON COLUMN cdp.worker_status.events IS 'Stitched events those units folded into the profile store';
 COMMENT ON COLUMN cdp.worker_status.last_unit_at IS 'When the last unit committed';
 COMMENT ON COLUMN cdp.worker_status.last_unit_ms IS 'How long it took, in milliseconds';
-COMMENT ON COLUMN cdp.worker_status.lag_events IS 'Stitched events not yet taken into the journeys (NULL in a database the worker does not work in)';
+COMMENT ON COLUMN cdp.worker_status.lag_events IS 'Stitched events not yet taken into the profile store or the journeys (NULL in a database the worker does not work in)';
 COMMENT ON COLUMN cdp.worker_status.lag_seconds IS 'Age of the oldest of them, in seconds (0 when none; NULL in a database the worker does not work in)';
 COMMENT ON COLUMN cdp.worker_status.errors IS 'Units that failed since the server started (the worker restarts after each)';
 COMMENT ON COLUMN cdp.worker_status.last_error IS 'The last failure''s message and SQLSTATE';

@@ -118,12 +118,14 @@ CREATE INDEX ON cdp.identity_links (identifier_id);
 CREATE TABLE cdp.event_anchors (
 	event_id    bigint      NOT NULL,
 	occurred_at timestamptz NOT NULL,
-	anchor_id   bigint      NOT NULL
+	anchor_id   bigint      NOT NULL,
+	batch_id    bigint
 );
 COMMENT ON TABLE cdp.event_anchors IS 'Anchor identifier of every stored event that has one; its profile is the anchor''s (cdp.identifiers.profile_id), so merges never touch this table';
 COMMENT ON COLUMN cdp.event_anchors.event_id IS 'Event';
 COMMENT ON COLUMN cdp.event_anchors.occurred_at IS 'When the event occurred (copied for time-range joins)';
 COMMENT ON COLUMN cdp.event_anchors.anchor_id IS 'Its anchor identifier: the one of highest priority among its valid identifiers';
+COMMENT ON COLUMN cdp.event_anchors.batch_id IS 'The cdp.stitch_batches batch that stitched it (NULL: stitched before 0.2.0), so that the work that follows stitching takes each event once';
 -- BRIN on event_id only: a B-tree on anchor_id costs 40 % of stitching at
 -- ingest.  Applications that often fetch the events of one profile add it:
 --   CREATE INDEX ON cdp.event_anchors (anchor_id);

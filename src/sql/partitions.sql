@@ -140,6 +140,8 @@ BEGIN
 			DELETE FROM cdp.event_messages m WHERE m.occurred_at >= p.range_from AND m.occurred_at < p.range_to;
 			-- journeys forget the dropped events at the next detection
 			UPDATE cdp.journey_progress SET needs_full = true WHERE NOT needs_full;
+			-- and the profile store at the next cdp.sync
+			UPDATE cdp.profile_store_progress SET needs_full = true WHERE NOT needs_full;
 			RAISE NOTICE 'dropped % (events from % to %)', p.name, p.range_from, p.range_to;
 		END IF;
 		partition := p.name;
