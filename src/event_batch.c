@@ -94,6 +94,9 @@ list_forget(RowList *l)
 	l->max = 0;
 }
 
+/* Rows were stitched in this statement (the profile store follows at its end). */
+static bool stitched = false;
+
 /* Forgets everything at transaction end. */
 static void
 batch_xact_callback(XactEvent event, void *arg)
@@ -108,6 +111,7 @@ batch_xact_callback(XactEvent event, void *arg)
 		list_forget(&duplicates);
 		list_forget(&to_stitch);
 		defer_depth = 0;
+		stitched = false;
 		loader_rows[0] = loader_rows[1] = 0;
 		n_unknown = 0;
 		n_unknown_names = 0;
@@ -237,9 +241,6 @@ note_unknown_type(text *type)
 }
 
 static void claim_messages(void);
-
-/* Rows were stitched in this statement (the profile store follows at its end). */
-static bool stitched = false;
 
 /* Stitches the stored rows kept, in event id order, and forgets them. */
 static void

@@ -18,7 +18,9 @@
  * no batch at or below a visible one can still commit later.
  *
  * Locking: the store's own transaction-level advisory lock, so two runs
- * never interleave; it never takes the stitching lock.
+ * never interleave; it never takes the stitching lock.  A load, which holds
+ * the stitching lock, only tries the store's (cdp_store_after_stitching),
+ * so the two are never waited for in both orders.
  */
 #include "cdp.h"
 #include "profile_store.h"
@@ -37,6 +39,7 @@
 PG_FUNCTION_INFO_V1(cdp_sync);
 PG_FUNCTION_INFO_V1(cdp_rebuild_profile_store);
 
+/* The store's advisory lock (cdp.profile tries it too: src/sql/views.sql). */
 #define STORE_LOCK_KEY1 0x636470
 #define STORE_LOCK_KEY2 0x7073
 
@@ -191,14 +194,14 @@ trim_lists(Datum anchors)
 	cdp_spi_run_kept("DELETE FROM cdp.anchor_recent_events r USING (SELECT anchor_id, occurred_at, event_id, "
 				"pg_catalog.row_number() OVER (PARTITION BY anchor_id ORDER BY occurred_at DESC, event_id DESC) AS rn "
 				"FROM cdp.anchor_recent_events WHERE anchor_id = ANY ($1)) x "
-				"WHERE x.rn > " KEEP " AND r.anchor_id = x.anchor_id AND r.occurred_at = x.occurred_at "
-				"AND r.event_id = x.event_id",
+				"WHERE x.rn > " KEEP " AND r.anchor_id = ANY ($1) AND r.anchor_id = x.anchor_id "
+				"AND r.occurred_at = x.occurred_at AND r.event_id = x.event_id",
 				1, types, values, SPI_OK_DELETE);
 	cdp_spi_run_kept("DELETE FROM cdp.anchor_products p USING (SELECT anchor_id, action, product_id, "
 				"pg_catalog.row_number() OVER (PARTITION BY anchor_id, action ORDER BY last_at DESC, last_event_id DESC) AS rn "
 				"FROM cdp.anchor_products WHERE anchor_id = ANY ($1)) x "
-				"WHERE x.rn > " KEEP " AND p.anchor_id = x.anchor_id AND p.action = x.action "
-				"AND p.product_id = x.product_id",
+				"WHERE x.rn > " KEEP " AND p.anchor_id = ANY ($1) AND p.anchor_id = x.anchor_id "
+				"AND p.action = x.action AND p.product_id = x.product_id",
 				1, types, values, SPI_OK_DELETE);
 }
 
@@ -308,7 +311,7 @@ rebuild(void)
  * that needs a rebuild is rebuilt instead.
  */
 static CdpSyncResult
-store_sync(int64 max_events)
+store_sync(int64 max_events, bool rebuild_allowed)
 {
 	CdpSyncResult r = {0, 0, false, 0};
 	int64		done;
@@ -316,12 +319,21 @@ store_sync(int64 max_events)
 	Oid			types[2] = {INT8OID, INT8OID};
 	Datum		values[2];
 
-	/* no row yet: the store was never built */
-	if (cdp_spi_run_kept("SELECT last_batch_id, needs_full FROM cdp.profile_store_progress",
+	/*
+	 * The progress row, locked: a delete that commits meanwhile marks the
+	 * store for a rebuild after this run, not before it.  No row: nothing
+	 * folded yet (a new database; an upgraded one with events gets a row
+	 * that asks for a rebuild).
+	 */
+	if (cdp_spi_run_kept("SELECT last_batch_id, needs_full FROM cdp.profile_store_progress FOR UPDATE",
 						 0, NULL, NULL, SPI_OK_SELECT) == 0)
-		done = -1;
+		done = 0;
 	else if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull)))
+	{
+		if (!rebuild_allowed)
+			return r;			/* left to the worker or cdp.sync */
 		done = -1;
+	}
 	else
 		done = cdp_spi_int64(0, 1);
 	if (done < 0)
@@ -358,8 +370,10 @@ store_sync(int64 max_events)
 		}
 	values[0] = Int64GetDatum(done);
 	if (!r.rebuilt && r.batches > 0)
-		cdp_spi_run_kept("UPDATE cdp.profile_store_progress SET last_batch_id = $1, synced_at = pg_catalog.now()",
-					1, types, values, SPI_OK_UPDATE);
+		cdp_spi_run_kept("INSERT INTO cdp.profile_store_progress AS p (last_batch_id, synced_at) "
+						 "VALUES ($1, pg_catalog.now()) ON CONFLICT (singleton) DO UPDATE SET "
+						 "last_batch_id = excluded.last_batch_id, synced_at = excluded.synced_at",
+						 1, types, values, SPI_OK_INSERT);
 	cdp_spi_run_kept("SELECT coalesce(pg_catalog.sum(events), 0)::bigint FROM cdp.stitch_batches WHERE batch_id > $1",
 				1, types, values, SPI_OK_SELECT);
 	r.pending = cdp_spi_int64(0, 1);
@@ -367,8 +381,8 @@ store_sync(int64 max_events)
 }
 
 /* Whether the store's tables exist (not under the 0.1.0 schema). */
-static bool
-store_installed(void)
+bool
+cdp_store_installed(void)
 {
 	return OidIsValid(get_relname_relid("profile_store_progress", get_namespace_oid("cdp", false)));
 }
@@ -379,15 +393,22 @@ store_installed(void)
  * loading transaction, so that it is as current as the identity graph
  * (not before the statement's end: COPY buffers rows, and the store reads
  * the events from the table); with one, the worker does it after the
- * commit and the load does not wait.
+ * commit and the load does not wait.  A load never waits for the store:
+ * if another transaction holds its lock (a cdp.sync, a cdp.profile that
+ * folds), the events stay pending for the next fold, which keeps the two
+ * locks from ever being taken in both orders; nor does it rebuild the
+ * store (after deletes), which is left to the worker or cdp.sync.
  */
 void
 cdp_store_after_stitching(void)
 {
-	if (cdp_worker_serves_here() || !store_installed())
+	if (cdp_worker_serves_here() || !cdp_store_installed())
+		return;
+	if (!DatumGetBool(DirectFunctionCall2(pg_try_advisory_xact_lock_int4, Int32GetDatum(STORE_LOCK_KEY1),
+										  Int32GetDatum(STORE_LOCK_KEY2))))
 		return;
 	cdp_spi_connect();
-	(void) cdp_store_sync_locked(0);
+	(void) store_sync(0, false);
 	SPI_finish();
 }
 
@@ -396,7 +417,7 @@ CdpSyncResult
 cdp_store_sync_locked(int64 max_events)
 {
 	store_lock();
-	return store_sync(max_events);
+	return store_sync(max_events, true);
 }
 
 /* cdp.sync(max_events): folds pending batches into the store. */
@@ -454,7 +475,7 @@ cdp_rebuild_profile_store(PG_FUNCTION_ARGS)
 void
 cdp_store_needs_rebuild(void)
 {
-	if (!store_installed())
+	if (!cdp_store_installed())
 		return;
 	cdp_spi_run("UPDATE cdp.profile_store_progress SET needs_full = true WHERE NOT needs_full",
 				0, NULL, NULL, SPI_OK_UPDATE);

@@ -20,6 +20,9 @@ typedef struct CdpSyncResult
 /* Folds pending batches in (SPI connected), taking the store's lock first. */
 extern CdpSyncResult cdp_store_sync_locked(int64 max_events);
 
+/* Whether the store's tables exist (not under the 0.1.0 schema). */
+extern bool cdp_store_installed(void);
+
 /* At the end of a statement that stitched: folds in unless the worker will. */
 extern void cdp_store_after_stitching(void);
 

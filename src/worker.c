@@ -221,6 +221,9 @@ store_unit(bool *more)
 {
 	CdpSyncResult r;
 
+	*more = false;
+	if (!cdp_store_installed())
+		return 0;				/* a 0.1.0 schema, not updated yet */
 	set_state("updating the profile store");
 	r = cdp_store_sync_locked(cdp_worker_batch_size);
 	*more = r.pending > 0;

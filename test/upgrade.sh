@@ -187,6 +187,9 @@ expect "scores after the upgrade: RFM for every buyer, a lifetime-value model fi
 expect "a bad event is still set aside" \
 	"INSERT INTO cdp.events (occurred_at, channel, type, identifiers) VALUES ('2025-03-12', 'fax', 'x', '{\"cookie\": \"c1\"}');
 	 SELECT count(*) FROM cdp.rejected_events WHERE reason_code = 'unknown_channel'" 2
+expect "the update marks the store of a database with events for a rebuild; cdp.sync builds it" \
+	"SELECT (SELECT needs_full FROM cdp.profile_store_progress) AND (SELECT rebuilt FROM cdp.sync())
+	        AND (SELECT events > 0 FROM cdp.profile('email', 'ann.lee@mailbox.org'))" t
 expect "the single customer view reads the upgraded profile" \
 	"SELECT count(*) FROM cdp.customer_360 WHERE profile_id = cdp.resolve('email', 'ann.lee@mailbox.org')" 1
 

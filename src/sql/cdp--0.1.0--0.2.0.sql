@@ -1034,13 +1034,16 @@ CREATE TABLE cdp.profile_store_progress (
 	synced_at     timestamptz,
 	rebuilt_at    timestamptz
 );
-COMMENT ON TABLE cdp.profile_store_progress IS 'How far the profile store is (one row, written in the same transaction as the facts; none yet: the first cdp.sync builds the store)';
+COMMENT ON TABLE cdp.profile_store_progress IS 'How far the profile store is (one row, written in the same transaction as the facts; none yet: nothing folded in)';
 COMMENT ON COLUMN cdp.profile_store_progress.singleton IS 'Always true: there is one row';
 COMMENT ON COLUMN cdp.profile_store_progress.last_batch_id IS 'Last cdp.stitch_batches batch whose events are in the store';
 COMMENT ON COLUMN cdp.profile_store_progress.needs_full IS 'Events were deleted (or partitions dropped): the next cdp.sync() rebuilds the store';
 COMMENT ON COLUMN cdp.profile_store_progress.synced_at IS 'When the store last took in new events (transaction time; NULL: never)';
 COMMENT ON COLUMN cdp.profile_store_progress.rebuilt_at IS 'When it was last recomputed from every event';
 
+-- events of 0.1.0: the first cdp.sync (or the worker) builds the store
+INSERT INTO cdp.profile_store_progress (last_batch_id, needs_full)
+SELECT 0, true WHERE EXISTS (SELECT FROM cdp.event_anchors);
 SELECT pg_catalog.pg_extension_config_dump('cdp.anchor_activity', '');
 SELECT pg_catalog.pg_extension_config_dump('cdp.anchor_products', '');
 SELECT pg_catalog.pg_extension_config_dump('cdp.anchor_interest', '');
@@ -1241,8 +1244,9 @@ COMMENT ON COLUMN cdp.customer_360.last_touch_at IS 'When the last touch happene
 COMMENT ON COLUMN cdp.customer_360.touches IS 'Events with a utm_source or a referrer';
 
 -- One customer.  Reads the profile store by index; folds in first what was
--- stitched and not yet taken in (unless the transaction is read-only or
--- the store awaits a rebuild), so that a session reads its own writes.
+-- stitched and not yet taken in (unless the transaction is read-only, the
+-- store awaits a rebuild, or another transaction is folding), so that a
+-- session reads its own writes.
 CREATE TYPE cdp.customer_profile AS (profile_id bigint, created_at timestamptz, identifiers jsonb, traits jsonb,
 	first_seen timestamptz, last_seen timestamptz, events bigint, channels text[], orders bigint,
 	revenue numeric, rfm_segment text, rfm_code text, p_alive double precision,
@@ -1267,10 +1271,14 @@ BEGIN
 	IF $1 IS NULL THEN
 		RETURN;
 	END IF;
+	-- the store's lock only if free (the worker folds within a second
+	-- anyway): a look-up never waits, nor takes the lock while another
+	-- transaction could wait for it in the other order
 	IF NOT current_setting('transaction_read_only')::boolean
-	   AND EXISTS (SELECT FROM cdp.profile_store_progress s
-	               WHERE NOT s.needs_full
-	                 AND EXISTS (SELECT FROM cdp.stitch_batches b WHERE b.batch_id > s.last_batch_id)) THEN
+	   AND NOT EXISTS (SELECT FROM cdp.profile_store_progress s WHERE s.needs_full)
+	   AND EXISTS (SELECT FROM cdp.stitch_batches b
+	               WHERE b.batch_id > coalesce((SELECT s.last_batch_id FROM cdp.profile_store_progress s), 0))
+	   AND pg_try_advisory_xact_lock(x'636470'::integer, x'7073'::integer) THEN
 		PERFORM cdp.sync();
 	END IF;
 	SELECT coalesce(p.merged_into, p.profile_id) INTO live FROM cdp.profiles p WHERE p.profile_id = $1;

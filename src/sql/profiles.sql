@@ -151,7 +151,7 @@ CREATE TABLE cdp.profile_store_progress (
 	synced_at     timestamptz,
 	rebuilt_at    timestamptz
 );
-COMMENT ON TABLE cdp.profile_store_progress IS 'How far the profile store is (one row, written in the same transaction as the facts; none yet: the first cdp.sync builds the store)';
+COMMENT ON TABLE cdp.profile_store_progress IS 'How far the profile store is (one row, written in the same transaction as the facts; none yet: nothing folded in)';
 COMMENT ON COLUMN cdp.profile_store_progress.singleton IS 'Always true: there is one row';
 COMMENT ON COLUMN cdp.profile_store_progress.last_batch_id IS 'Last cdp.stitch_batches batch whose events are in the store';
 COMMENT ON COLUMN cdp.profile_store_progress.needs_full IS 'Events were deleted (or partitions dropped): the next cdp.sync() rebuilds the store';

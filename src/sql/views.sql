@@ -205,8 +205,9 @@ COMMENT ON SEQUENCE cdp.identifier_rejections_rejection_id_seq IS 'Ids of cdp.id
 COMMENT ON SEQUENCE cdp.clv_models_model_id_seq IS 'Ids of cdp.clv_models';
 
 -- One customer.  Reads the profile store by index; folds in first what was
--- stitched and not yet taken in (unless the transaction is read-only or
--- the store awaits a rebuild), so that a session reads its own writes.
+-- stitched and not yet taken in (unless the transaction is read-only, the
+-- store awaits a rebuild, or another transaction is folding), so that a
+-- session reads its own writes.
 CREATE TYPE cdp.customer_profile AS (profile_id bigint, created_at timestamptz, identifiers jsonb, traits jsonb,
 	first_seen timestamptz, last_seen timestamptz, events bigint, channels text[], orders bigint,
 	revenue numeric, rfm_segment text, rfm_code text, p_alive double precision,
@@ -231,10 +232,14 @@ BEGIN
 	IF $1 IS NULL THEN
 		RETURN;
 	END IF;
+	-- the store's lock only if free (the worker folds within a second
+	-- anyway): a look-up never waits, nor takes the lock while another
+	-- transaction could wait for it in the other order
 	IF NOT current_setting('transaction_read_only')::boolean
-	   AND EXISTS (SELECT FROM cdp.profile_store_progress s
-	               WHERE NOT s.needs_full
-	                 AND EXISTS (SELECT FROM cdp.stitch_batches b WHERE b.batch_id > s.last_batch_id)) THEN
+	   AND NOT EXISTS (SELECT FROM cdp.profile_store_progress s WHERE s.needs_full)
+	   AND EXISTS (SELECT FROM cdp.stitch_batches b
+	               WHERE b.batch_id > coalesce((SELECT s.last_batch_id FROM cdp.profile_store_progress s), 0))
+	   AND pg_try_advisory_xact_lock(x'636470'::integer, x'7073'::integer) THEN
 		PERFORM cdp.sync();
 	END IF;
 	SELECT coalesce(p.merged_into, p.profile_id) INTO live FROM cdp.profiles p WHERE p.profile_id = $1;

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Freshness of journeys with the background worker: on a cluster loaded with
-# demo events (default 1,000,000), N carts left two hours ago are tracked
+# Freshness with the background worker: on a cluster loaded with demo
+# events (default 1,000,000), N carts left two hours ago are tracked
 # one at a time (cdp.track, each its own transaction) for new visitors, and
 # the time from each commit to its open break in cdp.journey_breaks is
-# measured (p50, p95, max), with nobody running cdp.detect_journey_breaks.
+# measured (p50, p95, max), with nobody running cdp.detect_journey_breaks;
+# then N purchases, and the time from each commit to its effect in the
+# profile store (p50, p95, max).
 # The reference is a schedule: pg_cron runs jobs at most once a minute, so
 # a break found by a scheduled run is on average 30 s old, at worst 60 s.
 #
@@ -69,3 +71,37 @@ cdp_psql -At -c "SELECT units, events, errors FROM cdp.worker_status" | tr '|' '
 	echo "commit to open break: p50 $p50 ms, p95 $p95 ms, max $max ms (worker: $units units, $took events, $errors errors)"
 	echo "a schedule (pg_cron, once a minute): on average 30000 ms, at worst 60000 ms"
 }
+
+# the profile store: purchases tracked one at a time, and the time from each
+# commit to the purchase in cdp.profile_store (what a read-only cdp.profile
+# sees: nobody folds it in but the worker)
+cdp_psql -At <<SQL >"$CDP_CLUSTER_DIR/store-delays.txt"
+SET client_min_messages = warning;
+CREATE TEMP TABLE delays (ms double precision);
+DO \$\$
+DECLARE
+	t0 timestamptz;
+	c text;
+BEGIN
+	FOR i IN 1..$n LOOP
+		c := 'bench-s-' || i;
+		PERFORM cdp.track(now(), 'store', 'purchase', jsonb_build_object('cookie', c), '{"product_id": "P1"}', 10);
+		COMMIT;
+		t0 := clock_timestamp();
+		LOOP
+			EXIT WHEN EXISTS (SELECT FROM cdp.profile_store WHERE profile_id = cdp.resolve('cookie', c) AND orders = 1);
+			PERFORM pg_sleep(0.005);
+			COMMIT;
+		END LOOP;
+		INSERT INTO delays VALUES (extract(epoch FROM clock_timestamp() - t0) * 1000);
+		COMMIT;
+	END LOOP;
+END
+\$\$;
+SELECT round(percentile_cont(0.5) WITHIN GROUP (ORDER BY ms)::numeric, 1),
+       round(percentile_cont(0.95) WITHIN GROUP (ORDER BY ms)::numeric, 1),
+       round(max(ms)::numeric, 1), count(*)
+FROM delays;
+SQL
+read -r p50 p95 max count < <(tr '|' ' ' <"$CDP_CLUSTER_DIR/store-delays.txt" | tail -1)
+echo "commit to the purchase in the profile store: p50 $p50 ms, p95 $p95 ms, max $max ms ($count purchases)"
