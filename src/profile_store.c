@@ -271,12 +271,13 @@ last_batch(void)
 
 /*
  * Recomputes the store from every event stitched up to the last visible
- * batch (lock held, SPI connected); returns the events.
+ * batch (lock held, SPI connected), which it sets in *upto; returns the
+ * events.
  */
 static int64
-rebuild(void)
+rebuild(int64 *upto_out)
 {
-	int64		upto = last_batch();
+	int64		upto = *upto_out = last_batch();
 	int64		lo,
 				hi,
 				events = 0;
@@ -338,9 +339,8 @@ store_sync(int64 max_events, bool rebuild_allowed)
 		done = cdp_spi_int64(0, 1);
 	if (done < 0)
 	{
-		r.events = rebuild();
+		r.events = rebuild(&done);
 		r.rebuilt = true;
-		done = last_batch();
 	}
 	else
 		for (;;)
@@ -453,13 +453,14 @@ cdp_rebuild_profile_store(PG_FUNCTION_ARGS)
 	TupleDesc	desc;
 	Datum		v[2];
 	bool		nulls[2] = {false, false};
-	int64		events;
+	int64		events,
+				upto;
 
 	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "cdp.rebuild_profile_store must return a row");
 	cdp_spi_connect();
 	store_lock();
-	events = rebuild();
+	events = rebuild(&upto);
 	cdp_spi_run("SELECT pg_catalog.count(DISTINCT anchor_id) FROM cdp.anchor_activity",
 				0, NULL, NULL, SPI_OK_SELECT);
 	v[0] = Int64GetDatum(cdp_spi_int64(0, 1));
