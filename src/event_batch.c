@@ -714,9 +714,9 @@ cdp_batch_end(void)
 	retries = purge_duplicates();
 	report_loader_rows(retries);
 	warn_unknown_types();
-	if (to_stitch.n > 0 || stitched)
+	stitch_rows();
+	if (stitched)
 	{
-		stitch_rows();
 		/* every row of the statement is in the table now: the store may read them */
 		stitched = false;
 		cdp_store_after_stitching();

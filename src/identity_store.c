@@ -21,14 +21,13 @@
  */
 #include "identity.h"
 #include "identity_store.h"
+#include "profile_store.h"
 
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
-#include "utils/lsyscache.h"
-#include "catalog/namespace.h"
 
 PG_FUNCTION_INFO_V1(cdp_store_hand_merge);
 PG_FUNCTION_INFO_V1(cdp_store_forget_anchors);
@@ -354,15 +353,6 @@ write_links(const CdpIdentityChanges *c)
 			   SPI_OK_INSERT);
 }
 
-/* Whether cdp.event_anchors has its batch_id column (0.2.0 on). */
-static bool
-anchors_have_batch(void)
-{
-	Oid			rel = get_relname_relid("event_anchors", get_namespace_oid("cdp", false));
-
-	return OidIsValid(rel) && get_attnum(rel, "batch_id") != InvalidAttrNumber;
-}
-
 /* Each event's anchor, and the batch for the work that follows stitching. */
 static void
 write_anchors(const CdpIdentityChanges *c)
@@ -383,9 +373,12 @@ write_anchors(const CdpIdentityChanges *c)
 	cdp_spi_run("INSERT INTO cdp.stitch_batches (first_event_id, last_event_id, events) VALUES ($1, $2, $3) "
 				"RETURNING batch_id", 3, types, args, SPI_OK_INSERT_RETURNING);
 	batch_id = cdp_spi_int64(0, 1);
-	/* under the 0.1.0 schema (not updated yet) anchors have no batch */
+	/*
+	 * Under the 0.1.0 schema (not updated yet) anchors have no batch: the
+	 * column comes with the profile store, in the same update.
+	 */
 	WRITE_ROWS(c->anchors, cols,
-			   anchors_have_batch()
+			   cdp_store_installed()
 			   ? psprintf("INSERT INTO cdp.event_anchors (event_id, occurred_at, anchor_id, batch_id) "
 						  "SELECT *, " INT64_FORMAT "::bigint FROM ROWS FROM (pg_catalog.unnest($1), "
 						  "pg_catalog.unnest($2), pg_catalog.unnest($3))", batch_id)

@@ -31,6 +31,22 @@
 
 extern void cdp_rows_grow(void **v, int *max, Size size);
 
+/*
+ * The work that follows stitching reads the events of the batches
+ * ($1, $2] of cdp.stitch_batches: these CTEs give r (f, l), the batches'
+ * ranges of event ids merged where they overlap or touch, so that the cost
+ * depends on the events, not on how they were batched (ten thousand
+ * one-event batches are one range).  A range may hold events of other
+ * batches too (concurrent loads).
+ */
+#define CDP_BATCH_RANGES \
+	"WITH b AS (SELECT first_event_id AS f, last_event_id AS l FROM cdp.stitch_batches " \
+	"WHERE batch_id > $1 AND batch_id <= $2), " \
+	"s AS (SELECT f, l, CASE WHEN f <= pg_catalog.max(l) OVER (ORDER BY f, l ROWS BETWEEN " \
+	"UNBOUNDED PRECEDING AND 1 PRECEDING) + 1 THEN 0 ELSE 1 END AS starts FROM b), " \
+	"g AS (SELECT f, l, pg_catalog.sum(starts) OVER (ORDER BY f, l) AS grp FROM s), " \
+	"r AS (SELECT pg_catalog.min(f) AS f, pg_catalog.max(l) AS l FROM g GROUP BY grp) "
+
 /* A new profile; first_event_id and merged_into 0 when none. */
 typedef struct CdpNewProfile
 {

@@ -18,6 +18,7 @@
  */
 #include "journey.h"
 #include "identity.h"
+#include "identity_store.h"
 
 #include <math.h>
 
@@ -1359,21 +1360,13 @@ cdp_journey_read_batches(Replay *rp, int64 after_batch, int64 last_batch)
 		return;
 
 	/*
-	 * The batches' ranges of event ids, merged where they overlap or touch
-	 * (so that the cost depends on the events, not on how they were
-	 * batched: ten thousand one-event batches are one range), then per
-	 * range its events in cdp.event_anchors and in every partition of
-	 * cdp.events, both found by their BRIN indexes (OFFSET 0 keeps the
-	 * planner from flattening the subquery into a scan of all anchors).
-	 * A range may hold events of other batches too (concurrent loads).
+	 * Per range of the batches (CDP_BATCH_RANGES), its events in
+	 * cdp.event_anchors and in every partition of cdp.events, both found by
+	 * their BRIN indexes (OFFSET 0 keeps the planner from flattening the
+	 * subquery into a scan of all anchors).
 	 */
 	run_read(rp, READ_BATCHES,
-			 "WITH b AS (SELECT first_event_id AS f, last_event_id AS l FROM cdp.stitch_batches "
-			 "WHERE batch_id > $1 AND batch_id <= $2), "
-			 "s AS (SELECT f, l, CASE WHEN f <= pg_catalog.max(l) OVER (ORDER BY f, l ROWS BETWEEN "
-			 "UNBOUNDED PRECEDING AND 1 PRECEDING) + 1 THEN 0 ELSE 1 END AS starts FROM b), "
-			 "g AS (SELECT f, l, pg_catalog.sum(starts) OVER (ORDER BY f, l) AS grp FROM s), "
-			 "r AS (SELECT pg_catalog.min(f) AS f, pg_catalog.max(l) AS l FROM g GROUP BY grp) "
+			 CDP_BATCH_RANGES
 			 "SELECT x.* FROM r CROSS JOIN LATERAL ("
 			 "SELECT a.anchor_id, e.occurred_at, e.event_id, e.type, e.channel, e.properties "
 			 "FROM cdp.event_anchors a "

@@ -24,6 +24,7 @@
  */
 #include "cdp.h"
 #include "profile_store.h"
+#include "identity_store.h"
 
 #include "access/htup_details.h"
 #include "catalog/pg_type.h"
@@ -49,23 +50,21 @@ PG_FUNCTION_INFO_V1(cdp_rebuild_profile_store);
 /* Event ids per statement of a rebuild. */
 #define REBUILD_CHUNK 2000000
 
+/* Batches a unit considers at most (a string: it is written in a query). */
+#define BATCHES_PER_READ "100000"
+
 /* Entries kept per anchor in the bounded lists. */
 #define KEEP "20"
 
 /*
- * The new events of batches ($1, $2]: the batches' id ranges, merged where
- * they overlap or touch, then per range its anchors and events by their
- * BRIN indexes, kept when their batch is one of these (after the join: a
- * filter on batch_id in the scan, with statistics taken before the batch,
- * is estimated at one row and turns the join into a nested loop).
+ * The new events of batches ($1, $2]: per range of the batches
+ * (CDP_BATCH_RANGES), its anchors and events by their BRIN indexes, kept
+ * when their batch is one of these (after the join: a filter on batch_id
+ * in the scan, with statistics taken before the batch, is estimated at one
+ * row and turns the join into a nested loop).
  */
 #define NEW_EVENTS \
-	"WITH b AS (SELECT first_event_id AS f, last_event_id AS l FROM cdp.stitch_batches " \
-	"WHERE batch_id > $1 AND batch_id <= $2), " \
-	"s AS (SELECT f, l, CASE WHEN f <= pg_catalog.max(l) OVER (ORDER BY f, l ROWS BETWEEN " \
-	"UNBOUNDED PRECEDING AND 1 PRECEDING) + 1 THEN 0 ELSE 1 END AS starts FROM b), " \
-	"g AS (SELECT f, l, pg_catalog.sum(starts) OVER (ORDER BY f, l) AS grp FROM s), " \
-	"r AS (SELECT pg_catalog.min(f) AS f, pg_catalog.max(l) AS l FROM g GROUP BY grp), " \
+	CDP_BATCH_RANGES ", " \
 	"ev AS MATERIALIZED (SELECT x.* FROM r CROSS JOIN LATERAL (" \
 	"SELECT a.anchor_id, e.event_id, e.occurred_at, e.channel, e.type, e.amount, e.source, e.properties " \
 	"FROM (SELECT * FROM cdp.event_anchors WHERE event_id BETWEEN r.f AND r.l OFFSET 0) a " \
@@ -281,7 +280,7 @@ rebuild(int64 *upto_out)
 	int64		lo,
 				hi,
 				events = 0;
-	Oid			types[2] = {INT8OID, TIMESTAMPTZOID};
+	Oid			types[1] = {INT8OID};
 	Datum		values[1];
 
 	cdp_spi_run("TRUNCATE cdp.anchor_activity, cdp.anchor_products, cdp.anchor_interest, "
@@ -309,14 +308,16 @@ rebuild(int64 *upto_out)
  * Folds in the batches after the store's last one, in order, until they
  * hold max_events events (at least one batch; max_events <= 0: all), in
  * units of at most UNIT_EVENTS events (lock held, SPI connected).  A store
- * that needs a rebuild is rebuilt instead.
+ * that needs a rebuild is rebuilt instead, if rebuild_allowed.  Sets all
+ * but pending in the result.
  */
 static CdpSyncResult
 store_sync(int64 max_events, bool rebuild_allowed)
 {
-	CdpSyncResult r = {0, 0, false, 0};
+	CdpSyncResult r = {0};
 	int64		done;
-	bool		isnull;
+	bool		isnull,
+				more = true;
 	Oid			types[2] = {INT8OID, INT8OID};
 	Datum		values[2];
 
@@ -343,7 +344,7 @@ store_sync(int64 max_events, bool rebuild_allowed)
 		r.rebuilt = true;
 	}
 	else
-		for (;;)
+		while (more)
 		{
 			int64		budget = max_events > 0 ? Min(max_events - r.events, UNIT_EVENTS) : UNIT_EVENTS;
 			int64		upto,
@@ -351,16 +352,25 @@ store_sync(int64 max_events, bool rebuild_allowed)
 
 			if (max_events > 0 && r.events >= max_events)
 				break;
-			/* the batches up to the one that reaches the budget */
+
+			/*
+			 * The batches up to the one that reaches the budget, and whether
+			 * any are left after them (so that the last unit needs no query
+			 * that finds nothing: a load without the worker runs one unit)
+			 */
 			values[0] = Int64GetDatum(done);
 			values[1] = Int64GetDatum(budget);
-			cdp_spi_run_kept("SELECT coalesce(pg_catalog.max(batch_id), 0), pg_catalog.count(*) FROM ("
-						"SELECT batch_id, pg_catalog.sum(events) OVER (ORDER BY batch_id) - events AS before "
-						"FROM (SELECT batch_id, events FROM cdp.stitch_batches WHERE batch_id > $1 "
-						"ORDER BY batch_id LIMIT 100000) b) c WHERE before < $2",
-						2, types, values, SPI_OK_SELECT);
+			cdp_spi_run_kept("SELECT coalesce(pg_catalog.max(batch_id) FILTER (WHERE before < $2), 0), "
+							 "pg_catalog.count(*) FILTER (WHERE before < $2), "
+							 "pg_catalog.count(*) FILTER (WHERE before >= $2) > 0 OR pg_catalog.count(*) = "
+							 BATCHES_PER_READ " FROM ("
+							 "SELECT batch_id, pg_catalog.sum(events) OVER (ORDER BY batch_id) - events AS before "
+							 "FROM (SELECT batch_id, events FROM cdp.stitch_batches WHERE batch_id > $1 "
+							 "ORDER BY batch_id LIMIT " BATCHES_PER_READ ") b) c",
+							 2, types, values, SPI_OK_SELECT);
 			upto = cdp_spi_int64(0, 1);
 			n = cdp_spi_int64(0, 2);
+			more = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
 			if (n == 0)
 				break;
 			CHECK_FOR_INTERRUPTS();
@@ -374,9 +384,7 @@ store_sync(int64 max_events, bool rebuild_allowed)
 						 "VALUES ($1, pg_catalog.now()) ON CONFLICT (singleton) DO UPDATE SET "
 						 "last_batch_id = excluded.last_batch_id, synced_at = excluded.synced_at",
 						 1, types, values, SPI_OK_INSERT);
-	cdp_spi_run_kept("SELECT coalesce(pg_catalog.sum(events), 0)::bigint FROM cdp.stitch_batches WHERE batch_id > $1",
-				1, types, values, SPI_OK_SELECT);
-	r.pending = cdp_spi_int64(0, 1);
+	r.last_batch = done;
 	return r;
 }
 
@@ -412,12 +420,24 @@ cdp_store_after_stitching(void)
 	SPI_finish();
 }
 
-/* Takes the store's lock, then syncs (SPI connected); see store_sync. */
+/*
+ * Takes the store's lock, then syncs (SPI connected); see store_sync.  Also
+ * counts the events still pending, for cdp.sync and the worker.
+ */
 CdpSyncResult
 cdp_store_sync_locked(int64 max_events)
 {
+	CdpSyncResult r;
+	Oid			types[1] = {INT8OID};
+	Datum		values[1];
+
 	store_lock();
-	return store_sync(max_events, true);
+	r = store_sync(max_events, true);
+	values[0] = Int64GetDatum(r.last_batch);
+	cdp_spi_run_kept("SELECT coalesce(pg_catalog.sum(events), 0)::bigint FROM cdp.stitch_batches WHERE batch_id > $1",
+					 1, types, values, SPI_OK_SELECT);
+	r.pending = cdp_spi_int64(0, 1);
+	return r;
 }
 
 /* cdp.sync(max_events): folds pending batches into the store. */

@@ -15,6 +15,7 @@ typedef struct CdpSyncResult
 	int64		events;			/* their events (or all events, rebuilt) */
 	bool		rebuilt;		/* the store was recomputed instead */
 	int64		pending;		/* events of later batches, still to fold in */
+	int64		last_batch;		/* the last batch now in the store */
 } CdpSyncResult;
 
 /* Folds pending batches in (SPI connected), taking the store's lock first. */

@@ -32,8 +32,12 @@ for _ in $(seq 1 120); do
 	sleep 0.5
 done
 
-# one psql session: track, then poll until the break is there; delays in ms
-cdp_psql -At <<SQL >"$CDP_CLUSTER_DIR/delays.txt"
+# Delays from commit to effect, one psql session: for i in 1..N, tracks
+# (the SQL of $2, with c the visitor's cookie) and polls until the query of
+# $3 holds; prints "p50 p95 max count" in ms.  $1 names the visitors.
+measure() {
+	local prefix=$1 track=$2 effect=$3
+	cdp_psql -At <<SQL | tr '|' ' ' | tail -1
 SET client_min_messages = warning;
 CREATE TEMP TABLE delays (ms double precision);
 DO \$\$
@@ -42,14 +46,12 @@ DECLARE
 	c text;
 BEGIN
 	FOR i IN 1..$n LOOP
-		c := 'bench-w-' || i;
-		PERFORM cdp.track(now() - interval '2 hours', 'web', 'add_to_cart', jsonb_build_object('cookie', c),
-		                  '{"product_id": "P1"}');
+		c := '$prefix-' || i;
+		PERFORM $track;
 		COMMIT;
 		t0 := clock_timestamp();
 		LOOP
-			EXIT WHEN EXISTS (SELECT FROM cdp.journey_breaks WHERE profile_id = cdp.resolve('cookie', c)
-			                  AND funnel_id = 'cart' AND status = 'open');
+			EXIT WHEN $effect;
 			PERFORM pg_sleep(0.005);
 			COMMIT;
 		END LOOP;
@@ -63,7 +65,11 @@ SELECT round(percentile_cont(0.5) WITHIN GROUP (ORDER BY ms)::numeric, 1),
        round(max(ms)::numeric, 1), count(*)
 FROM delays;
 SQL
-read -r p50 p95 max count < <(tr '|' ' ' <"$CDP_CLUSTER_DIR/delays.txt" | tail -1)
+}
+
+read -r p50 p95 max count < <(measure bench-w \
+	"cdp.track(now() - interval '2 hours', 'web', 'add_to_cart', jsonb_build_object('cookie', c), '{\"product_id\": \"P1\"}')" \
+	"EXISTS (SELECT FROM cdp.journey_breaks WHERE profile_id = cdp.resolve('cookie', c) AND funnel_id = 'cart' AND status = 'open')")
 cdp_psql -At -c "SELECT units, events, errors FROM cdp.worker_status" | tr '|' ' ' | {
 	read -r units took errors
 	echo
@@ -75,33 +81,7 @@ cdp_psql -At -c "SELECT units, events, errors FROM cdp.worker_status" | tr '|' '
 # the profile store: purchases tracked one at a time, and the time from each
 # commit to the purchase in cdp.profile_store (what a read-only cdp.profile
 # sees: nobody folds it in but the worker)
-cdp_psql -At <<SQL >"$CDP_CLUSTER_DIR/store-delays.txt"
-SET client_min_messages = warning;
-CREATE TEMP TABLE delays (ms double precision);
-DO \$\$
-DECLARE
-	t0 timestamptz;
-	c text;
-BEGIN
-	FOR i IN 1..$n LOOP
-		c := 'bench-s-' || i;
-		PERFORM cdp.track(now(), 'store', 'purchase', jsonb_build_object('cookie', c), '{"product_id": "P1"}', 10);
-		COMMIT;
-		t0 := clock_timestamp();
-		LOOP
-			EXIT WHEN EXISTS (SELECT FROM cdp.profile_store WHERE profile_id = cdp.resolve('cookie', c) AND orders = 1);
-			PERFORM pg_sleep(0.005);
-			COMMIT;
-		END LOOP;
-		INSERT INTO delays VALUES (extract(epoch FROM clock_timestamp() - t0) * 1000);
-		COMMIT;
-	END LOOP;
-END
-\$\$;
-SELECT round(percentile_cont(0.5) WITHIN GROUP (ORDER BY ms)::numeric, 1),
-       round(percentile_cont(0.95) WITHIN GROUP (ORDER BY ms)::numeric, 1),
-       round(max(ms)::numeric, 1), count(*)
-FROM delays;
-SQL
-read -r p50 p95 max count < <(tr '|' ' ' <"$CDP_CLUSTER_DIR/store-delays.txt" | tail -1)
+read -r p50 p95 max count < <(measure bench-s \
+	"cdp.track(now(), 'store', 'purchase', jsonb_build_object('cookie', c), '{\"product_id\": \"P1\"}', 10)" \
+	"EXISTS (SELECT FROM cdp.profile_store WHERE profile_id = cdp.resolve('cookie', c) AND orders = 1)")
 echo "commit to the purchase in the profile store: p50 $p50 ms, p95 $p95 ms, max $max ms ($count purchases)"
