@@ -20,6 +20,7 @@ double		cdp_max_amount = 1e12;
 int			cdp_max_clock_skew = 86400;
 int			cdp_session_timeout = 1800;
 bool		cdp_stitch_on_ingest = true;
+int			cdp_stitch_defer_rows = 10000;
 int			cdp_unknown_event_types = CDP_UNKNOWN_TYPES_WARN;
 
 static const struct config_enum_entry unknown_type_options[] = {
@@ -110,8 +111,8 @@ _PG_init(void)
 							   NULL, NULL, NULL);
 
 	DefineCustomBoolVariable("cdp.worker_enabled",
-							 gettext_noop("The cdp background worker keeps journeys current."),
-							 gettext_noop("Off: the worker waits; journeys advance when cdp.detect_journey_breaks runs. Needs cdp in shared_preload_libraries."),
+							 gettext_noop("The cdp background worker stitches bulk loads and keeps the profile store and journeys current."),
+							 gettext_noop("Off: the worker waits; loads stitch their own events, the store and journeys advance when cdp.sync and cdp.detect_journey_breaks run. Needs cdp in shared_preload_libraries."),
 							 &cdp_worker_enabled,
 							 false,
 							 PGC_SIGHUP,
@@ -133,6 +134,24 @@ _PG_init(void)
 							&cdp_worker_batch_size,
 							100000, 1000, 100000000,
 							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("cdp.worker_stitch_batch",
+							gettext_noop("Events of bulk loads the cdp background worker stitches per transaction."),
+							gettext_noop("Each such transaction holds the stitching lock, which cdp.track and small loads wait for: small units keep them fast. Queue rows hold at most 5,000 events and are taken whole."),
+							&cdp_worker_stitch_batch,
+							5000, 1000, 1000000,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("cdp.stitch_defer_rows",
+							gettext_noop("A loading statement that stores at least this many events leaves their stitching to the cdp background worker."),
+							gettext_noop("Only while the worker serves the database; the statement then never waits for the stitching lock, and its events are stitched after its commit, in short transactions. 0: every statement stitches its own events."),
+							&cdp_stitch_defer_rows,
+							10000, 0, PG_INT32_MAX,
+							PGC_USERSET,
 							0,
 							NULL, NULL, NULL);
 

@@ -18,11 +18,14 @@ extern bool cdp_worker_enabled;		/* the background worker does its work */
 extern char *cdp_worker_database;	/* the database it works in */
 extern int	cdp_worker_naptime;		/* ms it sleeps when not woken */
 extern int	cdp_worker_batch_size;	/* events per profile store unit */
+extern int	cdp_worker_stitch_batch;	/* events per stitching unit */
+extern int	cdp_stitch_defer_rows;	/* a statement this large is stitched by the worker */
 
 /* The background worker (worker.c). */
 extern void cdp_worker_register(void);
 extern void cdp_worker_wake_at_commit(void);
 extern bool cdp_worker_serves_here(void);
+extern bool cdp_worker_is_me(void);
 
 /* What happens to an event whose type is not in cdp.event_types. */
 #define CDP_UNKNOWN_TYPES_ACCEPT		0

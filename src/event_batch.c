@@ -14,7 +14,9 @@
  *	- one warning names the event types missing from cdp.event_types
  *	  (setting cdp.unknown_event_types = warn);
  *	- the rows stored are stitched (stitch.c): one batch per statement, or
- *	  every STITCH_BATCH rows inside a long COPY.
+ *	  every STITCH_BATCH rows inside a long COPY; a statement of at least
+ *	  cdp.stitch_defer_rows rows, while the background worker serves the
+ *	  database, queues them for it instead (stitch_queue.c).
  * Entry points that store events one statement at a time (cdp.ingest, the
  * loader view) defer the end until their own statement is done.
  *
@@ -30,6 +32,7 @@
  */
 #include "events.h"
 #include "profile_store.h"
+#include "stitch_queue.h"
 #include "identity.h"
 
 #include "access/xact.h"
@@ -97,6 +100,13 @@ list_forget(RowList *l)
 /* Rows were stitched in this statement (the profile store follows at its end). */
 static bool stitched = false;
 
+/*
+ * Rows kept for stitching in this statement, and whether it leaves them
+ * to the worker (a bulk load while the worker serves: stitch_queue.c).
+ */
+static int64 statement_rows = 0;
+static bool deferring = false;
+
 /* Forgets everything at transaction end. */
 static void
 batch_xact_callback(XactEvent event, void *arg)
@@ -112,6 +122,8 @@ batch_xact_callback(XactEvent event, void *arg)
 		list_forget(&to_stitch);
 		defer_depth = 0;
 		stitched = false;
+		statement_rows = 0;
+		deferring = false;
 		loader_rows[0] = loader_rows[1] = 0;
 		n_unknown = 0;
 		n_unknown_names = 0;
@@ -242,7 +254,24 @@ note_unknown_type(text *type)
 
 static void claim_messages(void);
 
-/* Stitches the stored rows kept, in event id order, and forgets them. */
+/*
+ * Whether the statement's rows go to the stitch queue: once it has kept
+ * cdp.stitch_defer_rows rows, while the worker serves this database (and
+ * the schema has the queue); decided once per statement.
+ */
+static bool
+defer_stitching(void)
+{
+	if (!deferring && cdp_stitch_defer_rows > 0 && statement_rows >= cdp_stitch_defer_rows &&
+		cdp_worker_serves_here() && cdp_store_installed())
+		deferring = true;
+	return deferring;
+}
+
+/*
+ * Stitches the stored rows kept, in event id order, or queues them for
+ * the worker; forgets them.
+ */
 static void
 stitch_rows(void)
 {
@@ -265,8 +294,13 @@ stitch_rows(void)
 		docs[i] = to_stitch.rows[i].identifiers;
 	}
 	to_stitch.n = 0;			/* taken, even if stitching fails */
-	stitched = true;
-	cdp_stitch_events(n, ids, times, docs);
+	if (defer_stitching())
+		cdp_stitch_enqueue(n, ids, times, docs);
+	else
+	{
+		stitched = true;
+		cdp_stitch_events(n, ids, times, docs);
+	}
 	list_forget(&to_stitch);
 	pfree(ids);
 	pfree(times);
@@ -279,6 +313,7 @@ keep_for_stitching(int64 event_id, const Event *ev, int nest_level)
 {
 	if (!cdp_stitch_on_ingest)
 		return;
+	statement_rows++;
 	list_push(&to_stitch, event_id, ev, KEEP_IDENTIFIERS)->nest_level = nest_level;
 }
 
@@ -715,6 +750,8 @@ cdp_batch_end(void)
 	report_loader_rows(retries);
 	warn_unknown_types();
 	stitch_rows();
+	statement_rows = 0;
+	deferring = false;
 	if (stitched)
 	{
 		/* every row of the statement is in the table now: the store may read them */

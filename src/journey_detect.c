@@ -40,10 +40,14 @@
  * rows, during the replay (the reads are over by then).
  *
  * Locking: detection takes its own transaction-level advisory lock, so two
- * runs never interleave; it does not take the stitching lock.
+ * runs never interleave.  Before it, a run by hand stitches what bulk
+ * loads left queued (stitch_queue.c), under the stitching lock, so that it
+ * sees every committed event; the worker's run leaves that to its own
+ * stitching units.
  */
 #include "journey.h"
 #include "events.h"
+#include "stitch_queue.h"
 #include "identity.h"
 #include "profile_store.h"
 
@@ -700,6 +704,7 @@ cdp_detect_journey_breaks(PG_FUNCTION_ARGS)
 	Watermarks	w;
 	Datum		profiles = (Datum) 0;
 	int64		n_revisit = -1;
+	bool		more;
 	Datum		result[5];
 	bool		rnulls[5] = {false, false, false, false, false};
 
@@ -707,6 +712,9 @@ cdp_detect_journey_breaks(PG_FUNCTION_ARGS)
 		elog(ERROR, "return type must be a row type");
 	as_of = detect_args(fcinfo, &full);
 	cdp_spi_connect();
+	/* bulk loads' events first (in the worker, its stitching units do it) */
+	if (!cdp_worker_is_me())
+		(void) cdp_stitch_queue_run(0, 0, &more);
 	DirectFunctionCall2(pg_advisory_xact_lock_int4, Int32GetDatum(JOURNEY_LOCK_KEY1),
 						Int32GetDatum(JOURNEY_LOCK_KEY2));
 

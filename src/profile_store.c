@@ -25,6 +25,7 @@
 #include "cdp.h"
 #include "profile_store.h"
 #include "identity_store.h"
+#include "stitch_queue.h"
 
 #include "access/htup_details.h"
 #include "catalog/pg_type.h"
@@ -32,6 +33,7 @@
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "storage/lock.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "catalog/namespace.h"
@@ -259,6 +261,16 @@ store_lock(void)
 						Int32GetDatum(STORE_LOCK_KEY2));
 }
 
+/* Whether this transaction holds the store's lock. */
+bool
+cdp_profile_store_lock_held(void)
+{
+	LOCKTAG		tag;
+
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) STORE_LOCK_KEY1, (uint32) STORE_LOCK_KEY2, 2);
+	return LockHeldByMe(&tag, ExclusiveLock);
+}
+
 /* The last visible batch (SPI connected). */
 static int64
 last_batch(void)
@@ -448,6 +460,7 @@ cdp_sync(PG_FUNCTION_ARGS)
 	Datum		v[4];
 	bool		nulls[4] = {false, false, false, false};
 	CdpSyncResult r;
+	bool		more;
 
 	if (!PG_ARGISNULL(0) && PG_GETARG_INT64(0) <= 0)
 		ereport(ERROR,
@@ -457,6 +470,8 @@ cdp_sync(PG_FUNCTION_ARGS)
 	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "cdp.sync must return a row");
 	cdp_spi_connect();
+	/* bulk loads' events first: what the session committed is in the store */
+	(void) cdp_stitch_queue_run(0, 0, &more);
 	r = cdp_store_sync_locked(PG_ARGISNULL(0) ? 0 : PG_GETARG_INT64(0));
 	SPI_finish();
 	v[0] = Int64GetDatum(r.batches);

@@ -21,6 +21,9 @@ typedef struct CdpSyncResult
 /* Folds pending batches in (SPI connected), taking the store's lock first. */
 extern CdpSyncResult cdp_store_sync_locked(int64 max_events);
 
+/* Whether this transaction holds the store's lock. */
+extern bool cdp_profile_store_lock_held(void);
+
 /* Whether the store's tables exist (not under the 0.1.0 schema). */
 extern bool cdp_store_installed(void);
 

@@ -35,6 +35,7 @@
  */
 #include "identity.h"
 #include "identity_store.h"
+#include "stitch_queue.h"
 
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
@@ -528,12 +529,14 @@ cdp_rebuild_identities(PG_FUNCTION_ARGS)
 {
 	TupleDesc	desc;
 	RebuildResult r;
+	bool		more;
 	Datum		result[4];
 	bool		nulls[4] = {false, false, false, false};
 
 	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
 	cdp_spi_connect();
+	(void) cdp_stitch_queue_run(0, 0, &more);	/* bulk loads' links first */
 	r = rebuild("rebuild");
 	SPI_finish();
 

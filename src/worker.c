@@ -1,21 +1,27 @@
 /*
  * worker.c
- *	  The cdp background worker: keeps the profile store and the journeys
- *	  of one database current.
+ *	  The cdp background worker: stitches the bulk loads of one database
+ *	  after they commit, and keeps its profile store and journeys current.
  *
  * Registered from _PG_init when cdp is in shared_preload_libraries (on
- * demand there is no worker, and cdp works as before: the store advances
- * when cdp.sync or cdp.profile runs, journeys when cdp.detect_journey_breaks
- * runs).  It connects to cdp.worker_database and loops: wait on its latch
- * (set when a transaction that stitched events commits, or after
- * cdp.worker_naptime), then run two units of work, each in a transaction of
- * its own: the profile store folds in the next batches (at most
- * cdp.worker_batch_size events; a backlog is taken unit after unit without
- * waiting), then the incremental journey detection at now(): the journeys
- * of the profiles that the new batches touched, and the due transitions (a
- * cart left longer than abandon_after becomes an open break within a
- * naptime of its time).  Each unit commits its progress marker with its
- * work, so it is done exactly once, whatever stops the worker.
+ * demand there is no worker, and cdp works as before: loads stitch their
+ * own events, the store advances when cdp.sync or cdp.profile runs,
+ * journeys when cdp.detect_journey_breaks runs).  It connects to
+ * cdp.worker_database and loops: wait on its latch (set when a transaction
+ * that stitched or queued events commits, or after cdp.worker_naptime),
+ * then run units of work, each in a transaction of its own:
+ *	- stitching: the oldest rows of cdp.stitch_queue, at most
+ *	  cdp.worker_stitch_batch events per unit (stitch_queue.c), units back
+ *	  to back for up to STITCH_SLICE_MS while rows remain;
+ *	- the profile store folds in the next batches (at most
+ *	  cdp.worker_batch_size events);
+ *	- the incremental journey detection at now(): the journeys of the
+ *	  profiles that the new batches touched, and the due transitions (a cart
+ *	  left longer than abandon_after becomes an open break within a naptime
+ *	  of its time).
+ * A backlog is taken round after round without waiting.  Each unit commits
+ * its progress (queue rows deleted, the store's or detection's marker) with
+ * its work, so it is done exactly once, whatever stops the worker.
  *
  * Errors: a failing unit is logged with its context and recorded in shared
  * memory (cdp.worker_status), then the worker exits and the postmaster
@@ -29,6 +35,7 @@
 #include "cdp.h"
 #include "journey.h"
 #include "profile_store.h"
+#include "stitch_queue.h"
 
 #include "access/xact.h"
 #include "catalog/pg_type.h"
@@ -68,6 +75,7 @@ typedef struct WorkerShared
 	char		state[STATE_LEN];	/* what it is doing or waiting for */
 	int64		units;			/* units of work done since the server started */
 	int64		events;			/* stitched events those units took in */
+	int64		stitched;		/* events of bulk loads they stitched */
 	TimestampTz last_unit_at;	/* when the last one committed */
 	double		last_unit_ms;
 	int64		errors;
@@ -84,6 +92,21 @@ bool		cdp_worker_enabled = false;
 char	   *cdp_worker_database = NULL;
 int			cdp_worker_naptime = 1000;
 int			cdp_worker_batch_size = 100000;
+int			cdp_worker_stitch_batch = 5000;
+
+/* Stitching units run back to back for at most this long before the store's. */
+#define STITCH_SLICE_MS 250
+
+/* This process is the worker. */
+static bool am_worker = false;
+
+/* The units of work, each in a transaction of its own. */
+typedef enum Unit
+{
+	UNIT_STITCH,				/* bulk loads' events (stitch_queue.c) */
+	UNIT_STORE,					/* the profile store folds in new batches */
+	UNIT_JOURNEYS				/* incremental journey detection */
+} Unit;
 
 /* Asks for the shared state (shmem_request_hook). */
 static void
@@ -186,7 +209,14 @@ cdp_worker_serves_here(void)
 	return serves;
 }
 
-/* Called when events are stitched: the worker has new work at commit. */
+/* Whether this process is the worker (it leaves the queue to its units). */
+bool
+cdp_worker_is_me(void)
+{
+	return am_worker;
+}
+
+/* Called when events are stitched or queued: the worker has new work at commit. */
 void
 cdp_worker_wake_at_commit(void)
 {
@@ -211,6 +241,29 @@ extension_installed(void)
 }
 
 /*
+ * Before the units that read new events by their ids: summarizes the page
+ * ranges that loads have filled since the last time in the BRIN indexes on
+ * event_id (of every partition of cdp.events, and of cdp.event_anchors),
+ * and analyzes those tables when their statistics are missing or stale
+ * (cdp.analyze_stale).  Until then, a BRIN index returns every page of a
+ * fresh load for any range of ids, so each unit after a bulk load would
+ * read all of it; and a plan made without statistics can take minutes.
+ */
+static void
+prepare_reads(void)
+{
+	cdp_spi_run("SELECT pg_catalog.brin_summarize_new_values(i.indexrelid) "
+				"FROM pg_catalog.pg_index i "
+				"JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid "
+				"JOIN pg_catalog.pg_am m ON m.oid = c.relam AND m.amname = 'brin' "
+				"WHERE i.indrelid IN (SELECT p.relid FROM pg_catalog.pg_partition_tree('cdp.events') p "
+				"WHERE p.isleaf UNION ALL SELECT 'cdp.event_anchors'::pg_catalog.regclass)",
+				0, NULL, NULL, SPI_OK_SELECT);
+	cdp_spi_run("SELECT cdp.analyze_stale(ARRAY['cdp.events', 'cdp.event_anchors']::pg_catalog.regclass[])",
+				0, NULL, NULL, SPI_OK_SELECT);
+}
+
+/*
  * The store's unit (SPI connected, in the unit's transaction): folds the
  * next batches, up to cdp.worker_batch_size events, into the profile store
  * (cdp.sync, which commits its progress with the facts); returns its events
@@ -225,9 +278,21 @@ store_unit(bool *more)
 	if (!cdp_store_installed())
 		return 0;				/* a 0.1.0 schema, not updated yet */
 	set_state("updating the profile store");
+	prepare_reads();
 	r = cdp_store_sync_locked(cdp_worker_batch_size);
 	*more = r.pending > 0;
 	return r.events;
+}
+
+/*
+ * The stitching unit: the oldest rows of the stitch queue, whole rows up to
+ * cdp.worker_stitch_batch events; sets *more when rows remain.
+ */
+static int64
+stitch_unit(bool *more)
+{
+	set_state("stitching bulk loads");
+	return cdp_stitch_queue_run(0, cdp_worker_stitch_batch, more);
 }
 
 /*
@@ -253,16 +318,17 @@ journey_unit(void)
 }
 
 /*
- * One unit of work in a transaction of its own: the store's (journeys
- * false) or the journeys' (true).  Records an error in the shared state and
- * re-throws it (the worker then exits and is restarted).  Returns false
- * when cdp is not installed; sets *more when the store has more to do.
+ * One unit of work in a transaction of its own.  Records an error in the
+ * shared state and re-throws it (the worker then exits and is restarted).
+ * Returns false when cdp is not installed; sets *more when the unit has
+ * more to do.
  */
 static bool
-run_unit(bool journeys, bool *more)
+run_unit(Unit unit, bool *more)
 {
 	volatile bool installed = false;
 	volatile int64 events = 0;
+	volatile int64 stitched = 0;
 	volatile double ms = 0;
 	TimestampTz now;
 
@@ -278,10 +344,12 @@ run_unit(bool journeys, bool *more)
 		INSTR_TIME_SET_CURRENT(t0);
 		cdp_spi_connect();
 		installed = extension_installed();
-		if (installed && journeys)
-			journey_unit();
-		else if (installed)
+		if (installed && unit == UNIT_STITCH)
+			stitched = stitch_unit(more);
+		else if (installed && unit == UNIT_STORE)
 			events = store_unit(more);
+		else if (installed)
+			journey_unit();
 		SPI_finish();
 		PopActiveSnapshot();
 		CommitTransactionCommand();
@@ -324,6 +392,7 @@ run_unit(bool journeys, bool *more)
 	SpinLockAcquire(&shared->mutex);
 	shared->units++;
 	shared->events += events;
+	shared->stitched += stitched;
 	shared->last_unit_at = now;
 	shared->last_unit_ms = ms;
 	strlcpy(shared->state, "waiting for new events", STATE_LEN);
@@ -342,13 +411,42 @@ worker_exit(int code, Datum arg)
 	SpinLockRelease(&shared->mutex);
 }
 
+/*
+ * One round of work: stitching units back to back while the queue has rows
+ * (for at most STITCH_SLICE_MS, so that the store and journeys follow a
+ * backlog closely), then the store's unit, then the journeys'.  Returns
+ * whether work remains (the next round then starts at once).
+ */
+static bool
+run_work(void)
+{
+	instr_time	start;
+	instr_time	now;
+	bool		stitch_more = false;
+	bool		store_more = false;
+	bool		ignored;
+
+	INSTR_TIME_SET_CURRENT(start);
+	do
+	{
+		if (!run_unit(UNIT_STITCH, &stitch_more))
+			return false;		/* cdp is not installed */
+		INSTR_TIME_SET_CURRENT(now);
+		INSTR_TIME_SUBTRACT(now, start);
+		CHECK_FOR_INTERRUPTS();
+	} while (stitch_more && INSTR_TIME_GET_MILLISEC(now) < STITCH_SLICE_MS);
+	(void) run_unit(UNIT_STORE, &store_more);
+	(void) run_unit(UNIT_JOURNEYS, &ignored);
+	return stitch_more || store_more;
+}
+
 /* The worker's main loop. */
 void
 cdp_worker_main(Datum arg)
 {
 	char	   *database;
-	bool		more = false;
 
+	am_worker = true;
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
@@ -384,15 +482,8 @@ cdp_worker_main(Datum arg)
 		}
 		if (!cdp_worker_enabled)
 			set_state("waiting: cdp.worker_enabled is off");
-		else if (run_unit(false, &more))
-		{
-			/* a backlog is folded in unit after unit, journeys in between */
-			bool		ignored;
-
-			(void) run_unit(true, &ignored);
-			if (more)
-				continue;
-		}
+		else if (run_work())
+			continue;
 		pgstat_report_activity(STATE_IDLE, NULL);
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 cdp_worker_naptime, PG_WAIT_EXTENSION);
@@ -405,8 +496,8 @@ Datum
 cdp_worker_state(PG_FUNCTION_ARGS)
 {
 	TupleDesc	desc;
-	Datum		values[12];
-	bool		nulls[12] = {false};
+	Datum		values[13];
+	bool		nulls[13] = {false};
 	char	   *dbname;
 	WorkerShared copy;
 
@@ -430,17 +521,18 @@ cdp_worker_state(PG_FUNCTION_ARGS)
 	values[3] = BoolGetDatum(cdp_worker_enabled);
 	values[4] = Int64GetDatum(copy.units);
 	values[5] = Int64GetDatum(copy.events);
-	values[6] = TimestampTzGetDatum(copy.last_unit_at);
-	nulls[6] = copy.last_unit_at == 0;
-	values[7] = Float8GetDatum(copy.last_unit_ms);
-	nulls[7] = copy.units == 0;
-	values[8] = Int64GetDatum(copy.errors);
-	values[9] = CStringGetTextDatum(copy.last_error);
-	nulls[9] = copy.errors == 0;
-	values[10] = TimestampTzGetDatum(copy.last_error_at);
+	values[6] = Int64GetDatum(copy.stitched);
+	values[7] = TimestampTzGetDatum(copy.last_unit_at);
+	nulls[7] = copy.last_unit_at == 0;
+	values[8] = Float8GetDatum(copy.last_unit_ms);
+	nulls[8] = copy.units == 0;
+	values[9] = Int64GetDatum(copy.errors);
+	values[10] = CStringGetTextDatum(copy.last_error);
 	nulls[10] = copy.errors == 0;
+	values[11] = TimestampTzGetDatum(copy.last_error_at);
+	nulls[11] = copy.errors == 0;
 	dbname = OidIsValid(copy.database) ? get_database_name(copy.database) : NULL;
-	values[11] = dbname ? CStringGetTextDatum(dbname) : (Datum) 0;
-	nulls[11] = dbname == NULL;
+	values[12] = dbname ? CStringGetTextDatum(dbname) : (Datum) 0;
+	nulls[12] = dbname == NULL;
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls)));
 }

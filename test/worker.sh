@@ -9,8 +9,15 @@
 #  - its status counts its units and events, and its lag falls to zero;
 #  - it keeps the profile store current: a purchase shows in cdp.profile,
 #    read-only, within seconds;
-#  - exactly once: killed (kill -9) in the middle of a unit, or the server
-#    stopped at once during a load, the store's events equal the events;
+#  - exactly once: killed (kill -9) while it stitches a bulk load or
+#    updates the store, or the server stopped at once during a load, every
+#    event is stitched once and the store's events equal the events;
+#  - bulk loads are left to it: cdp.track and a small INSERT made while one
+#    is open return at once and read their own writes; a load that commits
+#    after a later one is not skipped; the partition equals a rebuild's;
+#    cdp.profile and cdp.detect_journey_breaks stitch what the session
+#    queued first; with cdp.stitch_defer_rows = 0, or the worker off, a
+#    load stitches its own events;
 #  - a failing unit is recorded (errors, last error) and the worker comes
 #    back by itself once the cause is gone;
 #  - with cdp loaded on demand (a cluster without the preload) there is no
@@ -95,19 +102,33 @@ cdp_check "it keeps the profile store current: a purchase shows in a read-only c
 
 # exactly once: the worker killed in the middle of a unit, and the server
 # stopped at once during a load; the store's events equal the events
-store_counts="SELECT (SELECT coalesce(sum(events), 0) FROM cdp.anchor_activity) = (SELECT count(*) FROM cdp.event_anchors)
+store_counts="SELECT NOT EXISTS (SELECT FROM cdp.stitch_queue)
+	AND (SELECT count(*) = count(DISTINCT event_id) FROM cdp.event_anchors)
+	AND NOT EXISTS (SELECT event_id FROM cdp.events EXCEPT SELECT event_id FROM cdp.event_anchors
+	                EXCEPT SELECT event_id FROM cdp.identifier_rejections)
+	AND (SELECT coalesce(sum(events), 0) FROM cdp.anchor_activity) = (SELECT count(*) FROM cdp.event_anchors)
 	AND (SELECT last_batch_id FROM cdp.profile_store_progress) = (SELECT max(batch_id) FROM cdp.stitch_batches)"
 contrib/demo/cdp-demo-gen --events 100000 --seed 3 --start "$(date -u -d '-20 days' +%F)" --days 20 \
 	--events-out "$CDP_CLUSTER_DIR/worker-events.csv" 2>/dev/null
 chmod 644 "$CDP_CLUSTER_DIR/worker-events.csv"
 copy="COPY cdp.events (occurred_at, channel, type, identifiers, properties, amount, source)
 	FROM '$CDP_CLUSTER_DIR/worker-events.csv' WITH (FORMAT csv, HEADER true)"
-cdp_psql -d "$db" -c "$copy" >/dev/null
-wait_for 10 "SELECT state = 'updating the profile store' FROM cdp.worker_status" || true
-pid=$(cdp_psql -d "$db" -At -c "SELECT pid FROM cdp.worker_status")
-cdp_as_root kill -9 "$pid"
-sleep 2
-cdp_check "killed (kill -9) in the middle of a unit, it comes back and its store counts each event once" \
+# Loads the file, waits until the worker is in the state $1, kills it.
+kill_during() {
+	cdp_psql -d "$db" -c "$copy" >/dev/null
+	wait_for 20 "SELECT state = '$1' FROM cdp.worker_status" || echo "# the worker was not seen $1"
+	cdp_as_root kill -9 "$(cdp_psql -d "$db" -At -c "SELECT pid FROM cdp.worker_status")"
+	sleep 2
+}
+set_setting() {
+	cdp_psql -d "$db" -c "ALTER SYSTEM SET $1 = $2" -c "SELECT pg_reload_conf()" >/dev/null
+}
+set_setting cdp.worker_stitch_batch 1000	# more, shorter units: one is seen
+kill_during "stitching bulk loads"
+cdp_check "killed (kill -9) while it stitches a bulk load, it comes back and stitches each event once" \
+	wait_for 60 "$store_counts"
+kill_during "updating the profile store"
+cdp_check "killed (kill -9) while it updates the store, it comes back and its store counts each event once" \
 	wait_for 60 "$store_counts"
 cdp_psql -d "$db" -c "$copy" >/dev/null 2>&1 &
 sleep 1
@@ -116,6 +137,58 @@ wait || true
 cdp_as_server env ${CDP_SERVER_ENV:-} "$PGBIN/pg_ctl" -D "$CDP_CLUSTER_DIR/data" -l "$CDP_CLUSTER_DIR/server.log" -w -s start
 cdp_check "after an immediate shutdown during a load, the store counts each committed event once" \
 	wait_for 60 "$store_counts"
+set_setting cdp.worker_stitch_batch 5000
+
+# Bulk loads are stitched by the worker after they commit; cdp.track and
+# small loads do not wait for them.  Files of 20,000 events (more than
+# cdp.stitch_defer_rows).
+for f in a b c d; do
+	contrib/demo/cdp-demo-gen --events 20000 --seed "$(printf '%d' "'$f")" --start "$(date -u -d '-20 days' +%F)" --days 20 \
+		--events-out "$CDP_CLUSTER_DIR/bulk-$f.csv" 2>/dev/null
+	chmod 644 "$CDP_CLUSTER_DIR/bulk-$f.csv"
+done
+bulk() {
+	echo "COPY cdp.events (occurred_at, channel, type, identifiers, properties, amount, source)
+		FROM '$CDP_CLUSTER_DIR/bulk-$1.csv' WITH (FORMAT csv, HEADER true)"
+}
+cookie_of() {
+	grep -m1 -o '"cookie"":""[^"]*' "$CDP_CLUSTER_DIR/bulk-$1.csv" | sed 's/.*""//'
+}
+wait_for 60 "$store_counts" || true
+
+# a load that stays open after its COPY, and commits after later ones
+cdp_psql -d "$db" -c "BEGIN" -c "$(bulk a)" -c "SELECT pg_sleep(8)" -c "COMMIT" >/dev/null &
+loader=$!
+sleep 3
+tracked=$(cdp_psql -d "$db" -At -c "SET statement_timeout = '2s'" -c "SET client_min_messages = warning" \
+	-c "SELECT cdp.track(now(), 'web', 'page_view', '{\"cookie\": \"w-during\"}') > 0" \
+	-c "SELECT cdp.resolve('cookie', 'w-during') IS NOT NULL" \
+	-c "INSERT INTO cdp.events (occurred_at, channel, type, identifiers) VALUES (now(), 'web', 'page_view', '{\"cookie\": \"w-insert\"}')" \
+	-c "SELECT cdp.resolve('cookie', 'w-insert') IS NOT NULL" 2>&1 | tr '\n' ' ')
+cdp_check "while a bulk load is open, cdp.track and a small INSERT return at once and read their own writes" \
+	same_lines "$tracked" "t t t "
+cdp_psql -d "$db" -c "$(bulk b)" >/dev/null
+cdp_check "a later bulk load that commits first is stitched by the worker" \
+	wait_for 20 "SELECT NOT EXISTS (SELECT FROM cdp.stitch_queue) AND cdp.resolve('cookie', '$(cookie_of b)') IS NOT NULL"
+wait "$loader"
+cdp_check "the earlier one, committed after it, is not skipped: every event is stitched once and in the store" \
+	wait_for 30 "$store_counts AND cdp.resolve('cookie', '$(cookie_of a)') IS NOT NULL"
+cdp_expect "incremental stitching and a rebuild give the same partition" "$db" \
+	"SELECT changed FROM cdp.rebuild_identities()" 0
+
+# a session reads what it loaded, before the worker has stitched it
+cdp_expect "a bulk load is queued, and cdp.profile in the loading transaction stitches it first" "$db" \
+	"BEGIN; $(bulk c); SELECT count(*) > 0 FROM cdp.stitch_queue;
+	 SELECT events > 0 FROM cdp.profile('cookie', '$(cookie_of c)'); SELECT NOT EXISTS (SELECT FROM cdp.stitch_queue); COMMIT" "t
+t
+t"
+cdp_expect "so does cdp.detect_journey_breaks" "$db" \
+	"BEGIN; $(bulk d); SELECT (SELECT count(*) FROM cdp.stitch_queue) > 0; SELECT FROM cdp.detect_journey_breaks();
+	 SELECT NOT EXISTS (SELECT FROM cdp.stitch_queue), cdp.resolve('cookie', '$(cookie_of d)') IS NOT NULL; ROLLBACK" "t
+t|t"
+cdp_expect "with cdp.stitch_defer_rows = 0 a bulk load stitches its own events" "$db" \
+	"SET cdp.stitch_defer_rows = 0; BEGIN; $(bulk d); SELECT NOT EXISTS (SELECT FROM cdp.stitch_queue),
+	 cdp.resolve('cookie', '$(cookie_of d)') IS NOT NULL; ROLLBACK" "t|t"
 
 set_enabled off
 cdp_check "switched off, it waits" \
@@ -125,6 +198,8 @@ breaks="SELECT md5(string_agg(b::text, '|' ORDER BY b::text)) FROM (SELECT profi
 before=$(cdp_psql -d "$db" -At -c "$breaks")
 cdp_psql -d "$db" -c "SELECT cdp.detect_journey_breaks(now(), rebuild => true)" >/dev/null
 cdp_expect "what it found is what a rebuild by hand finds" "$db" "$breaks" "$before"
+cdp_expect "switched off, a bulk load stitches its own events" "$db" \
+	"BEGIN; $(bulk d); SELECT NOT EXISTS (SELECT FROM cdp.stitch_queue), cdp.resolve('cookie', '$(cookie_of d)') IS NOT NULL; ROLLBACK" "t|t"
 set_enabled on
 
 # a failing unit: recorded, and the worker comes back once the cause is gone

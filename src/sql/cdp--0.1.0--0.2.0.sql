@@ -567,6 +567,7 @@ BEGIN
 	END IF;
 
 	-- statistics of what is read, if a bulk load left them missing or stale
+	PERFORM cdp.stitch_queued();	-- bulk loads' events, if the worker has not stitched them yet
 	PERFORM cdp.analyze_stale(ARRAY['cdp.events', 'cdp.event_anchors', 'cdp.identifiers']::regclass[]);
 
 	-- one pass over the purchases up to as_of, for RFM and the models
@@ -706,6 +707,7 @@ BEGIN
 		RAISE EXCEPTION 'unknown lifetime-value model "%"', model
 			USING ERRCODE = 'invalid_parameter_value', HINT = 'Use bgnbd, pareto_nbd or nbd.';
 	END IF;
+	PERFORM cdp.stitch_queued();	-- bulk loads' events, if the worker has not stitched them yet
 	PERFORM cdp.analyze_stale(ARRAY['cdp.events', 'cdp.event_anchors', 'cdp.identifiers']::regclass[]);
 	horizon := extract(epoch FROM holdout_end - calibration_end) / 86400.0;
 	CREATE TEMP TABLE cdp_history ON COMMIT DROP AS
@@ -1055,7 +1057,7 @@ SELECT pg_catalog.pg_extension_config_dump('cdp.profile_store_progress', '');
 CREATE FUNCTION cdp.sync(max_events bigint DEFAULT NULL,
 	OUT batches bigint, OUT events bigint, OUT rebuilt boolean, OUT pending_events bigint)
 	AS 'MODULE_PATHNAME', 'cdp_sync' LANGUAGE C VOLATILE;
-COMMENT ON FUNCTION cdp.sync(bigint) IS 'Folds the events stitched since the last run into the profile store, in the calling transaction (waits for a run in progress); with max_events, stops after the batches that hold that many events; rebuilds the store when events were deleted; returns what it did and the events still pending';
+COMMENT ON FUNCTION cdp.sync(bigint) IS 'Stitches the events that bulk loads left queued for the background worker (cdp.stitch_queued), then folds the events stitched since the last run into the profile store, in the calling transaction (waits for a run in progress); with max_events, stops after the batches that hold that many events; rebuilds the store when events were deleted; returns what it did and the events still pending';
 
 CREATE FUNCTION cdp.rebuild_profile_store(OUT anchors bigint, OUT events bigint)
 	AS 'MODULE_PATHNAME', 'cdp_rebuild_profile_store' LANGUAGE C VOLATILE STRICT;
@@ -1271,15 +1273,19 @@ BEGIN
 	IF $1 IS NULL THEN
 		RETURN;
 	END IF;
-	-- the store's lock only if free (the worker folds within a second
-	-- anyway): a look-up never waits, nor takes the lock while another
-	-- transaction could wait for it in the other order
-	IF NOT current_setting('transaction_read_only')::boolean
-	   AND NOT EXISTS (SELECT FROM cdp.profile_store_progress s WHERE s.needs_full)
-	   AND EXISTS (SELECT FROM cdp.stitch_batches b
-	               WHERE b.batch_id > coalesce((SELECT s.last_batch_id FROM cdp.profile_store_progress s), 0))
-	   AND pg_try_advisory_xact_lock(x'636470'::integer, x'7073'::integer) THEN
-		PERFORM cdp.sync();
+	IF NOT current_setting('transaction_read_only')::boolean THEN
+		-- this session's bulk loads, if the worker has not stitched them
+		-- yet (nothing to do, and no query, after none)
+		PERFORM cdp.stitch_queued(true);
+		-- the store's lock only if free (the worker folds within a second
+		-- anyway): a look-up never waits, nor takes the lock while another
+		-- transaction could wait for it in the other order
+		IF NOT EXISTS (SELECT FROM cdp.profile_store_progress s WHERE s.needs_full)
+		   AND EXISTS (SELECT FROM cdp.stitch_batches b
+		               WHERE b.batch_id > coalesce((SELECT s.last_batch_id FROM cdp.profile_store_progress s), 0))
+		   AND pg_try_advisory_xact_lock(x'636470'::integer, x'7073'::integer) THEN
+			PERFORM cdp.sync();
+		END IF;
 	END IF;
 	SELECT coalesce(p.merged_into, p.profile_id) INTO live FROM cdp.profiles p WHERE p.profile_id = $1;
 	RETURN QUERY
@@ -1303,44 +1309,83 @@ CREATE FUNCTION cdp.profile(kind text, value text)
 RETURNS SETOF cdp.customer_profile
 LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, pg_temp
-AS $$ SELECT * FROM cdp.profile(cdp.resolve(kind, value)) $$;
+AS $$
+-- this session's bulk loads first, so that the identifier is found
+SELECT cdp.stitch_queued(true) WHERE NOT current_setting('transaction_read_only')::boolean;
+SELECT * FROM cdp.profile(cdp.resolve(kind, value));
+$$;
 COMMENT ON FUNCTION cdp.profile(text, text) IS 'One customer found by an identifier (normalized as at ingest): cdp.profile of the profile that holds it; no row when none does';
 
 
 -- ---------------------------------------------------------------------------
--- The background worker (issue 11, first part): its state and status.
+-- The background worker (issue 11, first part): the queue of bulk loads it
+-- stitches, its state and status.
 -- ---------------------------------------------------------------------------
+-- Bulk loads left to the worker (src/stitch_queue.c): a loading statement
+-- of at least cdp.stitch_defer_rows rows, while the worker serves the
+-- database, queues its events here instead of stitching them.  A queue row
+-- commits with its events, so the worker sees them exactly when they are
+-- visible, in whatever order loads commit.
+CREATE TABLE cdp.stitch_queue (
+	queue_id    bigserial     PRIMARY KEY,
+	event_ids   bigint[]      NOT NULL,
+	occurred_at timestamptz[] NOT NULL,
+	identifiers jsonb[]       NOT NULL,
+	events      integer       NOT NULL CHECK (events > 0),
+	queued_at   timestamptz   NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE cdp.stitch_queue IS 'Events of bulk loads waiting to be stitched by the background worker (or by cdp.stitch_queued, which cdp.sync, cdp.profile, cdp.detect_journey_breaks, cdp.refresh_scores and cdp.rebuild_identities call first); a row commits with its events';
+COMMENT ON COLUMN cdp.stitch_queue.queue_id IS 'Queue order: the worker takes the oldest row first';
+COMMENT ON COLUMN cdp.stitch_queue.event_ids IS 'The ids of events stored by the load, ascending (at most 5,000 per row)';
+COMMENT ON COLUMN cdp.stitch_queue.occurred_at IS 'Their occurred_at, in the same order';
+COMMENT ON COLUMN cdp.stitch_queue.identifiers IS 'Their identifiers, in the same order';
+COMMENT ON COLUMN cdp.stitch_queue.events IS 'How many';
+COMMENT ON COLUMN cdp.stitch_queue.queued_at IS 'Start of the loading transaction';
+COMMENT ON SEQUENCE cdp.stitch_queue_queue_id_seq IS 'Queue order of cdp.stitch_queue';
+SELECT pg_catalog.pg_extension_config_dump('cdp.stitch_queue', '');
+SELECT pg_catalog.pg_extension_config_dump('cdp.stitch_queue_queue_id_seq', '');
+
+CREATE FUNCTION cdp.stitch_queued(own_only boolean DEFAULT false) RETURNS bigint
+	AS 'MODULE_PATHNAME', 'cdp_stitch_queued' LANGUAGE C VOLATILE STRICT;
+COMMENT ON FUNCTION cdp.stitch_queued(boolean) IS 'Stitches, in the calling transaction, the events that bulk loads left queued for the background worker (waits for a worker unit in progress): all of them, or with own_only those queued up to the last load of this session (what cdp.profile does); returns how many';
+
 CREATE FUNCTION cdp.worker_state(OUT running boolean, OUT pid integer, OUT state text,
-	OUT enabled boolean, OUT units bigint, OUT events bigint, OUT last_unit_at timestamptz,
-	OUT last_unit_ms double precision, OUT errors bigint, OUT last_error text,
-	OUT last_error_at timestamptz, OUT database text)
+	OUT enabled boolean, OUT units bigint, OUT events bigint, OUT stitched bigint,
+	OUT last_unit_at timestamptz, OUT last_unit_ms double precision, OUT errors bigint,
+	OUT last_error text, OUT last_error_at timestamptz, OUT database text)
 	AS 'MODULE_PATHNAME', 'cdp_worker_state' LANGUAGE C VOLATILE STRICT;
 COMMENT ON FUNCTION cdp.worker_state() IS 'The background worker''s state in shared memory (cdp.worker_status adds its lag)';
 
 CREATE VIEW cdp.worker_status AS
-SELECT w.running, w.pid, w.database, w.state, w.enabled, w.units, w.events, w.last_unit_at,
-       w.last_unit_ms, lag.events AS lag_events,
-       extract(epoch FROM now() - lag.oldest)::double precision AS lag_seconds,
-       w.errors, w.last_error, w.last_error_at
+SELECT w.running, w.pid, w.database, w.state, w.enabled, w.units, w.events, w.stitched,
+       w.last_unit_at, w.last_unit_ms, lag.events + queue.events AS lag_events,
+       extract(epoch FROM now() - LEAST(lag.oldest, queue.oldest))::double precision AS lag_seconds,
+       queue.events AS queued_events, w.errors, w.last_error, w.last_error_at
 FROM cdp.worker_state() w
 LEFT JOIN LATERAL (
 	SELECT coalesce(sum(b.events), 0)::bigint AS events, coalesce(min(b.stitched_at), now()) AS oldest
 	FROM cdp.stitch_batches b
 	WHERE b.batch_id > LEAST(coalesce((SELECT p.last_batch_id FROM cdp.journey_progress p), 0),
 	                         coalesce((SELECT s.last_batch_id FROM cdp.profile_store_progress s), 0))) lag
+	ON w.database = pg_catalog.current_database()
+LEFT JOIN LATERAL (
+	SELECT coalesce(sum(q.events), 0)::bigint AS events, coalesce(min(q.queued_at), now()) AS oldest
+	FROM cdp.stitch_queue q) queue
 	ON w.database = pg_catalog.current_database();
-COMMENT ON VIEW cdp.worker_status IS 'The background worker: running or not, what it does, its units of work, the stitched events not yet taken into the profile store or the journeys (lag), its errors';
+COMMENT ON VIEW cdp.worker_status IS 'The background worker: running or not, what it does, its units of work, the events not yet stitched or not yet taken into the profile store or the journeys (lag), its errors';
 COMMENT ON COLUMN cdp.worker_status.running IS 'Whether the worker process is running';
 COMMENT ON COLUMN cdp.worker_status.pid IS 'Its process id';
 COMMENT ON COLUMN cdp.worker_status.database IS 'The database it works in (cdp.worker_database), once connected';
 COMMENT ON COLUMN cdp.worker_status.state IS 'What it is doing or waiting for (not loaded, disabled, cdp not installed in its database, waiting for new events, ...)';
 COMMENT ON COLUMN cdp.worker_status.enabled IS 'cdp.worker_enabled';
-COMMENT ON COLUMN cdp.worker_status.units IS 'Units of work done since the server started (each a transaction: the profile store folds in new batches, or journey detection at now())';
+COMMENT ON COLUMN cdp.worker_status.units IS 'Units of work done since the server started (each a transaction: bulk-load events stitched, the profile store folding in new batches, or journey detection at now())';
 COMMENT ON COLUMN cdp.worker_status.events IS 'Stitched events those units folded into the profile store';
+COMMENT ON COLUMN cdp.worker_status.stitched IS 'Events of bulk loads those units stitched (cdp.stitch_queue)';
 COMMENT ON COLUMN cdp.worker_status.last_unit_at IS 'When the last unit committed';
 COMMENT ON COLUMN cdp.worker_status.last_unit_ms IS 'How long it took, in milliseconds';
-COMMENT ON COLUMN cdp.worker_status.lag_events IS 'Stitched events not yet taken into the profile store or the journeys (NULL in a database the worker does not work in)';
+COMMENT ON COLUMN cdp.worker_status.lag_events IS 'Events not yet stitched (queued_events) or not yet taken into the profile store or the journeys (NULL in a database the worker does not work in)';
 COMMENT ON COLUMN cdp.worker_status.lag_seconds IS 'Age of the oldest of them, in seconds (0 when none; NULL in a database the worker does not work in)';
+COMMENT ON COLUMN cdp.worker_status.queued_events IS 'Events of committed bulk loads waiting to be stitched (cdp.stitch_queue)';
 COMMENT ON COLUMN cdp.worker_status.errors IS 'Units that failed since the server started (the worker restarts after each)';
 COMMENT ON COLUMN cdp.worker_status.last_error IS 'The last failure''s message and SQLSTATE';
 COMMENT ON COLUMN cdp.worker_status.last_error_at IS 'When it happened';

@@ -169,7 +169,7 @@ SELECT pg_catalog.pg_extension_config_dump('cdp.profile_store_progress', '');
 CREATE FUNCTION cdp.sync(max_events bigint DEFAULT NULL,
 	OUT batches bigint, OUT events bigint, OUT rebuilt boolean, OUT pending_events bigint)
 	AS 'MODULE_PATHNAME', 'cdp_sync' LANGUAGE C VOLATILE;
-COMMENT ON FUNCTION cdp.sync(bigint) IS 'Folds the events stitched since the last run into the profile store, in the calling transaction (waits for a run in progress); with max_events, stops after the batches that hold that many events; rebuilds the store when events were deleted; returns what it did and the events still pending';
+COMMENT ON FUNCTION cdp.sync(bigint) IS 'Stitches the events that bulk loads left queued for the background worker (cdp.stitch_queued), then folds the events stitched since the last run into the profile store, in the calling transaction (waits for a run in progress); with max_events, stops after the batches that hold that many events; rebuilds the store when events were deleted; returns what it did and the events still pending';
 
 CREATE FUNCTION cdp.rebuild_profile_store(OUT anchors bigint, OUT events bigint)
 	AS 'MODULE_PATHNAME', 'cdp_rebuild_profile_store' LANGUAGE C VOLATILE STRICT;

@@ -327,6 +327,7 @@ BEGIN
 	END IF;
 
 	-- statistics of what is read, if a bulk load left them missing or stale
+	PERFORM cdp.stitch_queued();	-- bulk loads' events, if the worker has not stitched them yet
 	PERFORM cdp.analyze_stale(ARRAY['cdp.events', 'cdp.event_anchors', 'cdp.identifiers']::regclass[]);
 
 	-- one pass over the purchases up to as_of, for RFM and the models
@@ -466,6 +467,7 @@ BEGIN
 		RAISE EXCEPTION 'unknown lifetime-value model "%"', model
 			USING ERRCODE = 'invalid_parameter_value', HINT = 'Use bgnbd, pareto_nbd or nbd.';
 	END IF;
+	PERFORM cdp.stitch_queued();	-- bulk loads' events, if the worker has not stitched them yet
 	PERFORM cdp.analyze_stale(ARRAY['cdp.events', 'cdp.event_anchors', 'cdp.identifiers']::regclass[]);
 	horizon := extract(epoch FROM holdout_end - calibration_end) / 86400.0;
 	CREATE TEMP TABLE cdp_history ON COMMIT DROP AS

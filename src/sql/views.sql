@@ -232,15 +232,19 @@ BEGIN
 	IF $1 IS NULL THEN
 		RETURN;
 	END IF;
-	-- the store's lock only if free (the worker folds within a second
-	-- anyway): a look-up never waits, nor takes the lock while another
-	-- transaction could wait for it in the other order
-	IF NOT current_setting('transaction_read_only')::boolean
-	   AND NOT EXISTS (SELECT FROM cdp.profile_store_progress s WHERE s.needs_full)
-	   AND EXISTS (SELECT FROM cdp.stitch_batches b
-	               WHERE b.batch_id > coalesce((SELECT s.last_batch_id FROM cdp.profile_store_progress s), 0))
-	   AND pg_try_advisory_xact_lock(x'636470'::integer, x'7073'::integer) THEN
-		PERFORM cdp.sync();
+	IF NOT current_setting('transaction_read_only')::boolean THEN
+		-- this session's bulk loads, if the worker has not stitched them
+		-- yet (nothing to do, and no query, after none)
+		PERFORM cdp.stitch_queued(true);
+		-- the store's lock only if free (the worker folds within a second
+		-- anyway): a look-up never waits, nor takes the lock while another
+		-- transaction could wait for it in the other order
+		IF NOT EXISTS (SELECT FROM cdp.profile_store_progress s WHERE s.needs_full)
+		   AND EXISTS (SELECT FROM cdp.stitch_batches b
+		               WHERE b.batch_id > coalesce((SELECT s.last_batch_id FROM cdp.profile_store_progress s), 0))
+		   AND pg_try_advisory_xact_lock(x'636470'::integer, x'7073'::integer) THEN
+			PERFORM cdp.sync();
+		END IF;
 	END IF;
 	SELECT coalesce(p.merged_into, p.profile_id) INTO live FROM cdp.profiles p WHERE p.profile_id = $1;
 	RETURN QUERY
@@ -264,5 +268,9 @@ CREATE FUNCTION cdp.profile(kind text, value text)
 RETURNS SETOF cdp.customer_profile
 LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, pg_temp
-AS $$ SELECT * FROM cdp.profile(cdp.resolve(kind, value)) $$;
+AS $$
+-- this session's bulk loads first, so that the identifier is found
+SELECT cdp.stitch_queued(true) WHERE NOT current_setting('transaction_read_only')::boolean;
+SELECT * FROM cdp.profile(cdp.resolve(kind, value));
+$$;
 COMMENT ON FUNCTION cdp.profile(text, text) IS 'One customer found by an identifier (normalized as at ingest): cdp.profile of the profile that holds it; no row when none does';

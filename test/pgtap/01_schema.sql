@@ -52,7 +52,8 @@ SELECT set_eq($$SELECT unnest(extconfig)::regclass::text FROM pg_extension WHERE
 	      'cdp.rfm_segments',
 	      'cdp.funnels', 'cdp.journey_breaks', 'cdp.journey_events', 'cdp.journey_pending', 'cdp.journey_progress',
 	      'cdp.anchor_activity', 'cdp.anchor_products', 'cdp.anchor_interest', 'cdp.anchor_traits',
-	      'cdp.anchor_touches', 'cdp.anchor_recent_events', 'cdp.profile_store_progress'],
+	      'cdp.anchor_touches', 'cdp.anchor_recent_events', 'cdp.profile_store_progress',
+	      'cdp.stitch_queue', 'cdp.stitch_queue_queue_id_seq'],
 	'user data and configuration are kept by pg_dump');
 SELECT is((SELECT count(*)::int FROM cdp.channels WHERE builtin), 8, 'eight built-in channels');
 SELECT ok((SELECT bool_and(builtin) FROM cdp.event_types), 'standard event types are marked built-in');

@@ -1,0 +1,260 @@
+/*
+ * stitch_queue.c
+ *	  Bulk loads stitched after their commit, in short transactions.
+ *
+ * While the background worker serves the database, a loading statement
+ * that stores at least cdp.stitch_defer_rows rows does not stitch them:
+ * every STITCH_BATCH rows, and at its end, it writes rows of
+ * cdp.stitch_queue holding what stitching needs of the events it stored
+ * (ids, times, identifiers: the worker then never searches the event
+ * store, whose BRIN indexes do not yet summarize what was just loaded).
+ * A queue row commits with the events, so it becomes visible exactly when
+ * they do, whatever the order in which loads commit, and a load rolled
+ * back takes it away.  The load
+ * never takes the stitching lock, so cdp.track and small statements, which
+ * still stitch in their own transaction, do not wait for it.
+ *
+ * The worker takes the queue oldest row first, whole rows of at most
+ * QUEUE_ROW events until cdp.worker_stitch_batch events per transaction:
+ * under the stitching lock it stitches their events
+ * (stitch.c) and deletes the rows in the same transaction, so each event
+ * is stitched exactly once whatever stops it, and cdp.track waits for the
+ * lock at most one short unit.  Functions whose answer depends on the
+ * identity graph (cdp.sync and so cdp.profile, cdp.detect_journey_breaks,
+ * cdp.refresh_scores, cdp.rebuild_identities) first stitch what is queued
+ * (cdp.stitch_queued), so a session never gets an answer older than what
+ * it committed.
+ *
+ * This module owns the writes to cdp.stitch_queue.
+ */
+#include "identity.h"
+#include "identity_store.h"
+#include "profile_store.h"
+#include "stitch_queue.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "storage/lock.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/memutils.h"
+
+PG_FUNCTION_INFO_V1(cdp_stitch_queued);
+
+/* Events per queue row: a load's events are queued in rows of this many. */
+#define QUEUE_ROW 5000
+
+/*
+ * The last queue row this session wrote: in the open transaction, and in
+ * one it committed (cdp.profile stitches up to it, no further).
+ */
+static int64 xact_last_row = 0;
+static int64 session_last_row = 0;
+
+/* Keeps the transaction's last row for the session when it commits. */
+static void
+queue_xact_callback(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_COMMIT && xact_last_row > session_last_row)
+		session_last_row = xact_last_row;
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
+		event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT ||
+		event == XACT_EVENT_PREPARE)
+		xact_last_row = 0;
+}
+
+/* Queues one row: n events, ids ascending, with their times and identifiers. */
+static void
+enqueue_row(int n, const int64 *ids, const TimestampTz *times, Jsonb *const *docs)
+{
+	Oid			types[4] = {INT8ARRAYOID, TIMESTAMPTZARRAYOID, JSONBARRAYOID, INT4OID};
+	Datum		values[4];
+	Datum	   *d = palloc(sizeof(Datum) * n);
+	int			i;
+
+	for (i = 0; i < n; i++)
+		d[i] = JsonbPGetDatum(docs[i]);
+	values[0] = cdp_int64_array(ids, n, INT8OID);
+	values[1] = cdp_int64_array(times, n, TIMESTAMPTZOID);
+	values[2] = PointerGetDatum(construct_array(d, n, JSONBOID, -1, false, TYPALIGN_INT));
+	values[3] = Int32GetDatum(n);
+	cdp_spi_run_kept("INSERT INTO cdp.stitch_queue (event_ids, occurred_at, identifiers, events) "
+					 "VALUES ($1, $2, $3, $4) RETURNING queue_id",
+					 4, types, values, SPI_OK_INSERT_RETURNING);
+	xact_last_row = cdp_spi_int64(0, 1);
+	pfree(d);
+}
+
+/*
+ * Queues the events of a load (ids ascending) for stitching after commit,
+ * in rows of QUEUE_ROW events (a unit of the worker takes whole rows).
+ * Wakes the worker at commit.
+ */
+void
+cdp_stitch_enqueue(int n, const int64 *ids, const TimestampTz *times, Jsonb *const *docs)
+{
+	static bool registered = false;
+	int			i;
+
+	if (!registered)
+	{
+		RegisterXactCallback(queue_xact_callback, NULL);
+		registered = true;
+	}
+	cdp_spi_connect();
+	for (i = 0; i < n; i += QUEUE_ROW)
+		enqueue_row(Min(QUEUE_ROW, n - i), ids + i, times + i, docs + i);
+	SPI_finish();
+	cdp_worker_wake_at_commit();
+}
+
+/*
+ * Stitches the events of the oldest queue row, if its id is at most upto
+ * (SPI connected, under the stitching lock), and deletes it; returns how
+ * many there were, -1 when there is no such row.  With max_events > 0,
+ * leaves the row if it would bring done past max_events (unless done is
+ * 0) and returns -2.
+ */
+static int64
+stitch_oldest(int64 upto, int64 done, int64 max_events)
+{
+	Oid			types[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(upto)};
+	Datum	   *ids;
+	Datum	   *times;
+	Datum	   *docs;
+	int			n,
+				nt,
+				nd,
+				i;
+	bool		isnull;
+	int64	   *event_ids;
+	TimestampTz *occurred;
+	Jsonb	  **identifiers;
+
+	if (cdp_spi_run_kept("SELECT queue_id, events FROM cdp.stitch_queue WHERE queue_id <= $1 "
+						 "ORDER BY queue_id LIMIT 1", 1, types, values, SPI_OK_SELECT) == 0)
+		return -1;
+	if (max_events > 0 && done > 0 && done + cdp_spi_int64(0, 2) > max_events)
+		return -2;
+	values[0] = Int64GetDatum(cdp_spi_int64(0, 1));
+	cdp_spi_run_kept("SELECT event_ids, occurred_at, identifiers FROM cdp.stitch_queue WHERE queue_id = $1",
+					 1, types, values, SPI_OK_SELECT);
+	deconstruct_array(DatumGetArrayTypeP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)),
+					  INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE, &ids, NULL, &n);
+	deconstruct_array(DatumGetArrayTypeP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull)),
+					  TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE, &times, NULL, &nt);
+	deconstruct_array(DatumGetArrayTypeP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull)),
+					  JSONBOID, -1, false, TYPALIGN_INT, &docs, NULL, &nd);
+	if (nt != n || nd != n)
+		elog(ERROR, "cdp.stitch_queue row " INT64_FORMAT " is inconsistent", DatumGetInt64(values[0]));
+	event_ids = palloc(sizeof(int64) * (n > 0 ? n : 1));
+	occurred = palloc(sizeof(TimestampTz) * (n > 0 ? n : 1));
+	identifiers = palloc(sizeof(Jsonb *) * (n > 0 ? n : 1));
+	for (i = 0; i < n; i++)
+	{
+		event_ids[i] = DatumGetInt64(ids[i]);
+		occurred[i] = DatumGetTimestampTz(times[i]);
+		identifiers[i] = DatumGetJsonbP(docs[i]);
+	}
+	cdp_stitch_events(n, event_ids, occurred, identifiers);
+	cdp_spi_run_kept("DELETE FROM cdp.stitch_queue WHERE queue_id = $1",
+					 1, types, values, SPI_OK_DELETE);
+	return n;
+}
+
+/* Whether a queue row up to upto is visible (SPI connected). */
+static bool
+queued(int64 upto)
+{
+	Oid			types[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(upto)};
+
+	return cdp_spi_run_kept("SELECT FROM cdp.stitch_queue WHERE queue_id <= $1 LIMIT 1",
+							1, types, values, SPI_OK_SELECT) > 0;
+}
+
+/*
+ * Takes the stitching lock, unless this transaction holds the profile
+ * store's lock: every wait for both locks is for the stitching lock first,
+ * so that two transactions never wait for each other (cdp.profile, which
+ * takes the store's lock when it is free, stitches its session's loads
+ * before).  Returns whether it is held.
+ */
+static bool
+stitch_lock(void)
+{
+	if (cdp_profile_store_lock_held())
+		return false;
+	cdp_store_lock();
+	return true;
+}
+
+/*
+ * Stitches queued events, oldest queue row first, up to the row upto
+ * (0: every row), whole rows until they hold max_events (0: no limit); SPI
+ * connected.  Takes the stitching lock only if something is queued.
+ * Returns the events stitched; *more tells whether some remain.
+ */
+int64
+cdp_stitch_queue_run(int64 upto, int64 max_events, bool *more)
+{
+	int64		done = 0;
+	MemoryContext cxt;
+	MemoryContext old;
+
+	if (upto <= 0)
+		upto = PG_INT64_MAX;
+	*more = false;
+	if (!cdp_store_installed() || !queued(upto))
+		return 0;
+	if (!stitch_lock())
+	{
+		*more = true;
+		return 0;
+	}
+	cxt = AllocSetContextCreate(CurrentMemoryContext, "cdp stitch queue", ALLOCSET_DEFAULT_SIZES);
+	old = MemoryContextSwitchTo(cxt);
+	for (;;)
+	{
+		int64		n = stitch_oldest(upto, done, max_events);
+
+		if (n < 0)
+		{
+			*more = n == -2;
+			break;
+		}
+		done += n;
+		MemoryContextReset(cxt);
+	}
+	MemoryContextSwitchTo(old);
+	MemoryContextDelete(cxt);
+	return done;
+}
+
+/*
+ * cdp.stitch_queued(own_only): stitches every queued event, or with
+ * own_only those up to the last queue row this session wrote (nothing to
+ * do, and no query, when it wrote none); returns how many.
+ */
+Datum
+cdp_stitch_queued(PG_FUNCTION_ARGS)
+{
+	bool		own_only = PG_GETARG_BOOL(0);
+	int64		upto = Max(xact_last_row, session_last_row);
+	int64		done;
+	bool		more;
+
+	if (own_only && upto == 0)
+		PG_RETURN_INT64(0);
+	cdp_spi_connect();
+	done = cdp_stitch_queue_run(own_only ? upto : 0, 0, &more);
+	SPI_finish();
+	if (own_only && !more && xact_last_row == 0)
+		session_last_row = 0;	/* all of this session's rows are stitched */
+	PG_RETURN_INT64(done);
+}
