@@ -26,13 +26,15 @@ extern void cdp_worker_register(void);
 extern void cdp_worker_wake_at_commit(void);
 extern bool cdp_worker_serves_here(void);
 extern bool cdp_worker_is_me(void);
+extern int64 cdp_worker_errors(void);
+extern void cdp_worker_want_stitching(void);
 
 /* What happens to an event whose type is not in cdp.event_types. */
 #define CDP_UNKNOWN_TYPES_ACCEPT		0
 #define CDP_UNKNOWN_TYPES_WARN			1
 #define CDP_UNKNOWN_TYPES_QUARANTINE	2
 
-/* Checked SPI helpers and array arguments (spi.c). */
+/* Checked SPI helpers, array arguments, advisory locks held (spi.c). */
 extern void cdp_spi_connect(void);
 extern uint64 cdp_spi_exec(const char *sql, int nargs, const Oid *types, Datum *values,
 						   const char *nulls, int expect);
@@ -45,5 +47,6 @@ extern struct PortalData *cdp_spi_cursor(const char *sql, int nargs, const Oid *
 extern int64 cdp_spi_int64(uint64 r, int col);
 extern Datum cdp_int64_array(const int64 *v, int n, Oid type);
 extern Datum cdp_text_array(char **v, int n);
+extern bool cdp_advisory_lock_held(int32 key1, int32 key2);
 
 #endif							/* CDP_H */

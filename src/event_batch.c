@@ -158,6 +158,12 @@ batch_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 	list_end_level(&to_claim, level, event == SUBXACT_EVENT_COMMIT_SUB);
 	list_end_level(&duplicates, level, event == SUBXACT_EVENT_COMMIT_SUB);
 	list_end_level(&to_stitch, level, event == SUBXACT_EVENT_COMMIT_SUB);
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+	{
+		/* a statement that failed never reached its end: the next starts afresh */
+		statement_rows = 0;
+		deferring = false;
+	}
 	if (loader_rows[0] + loader_rows[1] > 0 && loader_level >= level)
 	{
 		if (event == SUBXACT_EVENT_ABORT_SUB)
@@ -299,6 +305,7 @@ stitch_rows(void)
 	else
 	{
 		stitched = true;
+		cdp_stitch_queue_strays();
 		cdp_stitch_events(n, ids, times, docs);
 	}
 	list_forget(&to_stitch);

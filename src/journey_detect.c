@@ -714,7 +714,7 @@ cdp_detect_journey_breaks(PG_FUNCTION_ARGS)
 	cdp_spi_connect();
 	/* bulk loads' events first (in the worker, its stitching units do it) */
 	if (!cdp_worker_is_me())
-		(void) cdp_stitch_queue_run(0, 0, &more);
+		(void) cdp_stitch_queue_settle(0, &more);
 	DirectFunctionCall2(pg_advisory_xact_lock_int4, Int32GetDatum(JOURNEY_LOCK_KEY1),
 						Int32GetDatum(JOURNEY_LOCK_KEY2));
 

@@ -18,9 +18,12 @@
  * no batch at or below a visible one can still commit later.
  *
  * Locking: the store's own transaction-level advisory lock, so two runs
- * never interleave; it never takes the stitching lock.  A load, which holds
- * the stitching lock, only tries the store's (cdp_store_after_stitching),
- * so the two are never waited for in both orders.
+ * never interleave.  A load, which holds the stitching lock, only tries the
+ * store's (cdp_store_after_stitching); cdp.sync makes sure the stitch
+ * queue is stitched (waiting for the worker, or under the stitching lock)
+ * before it takes the store's, and the queue never waits for the stitching
+ * lock while this transaction holds the store's (stitch_queue.c): so the
+ * two are never waited for in both orders.
  */
 #include "cdp.h"
 #include "profile_store.h"
@@ -33,7 +36,6 @@
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
-#include "storage/lock.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "catalog/namespace.h"
@@ -265,10 +267,7 @@ store_lock(void)
 bool
 cdp_profile_store_lock_held(void)
 {
-	LOCKTAG		tag;
-
-	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) STORE_LOCK_KEY1, (uint32) STORE_LOCK_KEY2, 2);
-	return LockHeldByMe(&tag, ExclusiveLock);
+	return cdp_advisory_lock_held(STORE_LOCK_KEY1, STORE_LOCK_KEY2);
 }
 
 /* The last visible batch (SPI connected). */
@@ -471,7 +470,7 @@ cdp_sync(PG_FUNCTION_ARGS)
 		elog(ERROR, "cdp.sync must return a row");
 	cdp_spi_connect();
 	/* bulk loads' events first: what the session committed is in the store */
-	(void) cdp_stitch_queue_run(0, 0, &more);
+	(void) cdp_stitch_queue_settle(0, &more);
 	r = cdp_store_sync_locked(PG_ARGISNULL(0) ? 0 : PG_GETARG_INT64(0));
 	SPI_finish();
 	v[0] = Int64GetDatum(r.batches);

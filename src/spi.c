@@ -2,13 +2,16 @@
  * spi.c
  *	  The checked SPI helpers that the glue shares: connect, run a statement
  *	  with arguments and check its result code, and build the array
- *	  arguments that set-based statements take.
+ *	  arguments that set-based statements take; and whether this
+ *	  transaction holds one of cdp's advisory locks.
  */
 #include "cdp.h"
 
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "miscadmin.h"
 #include "portability/instr_time.h"
+#include "storage/lock.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 
@@ -172,4 +175,14 @@ cdp_text_array(char **v, int n)
 		d[i] = v[i] ? CStringGetTextDatum(v[i]) : (Datum) 0;
 	}
 	return PointerGetDatum(construct_md_array(d, nulls, 1, dims, lbs, TEXTOID, -1, false, TYPALIGN_INT));
+}
+
+/* Whether this transaction holds the advisory lock (key1, key2) exclusively. */
+bool
+cdp_advisory_lock_held(int32 key1, int32 key2)
+{
+	LOCKTAG		tag;
+
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) key1, (uint32) key2, 2);
+	return LockHeldByMe(&tag, ExclusiveLock);
 }

@@ -20,15 +20,26 @@
  * (stitch.c) and deletes the rows in the same transaction, so each event
  * is stitched exactly once whatever stops it, and cdp.track waits for the
  * lock at most one short unit.  Functions whose answer depends on the
- * identity graph (cdp.sync and so cdp.profile, cdp.detect_journey_breaks,
- * cdp.refresh_scores, cdp.rebuild_identities) first stitch what is queued
- * (cdp.stitch_queued), so a session never gets an answer older than what
- * it committed.
+ * identity graph (cdp.sync, cdp.detect_journey_breaks, cdp.refresh_scores,
+ * cdp.validate_clv, cdp.rebuild_identities; cdp.profile for the session's
+ * own loads) first make sure that what is queued is stitched, so a session
+ * never gets an answer older than what it committed: while the worker
+ * serves, they wait for it (asking it to stitch without pause), since
+ * stitching themselves would hold the stitching lock until their own
+ * transaction ends; without it, or when it cannot help (see
+ * worker_can_stitch), they stitch in their own transaction.  A statement
+ * that stitches its own events while no worker serves first stitches what
+ * was left queued, so nothing stays queued when the worker is turned off.
+ * Stitching order: queue rows oldest first, each in event id order; a load
+ * that commits after later ones is stitched after them, which may differ
+ * from cdp.rebuild_identities (event id order) only where a profile
+ * reaches a max_per_profile of cdp.identity_rules.
  *
  * This module owns the writes to cdp.stitch_queue.
  */
 #include "identity.h"
 #include "identity_store.h"
+#include "journey.h"
 #include "profile_store.h"
 #include "stitch_queue.h"
 
@@ -37,11 +48,12 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
-#include "storage/lock.h"
+#include "pgstat.h"
+#include "storage/latch.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
-#include "utils/memutils.h"
+#include "utils/timestamp.h"
 
 PG_FUNCTION_INFO_V1(cdp_stitch_queued);
 
@@ -55,16 +67,41 @@ PG_FUNCTION_INFO_V1(cdp_stitch_queued);
 static int64 xact_last_row = 0;
 static int64 session_last_row = 0;
 
+/*
+ * Queue rows up to this one were stitched in the open transaction (by a
+ * cdp.stitch_queued(true)): at commit, the session has none left if its
+ * last row is among them (not before: a rollback undoes the stitching).
+ */
+static int64 xact_settled_upto = 0;
+
+/* A session waiting for the worker gives up if the queue does not move for this long. */
+#define WAIT_STALL_MS 30000
+
 /* Keeps the transaction's last row for the session when it commits. */
 static void
 queue_xact_callback(XactEvent event, void *arg)
 {
 	if (event == XACT_EVENT_COMMIT && xact_last_row > session_last_row)
 		session_last_row = xact_last_row;
+	if (event == XACT_EVENT_COMMIT && xact_settled_upto >= session_last_row)
+		session_last_row = 0;
 	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
 		event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT ||
 		event == XACT_EVENT_PREPARE)
-		xact_last_row = 0;
+		xact_last_row = xact_settled_upto = 0;
+}
+
+/* Registers queue_xact_callback once. */
+static void
+queue_setup(void)
+{
+	static bool registered = false;
+
+	if (!registered)
+	{
+		RegisterXactCallback(queue_xact_callback, NULL);
+		registered = true;
+	}
 }
 
 /* Queues one row: n events, ids ascending, with their times and identifiers. */
@@ -97,14 +134,9 @@ enqueue_row(int n, const int64 *ids, const TimestampTz *times, Jsonb *const *doc
 void
 cdp_stitch_enqueue(int n, const int64 *ids, const TimestampTz *times, Jsonb *const *docs)
 {
-	static bool registered = false;
 	int			i;
 
-	if (!registered)
-	{
-		RegisterXactCallback(queue_xact_callback, NULL);
-		registered = true;
-	}
+	queue_setup();
 	cdp_spi_connect();
 	for (i = 0; i < n; i += QUEUE_ROW)
 		enqueue_row(Min(QUEUE_ROW, n - i), ids + i, times + i, docs + i);
@@ -114,10 +146,11 @@ cdp_stitch_enqueue(int n, const int64 *ids, const TimestampTz *times, Jsonb *con
 
 /*
  * Stitches the events of the oldest queue row, if its id is at most upto
- * (SPI connected, under the stitching lock), and deletes it; returns how
- * many there were, -1 when there is no such row.  With max_events > 0,
- * leaves the row if it would bring done past max_events (unless done is
- * 0) and returns -2.
+ * (under the stitching lock), and deletes it; returns how many there were,
+ * -1 when there is no such row.  With max_events > 0, leaves the row if it
+ * would bring done past max_events (unless done is 0) and returns -2.  Runs
+ * in an SPI connection of its own, whose memory (the row's arrays, what
+ * stitching allocates) goes when it returns.
  */
 static int64
 stitch_oldest(int64 upto, int64 done, int64 max_events)
@@ -136,11 +169,18 @@ stitch_oldest(int64 upto, int64 done, int64 max_events)
 	TimestampTz *occurred;
 	Jsonb	  **identifiers;
 
+	cdp_spi_connect();
 	if (cdp_spi_run_kept("SELECT queue_id, events FROM cdp.stitch_queue WHERE queue_id <= $1 "
 						 "ORDER BY queue_id LIMIT 1", 1, types, values, SPI_OK_SELECT) == 0)
+	{
+		SPI_finish();
 		return -1;
+	}
 	if (max_events > 0 && done > 0 && done + cdp_spi_int64(0, 2) > max_events)
+	{
+		SPI_finish();
 		return -2;
+	}
 	values[0] = Int64GetDatum(cdp_spi_int64(0, 1));
 	cdp_spi_run_kept("SELECT event_ids, occurred_at, identifiers FROM cdp.stitch_queue WHERE queue_id = $1",
 					 1, types, values, SPI_OK_SELECT);
@@ -164,18 +204,43 @@ stitch_oldest(int64 upto, int64 done, int64 max_events)
 	cdp_stitch_events(n, event_ids, occurred, identifiers);
 	cdp_spi_run_kept("DELETE FROM cdp.stitch_queue WHERE queue_id = $1",
 					 1, types, values, SPI_OK_DELETE);
+	SPI_finish();
 	return n;
 }
 
-/* Whether a queue row up to upto is visible (SPI connected). */
-static bool
-queued(int64 upto)
+/*
+ * The newest queue row up to upto, and the events of the rows up to it
+ * (SPI connected); 0 when none is visible.
+ */
+static int64
+last_queued(int64 upto, int64 *events)
 {
 	Oid			types[1] = {INT8OID};
 	Datum		values[1] = {Int64GetDatum(upto)};
 
-	return cdp_spi_run_kept("SELECT FROM cdp.stitch_queue WHERE queue_id <= $1 LIMIT 1",
-							1, types, values, SPI_OK_SELECT) > 0;
+	cdp_spi_run_kept("SELECT coalesce(pg_catalog.max(queue_id), 0), coalesce(pg_catalog.sum(events), 0)::bigint "
+					 "FROM cdp.stitch_queue WHERE queue_id <= $1", 1, types, values, SPI_OK_SELECT);
+	*events = cdp_spi_int64(0, 2);
+	return cdp_spi_int64(0, 1);
+}
+
+/* The oldest queue row up to upto, 0 when none is visible (SPI connected). */
+static int64
+oldest_queued(int64 upto)
+{
+	Oid			types[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(upto)};
+
+	cdp_spi_run_kept("SELECT coalesce(pg_catalog.min(queue_id), 0) FROM cdp.stitch_queue WHERE queue_id <= $1",
+					 1, types, values, SPI_OK_SELECT);
+	return cdp_spi_int64(0, 1);
+}
+
+/* Whether the worker has a unit to run for the queue (SPI connected). */
+bool
+cdp_stitch_queue_pending(void)
+{
+	return cdp_store_installed() && oldest_queued(PG_INT64_MAX) > 0;
 }
 
 /*
@@ -204,21 +269,17 @@ int64
 cdp_stitch_queue_run(int64 upto, int64 max_events, bool *more)
 {
 	int64		done = 0;
-	MemoryContext cxt;
-	MemoryContext old;
 
 	if (upto <= 0)
 		upto = PG_INT64_MAX;
 	*more = false;
-	if (!cdp_store_installed() || !queued(upto))
+	if (!cdp_store_installed() || oldest_queued(upto) == 0)
 		return 0;
 	if (!stitch_lock())
 	{
 		*more = true;
 		return 0;
 	}
-	cxt = AllocSetContextCreate(CurrentMemoryContext, "cdp stitch queue", ALLOCSET_DEFAULT_SIZES);
-	old = MemoryContextSwitchTo(cxt);
 	for (;;)
 	{
 		int64		n = stitch_oldest(upto, done, max_events);
@@ -229,32 +290,131 @@ cdp_stitch_queue_run(int64 upto, int64 max_events, bool *more)
 			break;
 		}
 		done += n;
-		MemoryContextReset(cxt);
+		CHECK_FOR_INTERRUPTS();
 	}
-	MemoryContextSwitchTo(old);
-	MemoryContextDelete(cxt);
 	return done;
 }
 
 /*
- * cdp.stitch_queued(own_only): stitches every queued event, or with
- * own_only those up to the last queue row this session wrote (nothing to
- * do, and no query, when it wrote none); returns how many.
+ * Before a statement stitches its own events while no worker serves the
+ * database: stitches first what loads queued while one did (it has been
+ * disabled or stopped since), so that nothing stays queued for good.
+ */
+void
+cdp_stitch_queue_strays(void)
+{
+	bool		more;
+
+	if (cdp_worker_serves_here() || !cdp_store_installed())
+		return;
+	cdp_spi_connect();
+	(void) cdp_stitch_queue_run(0, 0, &more);
+	SPI_finish();
+}
+
+/*
+ * Whether the worker can stitch the queue for this transaction: it serves
+ * the database, this is not the worker, the transaction queued no rows of
+ * its own (invisible to the worker), holds none of the locks the worker's
+ * units take (it would wait for this transaction, which waits for it), and
+ * takes a new snapshot for each statement (else it would never see the
+ * worker's progress).
+ */
+static bool
+worker_can_stitch(void)
+{
+	return cdp_worker_serves_here() && !cdp_worker_is_me() && xact_last_row == 0 &&
+		!IsolationUsesXactSnapshot() &&
+		!cdp_advisory_lock_held(STITCH_LOCK_KEY1, STITCH_LOCK_KEY2) &&
+		!cdp_advisory_lock_held(JOURNEY_LOCK_KEY1, JOURNEY_LOCK_KEY2) &&
+		!cdp_profile_store_lock_held();
+}
+
+/*
+ * Waits until the worker has stitched the queue rows up to last, asking it
+ * to keep stitching; false when it stops serving, fails, or the queue does
+ * not move for WAIT_STALL_MS (SPI connected).
+ */
+static bool
+wait_for_worker(int64 last)
+{
+	int64		errors = cdp_worker_errors();
+	int64		oldest = 0;
+	TimestampTz moved = GetCurrentTimestamp();
+
+	pgstat_report_wait_start(PG_WAIT_EXTENSION);
+	for (;;)
+	{
+		int64		now_oldest = oldest_queued(last);
+
+		if (now_oldest == 0)
+			break;
+		if (now_oldest != oldest)
+		{
+			oldest = now_oldest;
+			moved = GetCurrentTimestamp();
+		}
+		else if (TimestampDifferenceExceeds(moved, GetCurrentTimestamp(), WAIT_STALL_MS))
+			break;
+		if (!cdp_worker_serves_here() || cdp_worker_errors() != errors)
+			break;
+		cdp_worker_want_stitching();
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 10, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+	pgstat_report_wait_end();
+	return oldest_queued(last) == 0;
+}
+
+/*
+ * Makes sure that the queue rows visible now, up to upto (0: all), are
+ * stitched before the caller reads the identity graph (SPI connected).
+ * While the worker serves the database it waits for the worker, whose
+ * units are short, rather than holding the stitching lock until its own
+ * transaction ends (cdp.track would wait for that); else, or when the
+ * worker cannot or does not (worker_can_stitch, wait_for_worker), it
+ * stitches them itself.  Returns the events of those rows; sets *more when
+ * some could not be stitched (this transaction holds the store's lock).
+ */
+int64
+cdp_stitch_queue_settle(int64 upto, bool *more)
+{
+	int64		events;
+	int64		last;
+
+	*more = false;
+	if (!cdp_store_installed())
+		return 0;
+	last = last_queued(upto > 0 ? upto : PG_INT64_MAX, &events);
+	if (last == 0)
+		return 0;
+	if (!worker_can_stitch() || !wait_for_worker(last))
+		(void) cdp_stitch_queue_run(last, 0, more);
+	return events;
+}
+
+/*
+ * cdp.stitch_queued(own_only): makes sure every queued event is stitched,
+ * or with own_only those up to the last queue row this session wrote
+ * (nothing to do, and no query, when it wrote none); returns how many
+ * were queued.
  */
 Datum
 cdp_stitch_queued(PG_FUNCTION_ARGS)
 {
 	bool		own_only = PG_GETARG_BOOL(0);
 	int64		upto = Max(xact_last_row, session_last_row);
-	int64		done;
+	int64		events;
 	bool		more;
 
 	if (own_only && upto == 0)
 		PG_RETURN_INT64(0);
+	queue_setup();
 	cdp_spi_connect();
-	done = cdp_stitch_queue_run(own_only ? upto : 0, 0, &more);
+	events = cdp_stitch_queue_settle(own_only ? upto : 0, &more);
 	SPI_finish();
-	if (own_only && !more && xact_last_row == 0)
-		session_last_row = 0;	/* all of this session's rows are stitched */
-	PG_RETURN_INT64(done);
+	if (own_only && !more)
+		xact_settled_upto = Max(xact_settled_upto, upto);
+	PG_RETURN_INT64(events);
 }

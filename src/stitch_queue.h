@@ -24,4 +24,16 @@ extern void cdp_stitch_enqueue(int n, const int64 *ids, const TimestampTz *times
  */
 extern int64 cdp_stitch_queue_run(int64 upto, int64 max_events, bool *more);
 
+/*
+ * Makes sure the queue rows visible now, up to upto (0: all), are
+ * stitched: waits for the worker, or stitches them (SPI connected).
+ */
+extern int64 cdp_stitch_queue_settle(int64 upto, bool *more);
+
+/* Stitches what is queued when no worker serves the database. */
+extern void cdp_stitch_queue_strays(void);
+
+/* Whether queue rows are visible (SPI connected). */
+extern bool cdp_stitch_queue_pending(void);
+
 #endif							/* CDP_STITCH_QUEUE_H */

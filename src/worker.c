@@ -55,6 +55,7 @@
 #include "tcop/tcopprot.h"
 #include "commands/dbcommands.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
@@ -76,6 +77,8 @@ typedef struct WorkerShared
 	int64		units;			/* units of work done since the server started */
 	int64		events;			/* stitched events those units took in */
 	int64		stitched;		/* events of bulk loads they stitched */
+	double		stitch_ms;		/* time those stitching units took */
+	TimestampTz stitch_wanted_at;	/* a session waits for the queue (wait_for_worker) */
 	TimestampTz last_unit_at;	/* when the last one committed */
 	double		last_unit_ms;
 	int64		errors;
@@ -100,10 +103,14 @@ int			cdp_worker_stitch_batch = 5000;
 /* This process is the worker. */
 static bool am_worker = false;
 
+/* The next round summarizes new events first (at start: a backlog, maybe). */
+static bool prepare_due = true;
+
 /* The units of work, each in a transaction of its own. */
 typedef enum Unit
 {
 	UNIT_STITCH,				/* bulk loads' events (stitch_queue.c) */
+	UNIT_PREPARE,				/* BRIN summaries and statistics of new events */
 	UNIT_STORE,					/* the profile store folds in new batches */
 	UNIT_JOURNEYS				/* incremental journey detection */
 } Unit;
@@ -209,6 +216,55 @@ cdp_worker_serves_here(void)
 	return serves;
 }
 
+/*
+ * Errors the worker has had since the server started: a session waiting
+ * for it to stitch the queue stops waiting when this moves.
+ */
+int64
+cdp_worker_errors(void)
+{
+	int64		errors;
+
+	if (shared == NULL)
+		return 0;
+	SpinLockAcquire(&shared->mutex);
+	errors = shared->errors;
+	SpinLockRelease(&shared->mutex);
+	return errors;
+}
+
+/*
+ * A session waits for the worker to stitch the queue: its stitching units
+ * go on back to back, past STITCH_SLICE_MS, while sessions keep asking.
+ */
+void
+cdp_worker_want_stitching(void)
+{
+	int			procno = -1;
+
+	if (shared == NULL)
+		return;
+	SpinLockAcquire(&shared->mutex);
+	shared->stitch_wanted_at = GetCurrentTimestamp();
+	if (shared->pid != 0 && shared->database == MyDatabaseId)
+		procno = shared->procno;
+	SpinLockRelease(&shared->mutex);
+	if (procno >= 0)
+		SetLatch(&ProcGlobal->allProcs[procno].procLatch);
+}
+
+/* Whether a session has asked for stitching in the last 100 ms. */
+static bool
+stitching_wanted(void)
+{
+	TimestampTz at;
+
+	SpinLockAcquire(&shared->mutex);
+	at = shared->stitch_wanted_at;
+	SpinLockRelease(&shared->mutex);
+	return !TimestampDifferenceExceeds(at, GetCurrentTimestamp(), 100);
+}
+
 /* Whether this process is the worker (it leaves the queue to its units). */
 bool
 cdp_worker_is_me(void)
@@ -241,7 +297,9 @@ extension_installed(void)
 }
 
 /*
- * Before the units that read new events by their ids: summarizes the page
+ * In a unit of its own, after the worker has stitched bulk loads or left
+ * a backlog in the store (not every round: it locks every partition),
+ * before the units that read new events by their ids: summarizes the page
  * ranges that loads have filled since the last time in the BRIN indexes on
  * event_id (of every partition of cdp.events, and of cdp.event_anchors),
  * and analyzes those tables when their statistics are missing or stale
@@ -278,7 +336,6 @@ store_unit(bool *more)
 	if (!cdp_store_installed())
 		return 0;				/* a 0.1.0 schema, not updated yet */
 	set_state("updating the profile store");
-	prepare_reads();
 	r = cdp_store_sync_locked(cdp_worker_batch_size);
 	*more = r.pending > 0;
 	return r.events;
@@ -291,6 +348,9 @@ store_unit(bool *more)
 static int64
 stitch_unit(bool *more)
 {
+	*more = false;
+	if (!cdp_stitch_queue_pending())
+		return 0;
 	set_state("stitching bulk loads");
 	return cdp_stitch_queue_run(0, cdp_worker_stitch_batch, more);
 }
@@ -348,6 +408,11 @@ run_unit(Unit unit, bool *more)
 			stitched = stitch_unit(more);
 		else if (installed && unit == UNIT_STORE)
 			events = store_unit(more);
+		else if (installed && unit == UNIT_PREPARE)
+		{
+			set_state("summarizing new events");
+			prepare_reads();
+		}
 		else if (installed)
 			journey_unit();
 		SPI_finish();
@@ -393,10 +458,14 @@ run_unit(Unit unit, bool *more)
 	shared->units++;
 	shared->events += events;
 	shared->stitched += stitched;
+	if (unit == UNIT_STITCH)
+		shared->stitch_ms += ms;
 	shared->last_unit_at = now;
 	shared->last_unit_ms = ms;
 	strlcpy(shared->state, "waiting for new events", STATE_LEN);
 	SpinLockRelease(&shared->mutex);
+	if (stitched > 0)
+		prepare_due = true;		/* new pages to summarize before the store reads them */
 	return true;
 }
 
@@ -406,6 +475,7 @@ worker_exit(int code, Datum arg)
 {
 	SpinLockAcquire(&shared->mutex);
 	shared->pid = 0;
+	shared->database = InvalidOid;
 	if (strncmp(shared->state, "connecting", 10) != 0 && strncmp(shared->state, "restarting", 10) != 0)
 		strlcpy(shared->state, "stopped", STATE_LEN);
 	SpinLockRelease(&shared->mutex);
@@ -414,7 +484,9 @@ worker_exit(int code, Datum arg)
 /*
  * One round of work: stitching units back to back while the queue has rows
  * (for at most STITCH_SLICE_MS, so that the store and journeys follow a
- * backlog closely), then the store's unit, then the journeys'.  Returns
+ * backlog closely, unless sessions wait for the queue), then, after
+ * stitching or a backlog, the unit that summarizes new events, then the
+ * store's unit, then the journeys'.  Returns
  * whether work remains (the next round then starts at once).
  */
 static bool
@@ -434,8 +506,11 @@ run_work(void)
 		INSTR_TIME_SET_CURRENT(now);
 		INSTR_TIME_SUBTRACT(now, start);
 		CHECK_FOR_INTERRUPTS();
-	} while (stitch_more && INSTR_TIME_GET_MILLISEC(now) < STITCH_SLICE_MS);
+	} while (stitch_more && (INSTR_TIME_GET_MILLISEC(now) < STITCH_SLICE_MS || stitching_wanted()));
+	if (prepare_due)
+		(void) run_unit(UNIT_PREPARE, &ignored);
 	(void) run_unit(UNIT_STORE, &store_more);
+	prepare_due = store_more;	/* a backlog: the next round reads new pages */
 	(void) run_unit(UNIT_JOURNEYS, &ignored);
 	return stitch_more || store_more;
 }
@@ -463,6 +538,8 @@ cdp_worker_main(Datum arg)
 
 	database = pstrdup(cdp_worker_database);
 	BackgroundWorkerInitializeConnection(database, NULL, 0);
+	/* each statement sees what committed before it (the queue, new batches) */
+	SetConfigOption("default_transaction_isolation", "read committed", PGC_SUSET, PGC_S_OVERRIDE);
 	SpinLockAcquire(&shared->mutex);
 	shared->database = MyDatabaseId;
 	SpinLockRelease(&shared->mutex);
@@ -496,8 +573,8 @@ Datum
 cdp_worker_state(PG_FUNCTION_ARGS)
 {
 	TupleDesc	desc;
-	Datum		values[13];
-	bool		nulls[13] = {false};
+	Datum		values[14];
+	bool		nulls[14] = {false};
 	char	   *dbname;
 	WorkerShared copy;
 
@@ -522,17 +599,18 @@ cdp_worker_state(PG_FUNCTION_ARGS)
 	values[4] = Int64GetDatum(copy.units);
 	values[5] = Int64GetDatum(copy.events);
 	values[6] = Int64GetDatum(copy.stitched);
-	values[7] = TimestampTzGetDatum(copy.last_unit_at);
-	nulls[7] = copy.last_unit_at == 0;
-	values[8] = Float8GetDatum(copy.last_unit_ms);
-	nulls[8] = copy.units == 0;
-	values[9] = Int64GetDatum(copy.errors);
-	values[10] = CStringGetTextDatum(copy.last_error);
-	nulls[10] = copy.errors == 0;
-	values[11] = TimestampTzGetDatum(copy.last_error_at);
+	values[7] = Float8GetDatum(copy.stitch_ms / 1000.0);
+	values[8] = TimestampTzGetDatum(copy.last_unit_at);
+	nulls[8] = copy.last_unit_at == 0;
+	values[9] = Float8GetDatum(copy.last_unit_ms);
+	nulls[9] = copy.units == 0;
+	values[10] = Int64GetDatum(copy.errors);
+	values[11] = CStringGetTextDatum(copy.last_error);
 	nulls[11] = copy.errors == 0;
+	values[12] = TimestampTzGetDatum(copy.last_error_at);
+	nulls[12] = copy.errors == 0;
 	dbname = OidIsValid(copy.database) ? get_database_name(copy.database) : NULL;
-	values[12] = dbname ? CStringGetTextDatum(dbname) : (Datum) 0;
-	nulls[12] = dbname == NULL;
+	values[13] = dbname ? CStringGetTextDatum(dbname) : (Datum) 0;
+	nulls[13] = dbname == NULL;
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls)));
 }

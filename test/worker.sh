@@ -16,8 +16,11 @@
 #    is open return at once and read their own writes; a load that commits
 #    after a later one is not skipped; the partition equals a rebuild's;
 #    cdp.profile and cdp.detect_journey_breaks stitch what the session
-#    queued first; with cdp.stitch_defer_rows = 0, or the worker off, a
-#    load stitches its own events;
+#    queued first; cdp.stitch_queued waits for the worker rather than
+#    keep the stitching lock; a failed large statement in a subtransaction
+#    does not make the next small one deferred; with
+#    cdp.stitch_defer_rows = 0, or the worker off, a load stitches its own
+#    events, and what was left queued when it was switched off first;
 #  - a failing unit is recorded (errors, last error) and the worker comes
 #    back by itself once the cause is gone;
 #  - with cdp loaded on demand (a cluster without the preload) there is no
@@ -123,7 +126,6 @@ kill_during() {
 set_setting() {
 	cdp_psql -d "$db" -c "ALTER SYSTEM SET $1 = $2" -c "SELECT pg_reload_conf()" >/dev/null
 }
-set_setting cdp.worker_stitch_batch 1000	# more, shorter units: one is seen
 kill_during "stitching bulk loads"
 cdp_check "killed (kill -9) while it stitches a bulk load, it comes back and stitches each event once" \
 	wait_for 60 "$store_counts"
@@ -137,12 +139,11 @@ wait || true
 cdp_as_server env ${CDP_SERVER_ENV:-} "$PGBIN/pg_ctl" -D "$CDP_CLUSTER_DIR/data" -l "$CDP_CLUSTER_DIR/server.log" -w -s start
 cdp_check "after an immediate shutdown during a load, the store counts each committed event once" \
 	wait_for 60 "$store_counts"
-set_setting cdp.worker_stitch_batch 5000
 
 # Bulk loads are stitched by the worker after they commit; cdp.track and
 # small loads do not wait for them.  Files of 20,000 events (more than
 # cdp.stitch_defer_rows).
-for f in a b c d; do
+for f in a b c d e; do
 	contrib/demo/cdp-demo-gen --events 20000 --seed "$(printf '%d' "'$f")" --start "$(date -u -d '-20 days' +%F)" --days 20 \
 		--events-out "$CDP_CLUSTER_DIR/bulk-$f.csv" 2>/dev/null
 	chmod 644 "$CDP_CLUSTER_DIR/bulk-$f.csv"
@@ -186,9 +187,33 @@ cdp_expect "so does cdp.detect_journey_breaks" "$db" \
 	"BEGIN; $(bulk d); SELECT (SELECT count(*) FROM cdp.stitch_queue) > 0; SELECT FROM cdp.detect_journey_breaks();
 	 SELECT NOT EXISTS (SELECT FROM cdp.stitch_queue), cdp.resolve('cookie', '$(cookie_of d)') IS NOT NULL; ROLLBACK" "t
 t|t"
+# a session that needs the queue stitched waits for the worker instead of
+# stitching it itself, which would hold the stitching lock (and make
+# cdp.track wait) until its transaction ends; here the worker is held up by
+# a transaction that holds that lock for 3 s
+cdp_psql -d "$db" -c "BEGIN" -c "SELECT cdp.track(now(), 'web', 'page_view', '{\"cookie\": \"w-holder\"}')" \
+	-c "SELECT pg_sleep(3)" -c "COMMIT" >/dev/null &
+holder=$!
+sleep 0.5
+cdp_psql -d "$db" -c "$(bulk d)" >/dev/null
+cdp_expect "cdp.stitch_queued waits for the worker and leaves its transaction without the stitching lock" "$db" \
+	"BEGIN; SELECT cdp.stitch_queued() > 0; SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'
+	 AND pid = pg_backend_pid() AND objid = $((0x6964)) AND objsubid = 2;
+	 SELECT NOT EXISTS (SELECT FROM cdp.stitch_queue), cdp.resolve('cookie', '$(cookie_of d)') IS NOT NULL; COMMIT" "t
+0
+t|t"
+wait "$holder"
+# a statement that failed inside a subtransaction leaves no count behind:
+# a small INSERT after it still stitches its own row
+cdp_expect "after a large INSERT fails in a subtransaction, a small one reads its own writes" "$db" \
+	"BEGIN; DO \$\$ BEGIN INSERT INTO cdp.events (occurred_at, channel, type, identifiers)
+	 SELECT now(), 'web', 'page_view', jsonb_build_object('cookie', 'w-sub-' || g / (15000 - g)) FROM generate_series(1, 20000) g;
+	 EXCEPTION WHEN division_by_zero THEN NULL; END \$\$;
+	 INSERT INTO cdp.events (occurred_at, channel, type, identifiers) VALUES (now(), 'web', 'page_view', '{\"cookie\": \"w-sub\"}');
+	 SELECT cdp.resolve('cookie', 'w-sub') IS NOT NULL; ROLLBACK" t
 cdp_expect "with cdp.stitch_defer_rows = 0 a bulk load stitches its own events" "$db" \
-	"SET cdp.stitch_defer_rows = 0; BEGIN; $(bulk d); SELECT NOT EXISTS (SELECT FROM cdp.stitch_queue),
-	 cdp.resolve('cookie', '$(cookie_of d)') IS NOT NULL; ROLLBACK" "t|t"
+	"SET cdp.stitch_defer_rows = 0; BEGIN; $(bulk e); SELECT NOT EXISTS (SELECT FROM cdp.stitch_queue),
+	 cdp.resolve('cookie', '$(cookie_of e)') IS NOT NULL; ROLLBACK" "t|t"
 
 set_enabled off
 cdp_check "switched off, it waits" \
@@ -199,7 +224,23 @@ before=$(cdp_psql -d "$db" -At -c "$breaks")
 cdp_psql -d "$db" -c "SELECT cdp.detect_journey_breaks(now(), rebuild => true)" >/dev/null
 cdp_expect "what it found is what a rebuild by hand finds" "$db" "$breaks" "$before"
 cdp_expect "switched off, a bulk load stitches its own events" "$db" \
-	"BEGIN; $(bulk d); SELECT NOT EXISTS (SELECT FROM cdp.stitch_queue), cdp.resolve('cookie', '$(cookie_of d)') IS NOT NULL; ROLLBACK" "t|t"
+	"BEGIN; $(bulk e); SELECT NOT EXISTS (SELECT FROM cdp.stitch_queue), cdp.resolve('cookie', '$(cookie_of e)') IS NOT NULL; ROLLBACK" "t|t"
+set_enabled on
+
+# a load queued while the worker served, committed after it was switched
+# off: the next statement that stitches takes the queue first
+wait_for 10 "SELECT state = 'waiting for new events' FROM cdp.worker_status" || true
+cdp_psql -d "$db" -c "BEGIN" -c "$(bulk e)" -c "SELECT pg_sleep(4)" -c "COMMIT" >/dev/null &
+loader=$!
+sleep 2
+set_enabled off
+wait_for 10 "SELECT state = 'waiting: cdp.worker_enabled is off' FROM cdp.worker_status" || true
+wait "$loader"
+cdp_expect "a load left queued when the worker is switched off is stitched by the next cdp.track" "$db" \
+	"SELECT count(*) > 0 FROM cdp.stitch_queue; SELECT cdp.track(now(), 'web', 'page_view', '{\"cookie\": \"w-stray\"}') > 0;
+	 SELECT NOT EXISTS (SELECT FROM cdp.stitch_queue), cdp.resolve('cookie', '$(cookie_of e)') IS NOT NULL" "t
+t
+t|t"
 set_enabled on
 
 # a failing unit: recorded, and the worker comes back once the cause is gone

@@ -16,7 +16,7 @@ CREATE TABLE cdp.stitch_queue (
 	events      integer       NOT NULL CHECK (events > 0),
 	queued_at   timestamptz   NOT NULL DEFAULT now()
 );
-COMMENT ON TABLE cdp.stitch_queue IS 'Events of bulk loads waiting to be stitched by the background worker (or by cdp.stitch_queued, which cdp.sync, cdp.profile, cdp.detect_journey_breaks, cdp.refresh_scores and cdp.rebuild_identities call first); a row commits with its events';
+COMMENT ON TABLE cdp.stitch_queue IS 'Events of bulk loads waiting to be stitched by the background worker; a row commits with its events. cdp.sync, cdp.profile, cdp.detect_journey_breaks, cdp.refresh_scores, cdp.validate_clv and cdp.rebuild_identities make sure it is stitched first (cdp.stitch_queued)';
 COMMENT ON COLUMN cdp.stitch_queue.queue_id IS 'Queue order: the worker takes the oldest row first';
 COMMENT ON COLUMN cdp.stitch_queue.event_ids IS 'The ids of events stored by the load, ascending (at most 5,000 per row)';
 COMMENT ON COLUMN cdp.stitch_queue.occurred_at IS 'Their occurred_at, in the same order';
@@ -29,18 +29,18 @@ SELECT pg_catalog.pg_extension_config_dump('cdp.stitch_queue_queue_id_seq', '');
 
 CREATE FUNCTION cdp.stitch_queued(own_only boolean DEFAULT false) RETURNS bigint
 	AS 'MODULE_PATHNAME', 'cdp_stitch_queued' LANGUAGE C VOLATILE STRICT;
-COMMENT ON FUNCTION cdp.stitch_queued(boolean) IS 'Stitches, in the calling transaction, the events that bulk loads left queued for the background worker (waits for a worker unit in progress): all of them, or with own_only those queued up to the last load of this session (what cdp.profile does); returns how many';
+COMMENT ON FUNCTION cdp.stitch_queued(boolean) IS 'Makes sure the events that bulk loads left queued for the background worker are stitched: all of them, or with own_only those queued up to the last load of this session (what cdp.profile does). While the worker serves the database, waits for it; else (or if this transaction queued rows itself, holds a lock the worker needs, or runs under REPEATABLE READ) stitches them in the calling transaction. Returns how many were queued';
 
 CREATE FUNCTION cdp.worker_state(OUT running boolean, OUT pid integer, OUT state text,
 	OUT enabled boolean, OUT units bigint, OUT events bigint, OUT stitched bigint,
-	OUT last_unit_at timestamptz, OUT last_unit_ms double precision, OUT errors bigint,
+	OUT stitch_seconds double precision, OUT last_unit_at timestamptz, OUT last_unit_ms double precision, OUT errors bigint,
 	OUT last_error text, OUT last_error_at timestamptz, OUT database text)
 	AS 'MODULE_PATHNAME', 'cdp_worker_state' LANGUAGE C VOLATILE STRICT;
 COMMENT ON FUNCTION cdp.worker_state() IS 'The background worker''s state in shared memory (cdp.worker_status adds its lag)';
 
 CREATE VIEW cdp.worker_status AS
 SELECT w.running, w.pid, w.database, w.state, w.enabled, w.units, w.events, w.stitched,
-       w.last_unit_at, w.last_unit_ms, lag.events + queue.events AS lag_events,
+       w.stitch_seconds, w.last_unit_at, w.last_unit_ms, lag.events + queue.events AS lag_events,
        extract(epoch FROM now() - LEAST(lag.oldest, queue.oldest))::double precision AS lag_seconds,
        queue.events AS queued_events, w.errors, w.last_error, w.last_error_at
 FROM cdp.worker_state() w
@@ -63,6 +63,7 @@ COMMENT ON COLUMN cdp.worker_status.enabled IS 'cdp.worker_enabled';
 COMMENT ON COLUMN cdp.worker_status.units IS 'Units of work done since the server started (each a transaction: bulk-load events stitched, the profile store folding in new batches, or journey detection at now())';
 COMMENT ON COLUMN cdp.worker_status.events IS 'Stitched events those units folded into the profile store';
 COMMENT ON COLUMN cdp.worker_status.stitched IS 'Events of bulk loads those units stitched (cdp.stitch_queue)';
+COMMENT ON COLUMN cdp.worker_status.stitch_seconds IS 'Time those stitching units took, in seconds (stitched / stitch_seconds: its stitching rate)';
 COMMENT ON COLUMN cdp.worker_status.last_unit_at IS 'When the last unit committed';
 COMMENT ON COLUMN cdp.worker_status.last_unit_ms IS 'How long it took, in milliseconds';
 COMMENT ON COLUMN cdp.worker_status.lag_events IS 'Events not yet stitched (queued_events) or not yet taken into the profile store or the journeys (NULL in a database the worker does not work in)';

@@ -1,0 +1,203 @@
+#!/usr/bin/env bash
+# Real time: ingest that never waits, stitching throughput, and freshness
+# under load, with the background worker, on a cluster loaded with demo
+# events (default 1,000,000), each beside its reference in the same run:
+#  - ingest: a COPY of LOAD demo events (default 1,000,000) while one
+#    client tracks an event every 10 ms (cdp.track, each its own
+#    transaction): the track latency before, during and after the COPY
+#    (p50, p99, max), the COPY's time against plain COPY of the same file
+#    into a table without cdp, and the time until the worker has stitched
+#    it and taken it into the profile store; then the same with the worker
+#    off, as before this release (the load stitches in its own transaction
+#    and holds the stitching lock until it commits);
+#  - stitching throughput, in events the worker stitches a second
+#    (cdp.worker_status: stitched / stitch_seconds), on the demo load and on
+#    a thin one (1 M events interleaved in time, 300,000 cookies, an e-mail
+#    of 200,000 on every fifth event), with each COPY against plain COPY;
+#  - freshness: 4 clients tracking 2,000 events a second for SECONDS
+#    (default 60) with pgbench; the delay from each event's commit to its
+#    effect in the profile store (p50, p95, max, from a poll every 50 ms of
+#    the store's last batch) and the worker's lag, every 10 s.
+#
+#   bash test/bench/realtime.sh [EVENTS [LOAD [SECONDS]]]
+set -euo pipefail
+. "$(dirname "$0")/../lib.sh"
+cd "$CDP_ROOT"
+
+events=${1:-1000000}
+load=${2:-1000000}
+seconds=${3:-60}
+port=${CDP_BENCH_PORT:-54336}
+
+cdp_bench_start bench-realtime "$port"
+dir=$CDP_CLUSTER_DIR
+gen() { contrib/demo/cdp-demo-gen --events "$1" --seed "$2" --start 2025-01-01 --days 365 --events-out "$dir/$3" 2>/dev/null; }
+gen "$events" 42 base.csv
+gen "$load" 43 load.csv
+gen "$load" 44 load2.csv
+chmod 644 "$dir"/*.csv
+count() { cdp_psql -At -c "$1"; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+now_s() { date +%s.%N; }
+since() { awk -v a="$1" -v b="$(now_s)" 'BEGIN { printf "%.2f", b - a }'; }
+copy_into() { echo "COPY $1 ($cdp_event_cols) FROM '$dir/$2' WITH (FORMAT csv, HEADER true)"; }
+set_worker() {
+	cdp_psql -c "ALTER SYSTEM SET cdp.worker_enabled = $1" -c "SELECT pg_reload_conf()" >/dev/null
+	local want="waiting for new events"
+	[ "$1" = on ] || want="waiting: cdp.worker_enabled is off"
+	until [ "$(count "SELECT state = '$want' FROM cdp.worker_status")" = t ]; do sleep 0.2; done
+}
+# Waits until nothing is queued, stitched but not in the store, or not
+# yet through journey detection.
+drained() {
+	until [ "$(count "SELECT lag_events = 0 FROM cdp.worker_status")" = t ]; do sleep 0.05; done
+}
+plain_copy() {
+	cdp_psql -c "SET client_min_messages = warning" -c "DROP TABLE IF EXISTS plain_events" -c "CREATE TABLE plain_events (occurred_at timestamptz, channel text,
+		type text, identifiers jsonb, properties jsonb, amount numeric, source text)" >/dev/null
+	cdp_timed -c "$(copy_into plain_events "$1")"
+}
+
+cdp_psql -c "SET client_min_messages = warning" -c "$(copy_into cdp.events base.csv)" \
+	-c "VACUUM ANALYZE" -c "SELECT cdp.detect_journey_breaks('2026-01-01')" -c "SELECT cdp.sync()" >/dev/null
+set_worker on
+drained
+base=$(count "SELECT count(*) FROM cdp.events")
+
+# The tracking client: an event every 10 ms, each its own transaction, its
+# start and latency (commit included) recorded, until bench_phase says stop.
+cdp_psql -c "CREATE TABLE bench_phase (phase text)" -c "INSERT INTO bench_phase VALUES ('run')" \
+	-c "CREATE TABLE bench_track (started timestamptz, ms double precision)" >/dev/null
+tracker() {
+	cdp_psql <<'SQL' >/dev/null
+SET client_min_messages = warning;
+DO $$
+DECLARE
+	t0 timestamptz;
+	ph text;
+	i int := 0;
+BEGIN
+	LOOP
+		SELECT phase INTO ph FROM bench_phase;
+		EXIT WHEN ph = 'stop';
+		i := i + 1;
+		t0 := clock_timestamp();
+		PERFORM cdp.track(now(), 'web', 'page_view', jsonb_build_object('cookie', 'rt-' || pg_backend_pid() || '-' || i));
+		COMMIT;
+		INSERT INTO bench_track VALUES (t0, extract(epoch FROM clock_timestamp() - t0) * 1000);
+		COMMIT;
+		PERFORM pg_sleep(0.01);
+	END LOOP;
+END
+$$;
+SQL
+}
+phase() { cdp_psql -c "UPDATE bench_phase SET phase = '$1'" >/dev/null; }
+# The latency of the calls started from $1 to $2 (times of the server).
+latency() {
+	count "SELECT format('p50 %s ms, p99 %s ms, max %s ms (%s calls)',
+	       round(percentile_cont(0.5) WITHIN GROUP (ORDER BY ms)::numeric, 1),
+	       round(percentile_cont(0.99) WITHIN GROUP (ORDER BY ms)::numeric, 1), round(max(ms)::numeric, 1), count(*))
+	       FROM bench_track WHERE started >= '$1' AND started < '$2'"
+}
+stamp() { count "SELECT clock_timestamp()"; }
+
+# One load while the tracker runs: prints the COPY's seconds, with the
+# worker the seconds until it has taken it in (stitched, stored, journeys),
+# and the server's times at the tracker's start, the COPY's start and end,
+# and the end of the worker's work.
+load_tracked() {
+	local file=$1 tag=$2 t0 t_copy s0 s1 s2 s3
+	tracker &
+	local tr=$!
+	s0=$(stamp)
+	sleep 2
+	s1=$(stamp)
+	t0=$(now_s)
+	cdp_psql -c "SET client_min_messages = warning" -c "$(copy_into cdp.events "$file")" >/dev/null
+	t_copy=$(since "$t0")
+	s2=$(stamp)
+	if [ "$tag" = worker ]; then drained; fi
+	s3=$(stamp)
+	echo "$t_copy $(since "$t0") ${s0// /T} ${s1// /T} ${s2// /T} ${s3// /T}"
+	sleep 1
+	phase stop
+	wait "$tr"
+	phase run
+}
+
+echo "== ingest: a COPY of $load demo events onto $base, while a client tracks an event every 10 ms"
+t_plain=$(plain_copy load.csv)
+read -r t_copy t_done s0 s1 s2 s3 < <(load_tracked load.csv worker)
+echo "plain COPY into a table without cdp: ${t_plain} s"
+echo "with the worker: COPY ${t_copy} s (ratio plain/COPY $(ratio "$t_plain" "$t_copy")); stitched, in the store and through journeys ${t_done} s after its start (ratio plain/that $(ratio "$t_plain" "$t_done"))"
+echo "cdp.track before the COPY: $(latency "$s0" "$s1")"
+echo "cdp.track during the COPY: $(latency "$s1" "$s2")"
+echo "cdp.track after it, while the worker stitches it: $(latency "$s2" "$s3")"
+set_worker off
+t_plain2=$(plain_copy load2.csv)
+read -r t_copy2 _ s0 s1 s2 s3 < <(load_tracked load2.csv inline)
+cdp_psql -c "SELECT cdp.sync()" >/dev/null
+echo "without the worker (the load stitches in its own transaction): plain COPY ${t_plain2} s, COPY ${t_copy2} s (ratio $(ratio "$t_plain2" "$t_copy2"))"
+echo "cdp.track during that COPY: $(latency "$s1" "$s2")"
+
+echo "== stitching throughput of the worker (events stitched a second)"
+set_worker on
+stitch_rate() {
+	local file=$1 what=$2 s0 n0 s1 n1 t_plain t_copy t0
+	read -r n0 s0 < <(count "SELECT stitched, stitch_seconds FROM cdp.worker_status" | tr '|' ' ')
+	t_plain=$(plain_copy "$file")
+	t0=$(now_s)
+	t_copy=$(cdp_timed -c "$(copy_into cdp.events "$file")")
+	drained
+	local t_done
+	t_done=$(since "$t0")
+	read -r n1 s1 < <(count "SELECT stitched, stitch_seconds FROM cdp.worker_status" | tr '|' ' ')
+	echo "$what: $((n1 - n0)) events stitched in $(awk -v a="$s0" -v b="$s1" 'BEGIN { printf "%.2f", b - a }') s of stitching units: $(awk -v n="$((n1 - n0))" -v a="$s0" -v b="$s1" 'BEGIN { printf "%.0f", n / (b - a) }') events/s; COPY ${t_copy} s against plain COPY ${t_plain} s (ratio $(ratio "$t_plain" "$t_copy")); all taken in after ${t_done} s"
+}
+gen "$load" 45 demo3.csv
+chmod 644 "$dir/demo3.csv"
+stitch_rate demo3.csv "demo load"
+cdp_psql -c "COPY (SELECT timestamptz '2025-06-01' + g * interval '80 ms' AS occurred_at, 'web' AS channel,
+	       CASE WHEN g % 7 = 0 THEN 'product_view' ELSE 'page_view' END AS type,
+	       CASE WHEN g % 5 = 0 THEN jsonb_build_object('cookie', 'tc-' || (g::bigint * 7919) % 300000, 'email', 'thin' || (g::bigint * 104729) % 200000 || '@example.org')
+	            ELSE jsonb_build_object('cookie', 'tc-' || (g::bigint * 7919) % 300000) END AS identifiers,
+	       jsonb_build_object('product_id', 'P' || g % 500, 'category', 'c' || g % 20) AS properties, NULL AS amount, 'web-sdk' AS source
+	FROM generate_series(1, 1000000) g) TO '$dir/thin.csv' WITH (FORMAT csv, HEADER true)" >/dev/null
+stitch_rate thin.csv "thin load (1 M events, 300,000 cookies, an e-mail on every fifth)"
+
+echo "== freshness: 4 clients tracking 2000 events a second for $seconds s"
+cat >"$dir/track.sql" <<'SQL'
+\set c random(1, 300000)
+SELECT cdp.track(now(), 'web', 'page_view', jsonb_build_object('cookie', 'fr-' || :c));
+SQL
+cdp_psql -c "CREATE TABLE bench_poll (at timestamptz, last_batch bigint, lag_events bigint, lag_seconds double precision)" >/dev/null
+first_batch=$(count "SELECT coalesce(max(batch_id), 0) FROM cdp.stitch_batches")
+cdp_psql <<'SQL' >/dev/null &
+SET client_min_messages = warning;
+DO $$
+BEGIN
+	LOOP
+		INSERT INTO bench_poll SELECT clock_timestamp(), (SELECT last_batch_id FROM cdp.profile_store_progress), w.lag_events, w.lag_seconds
+		FROM cdp.worker_status w;
+		COMMIT;
+		EXIT WHEN (SELECT phase FROM bench_phase) = 'stop';
+		PERFORM pg_sleep(0.05);
+	END LOOP;
+END
+$$;
+SQL
+poller=$!
+"$PGBIN/pgbench" -n -c 4 -j 2 -R 2000 -T "$seconds" -f "$dir/track.sql" 2>&1 | grep -E "^(number of transactions actually|latency average|latency stddev|rate limit schedule lag|tps)" | sed 's/^/pgbench: /'
+sleep 3
+phase stop
+wait "$poller"
+count "WITH b AS (SELECT batch_id, stitched_at FROM cdp.stitch_batches WHERE batch_id > $first_batch),
+	d AS (SELECT extract(epoch FROM (SELECT min(p.at) FROM bench_poll p WHERE p.last_batch >= b.batch_id) - b.stitched_at) * 1000 AS ms FROM b)
+	SELECT format('commit to the profile store: p50 %s ms, p95 %s ms, max %s ms over %s transactions (poll every 50 ms)',
+	       round(percentile_cont(0.5) WITHIN GROUP (ORDER BY ms)::numeric), round(percentile_cont(0.95) WITHIN GROUP (ORDER BY ms)::numeric),
+	       round(max(ms)::numeric), count(ms)) FROM d"
+echo "the worker's lag, every 10 s (largest in each window):"
+count "SELECT format('  %s s: %s events, %s s', w * 10, max(lag_events), round(max(lag_seconds)::numeric, 2))
+	FROM (SELECT floor(extract(epoch FROM at - min(at) OVER ()) / 10)::int AS w, lag_events, lag_seconds FROM bench_poll) x
+	GROUP BY w ORDER BY w"
