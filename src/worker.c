@@ -100,10 +100,25 @@ int			cdp_worker_stitch_batch = 5000;
 /* Stitching units run back to back for at most this long before the store's. */
 #define STITCH_SLICE_MS 250
 
+/*
+ * The store's unit runs whenever the worker is woken, the journeys' (whose
+ * fixed cost is larger) at most this often: a steady stream of small
+ * commits reaches the store within one short unit, and the journeys within
+ * this time; journeys_wait_ms says when a skipped journeys' unit is due.
+ */
+#define JOURNEYS_EVERY_MS 500
+static instr_time last_journeys;
+static long journeys_wait_ms = -1;
+
 /* This process is the worker. */
 static bool am_worker = false;
 
-/* The next round summarizes new events first (at start: a backlog, maybe). */
+/*
+ * The next round summarizes new events first: at start (there may be a
+ * backlog), after stitching bulk loads, and after a store unit that took a
+ * full cdp.worker_batch_size (a backlog); not after the units of a steady
+ * stream of small transactions.
+ */
 static bool prepare_due = true;
 
 /* The units of work, each in a transaction of its own. */
@@ -464,8 +479,8 @@ run_unit(Unit unit, bool *more)
 	shared->last_unit_ms = ms;
 	strlcpy(shared->state, "waiting for new events", STATE_LEN);
 	SpinLockRelease(&shared->mutex);
-	if (stitched > 0)
-		prepare_due = true;		/* new pages to summarize before the store reads them */
+	if (stitched > 0 || events >= cdp_worker_batch_size)
+		prepare_due = true;		/* a bulk load: new pages to summarize before the store reads them */
 	return true;
 }
 
@@ -486,7 +501,8 @@ worker_exit(int code, Datum arg)
  * (for at most STITCH_SLICE_MS, so that the store and journeys follow a
  * backlog closely, unless sessions wait for the queue), then, after
  * stitching or a backlog, the unit that summarizes new events, then the
- * store's unit, then the journeys'.  Returns
+ * store's unit, then the journeys' (unless they ran less than
+ * JOURNEYS_EVERY_MS ago: journeys_wait_ms then says when).  Returns
  * whether work remains (the next round then starts at once).
  */
 static bool
@@ -508,10 +524,22 @@ run_work(void)
 		CHECK_FOR_INTERRUPTS();
 	} while (stitch_more && (INSTR_TIME_GET_MILLISEC(now) < STITCH_SLICE_MS || stitching_wanted()));
 	if (prepare_due)
+	{
+		prepare_due = false;
 		(void) run_unit(UNIT_PREPARE, &ignored);
+	}
 	(void) run_unit(UNIT_STORE, &store_more);
-	prepare_due = store_more;	/* a backlog: the next round reads new pages */
+	INSTR_TIME_SET_CURRENT(now);
+	INSTR_TIME_SUBTRACT(now, last_journeys);
+	journeys_wait_ms = -1;
+	if (INSTR_TIME_GET_MILLISEC(now) < JOURNEYS_EVERY_MS)
+	{
+		/* the store first, while new events keep coming; journeys soon */
+		journeys_wait_ms = JOURNEYS_EVERY_MS - (long) INSTR_TIME_GET_MILLISEC(now) + 1;
+		return stitch_more || store_more;
+	}
 	(void) run_unit(UNIT_JOURNEYS, &ignored);
+	INSTR_TIME_SET_CURRENT(last_journeys);
 	return stitch_more || store_more;
 }
 
@@ -563,7 +591,8 @@ cdp_worker_main(Datum arg)
 			continue;
 		pgstat_report_activity(STATE_IDLE, NULL);
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 cdp_worker_naptime, PG_WAIT_EXTENSION);
+						 journeys_wait_ms >= 0 && journeys_wait_ms < cdp_worker_naptime ?
+						 journeys_wait_ms : cdp_worker_naptime, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 	}
 }

@@ -258,6 +258,10 @@ BEGIN
 				      HINT = 'Pass the start of the retention period, such as now() - interval ''13 months''; list what would go with dry_run => true, or pass force => true to drop them anyway.';
 		END IF;
 	END IF;
+	IF NOT dry_run THEN
+		-- bulk loads' queued events are anchored before their partitions go
+		PERFORM cdp.stitch_queued();
+	END IF;
 	FOR p IN SELECT ep.partition::text AS name, ep.range_from, ep.range_to, ep.estimated_rows
 	         FROM cdp.event_partitions ep
 	         WHERE NOT ep.is_default AND ep.range_to <= older_than ORDER BY ep.range_from
@@ -1334,6 +1338,10 @@ CREATE TABLE cdp.stitch_queue (
 	events      integer       NOT NULL CHECK (events > 0),
 	queued_at   timestamptz   NOT NULL DEFAULT now()
 );
+-- stored uncompressed: compressing 5,000 identifiers per row costs a
+-- load more than writing them (the rows are deleted once stitched)
+ALTER TABLE cdp.stitch_queue ALTER event_ids SET STORAGE EXTERNAL,
+	ALTER occurred_at SET STORAGE EXTERNAL, ALTER identifiers SET STORAGE EXTERNAL;
 COMMENT ON TABLE cdp.stitch_queue IS 'Events of bulk loads waiting to be stitched by the background worker; a row commits with its events. cdp.sync, cdp.profile, cdp.detect_journey_breaks, cdp.refresh_scores, cdp.validate_clv and cdp.rebuild_identities make sure it is stitched first (cdp.stitch_queued)';
 COMMENT ON COLUMN cdp.stitch_queue.queue_id IS 'Queue order: the worker takes the oldest row first';
 COMMENT ON COLUMN cdp.stitch_queue.event_ids IS 'The ids of events stored by the load, ascending (at most 5,000 per row)';

@@ -130,6 +130,10 @@ BEGIN
 				      HINT = 'Pass the start of the retention period, such as now() - interval ''13 months''; list what would go with dry_run => true, or pass force => true to drop them anyway.';
 		END IF;
 	END IF;
+	IF NOT dry_run THEN
+		-- bulk loads' queued events are anchored before their partitions go
+		PERFORM cdp.stitch_queued();
+	END IF;
 	FOR p IN SELECT ep.partition::text AS name, ep.range_from, ep.range_to, ep.estimated_rows
 	         FROM cdp.event_partitions ep
 	         WHERE NOT ep.is_default AND ep.range_to <= older_than ORDER BY ep.range_from

@@ -16,6 +16,10 @@ CREATE TABLE cdp.stitch_queue (
 	events      integer       NOT NULL CHECK (events > 0),
 	queued_at   timestamptz   NOT NULL DEFAULT now()
 );
+-- stored uncompressed: compressing 5,000 identifiers per row costs a
+-- load more than writing them (the rows are deleted once stitched)
+ALTER TABLE cdp.stitch_queue ALTER event_ids SET STORAGE EXTERNAL,
+	ALTER occurred_at SET STORAGE EXTERNAL, ALTER identifiers SET STORAGE EXTERNAL;
 COMMENT ON TABLE cdp.stitch_queue IS 'Events of bulk loads waiting to be stitched by the background worker; a row commits with its events. cdp.sync, cdp.profile, cdp.detect_journey_breaks, cdp.refresh_scores, cdp.validate_clv and cdp.rebuild_identities make sure it is stitched first (cdp.stitch_queued)';
 COMMENT ON COLUMN cdp.stitch_queue.queue_id IS 'Queue order: the worker takes the oldest row first';
 COMMENT ON COLUMN cdp.stitch_queue.event_ids IS 'The ids of events stored by the load, ascending (at most 5,000 per row)';

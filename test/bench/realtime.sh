@@ -14,8 +14,10 @@
 #    (cdp.worker_status: stitched / stitch_seconds), on the demo load and on
 #    a thin one (1 M events interleaved in time, 300,000 cookies, an e-mail
 #    of 200,000 on every fifth event), with each COPY against plain COPY;
+#  - capacity: cdp.track from 4 clients as fast as they go, against plain
+#    INSERT of the same rows into a table without cdp;
 #  - freshness: 4 clients tracking 2,000 events a second for SECONDS
-#    (default 60) with pgbench; the delay from each event's commit to its
+#    (default 60) with pgbench, then 500 a second (below the capacity); the delay from each event's commit to its
 #    effect in the profile store (p50, p95, max, from a poll every 50 ms of
 #    the store's last batch) and the worker's lag, every 10 s.
 #
@@ -166,14 +168,29 @@ cdp_psql -c "COPY (SELECT timestamptz '2025-06-01' + g * interval '80 ms' AS occ
 	FROM generate_series(1, 1000000) g) TO '$dir/thin.csv' WITH (FORMAT csv, HEADER true)" >/dev/null
 stitch_rate thin.csv "thin load (1 M events, 300,000 cookies, an e-mail on every fifth)"
 
-echo "== freshness: 4 clients tracking 2000 events a second for $seconds s"
 cat >"$dir/track.sql" <<'SQL'
 \set c random(1, 300000)
 SELECT cdp.track(now(), 'web', 'page_view', jsonb_build_object('cookie', 'fr-' || :c));
 SQL
-cdp_psql -c "CREATE TABLE bench_poll (at timestamptz, last_batch bigint, lag_events bigint, lag_seconds double precision)" >/dev/null
-first_batch=$(count "SELECT coalesce(max(batch_id), 0) FROM cdp.stitch_batches")
-cdp_psql <<'SQL' >/dev/null &
+cat >"$dir/insert.sql" <<'SQL'
+\set c random(1, 300000)
+INSERT INTO plain_events (occurred_at, channel, type, identifiers) VALUES (now(), 'web', 'page_view', jsonb_build_object('cookie', 'fr-' || :c));
+SQL
+tps() { "$PGBIN/pgbench" -n -c 4 -j 2 -T 10 -f "$dir/$1" 2>&1 | sed -n 's/^tps = \([0-9.]*\) .*/\1/p'; }
+echo "== capacity: 4 clients as fast as they can for 10 s, one event per transaction"
+t_track=$(tps track.sql)
+t_insert=$(tps insert.sql)
+echo "cdp.track: $t_track events/s; plain INSERT into a table without cdp: $t_insert rows/s (ratio $(ratio "$t_track" "$t_insert"))"
+
+# Freshness at $1 events a second from 4 clients for $seconds s.
+freshness() {
+	local rate=$1 first_batch poller
+	echo "== freshness: 4 clients tracking $rate events a second for $seconds s"
+	cdp_psql -c "SET client_min_messages = warning" -c "DROP TABLE IF EXISTS bench_poll" -c "CREATE TABLE bench_poll (at timestamptz, last_batch bigint, lag_events bigint,
+		lag_seconds double precision)" >/dev/null
+	phase run
+	first_batch=$(count "SELECT coalesce(max(batch_id), 0) FROM cdp.stitch_batches")
+	cdp_psql <<'SQL' >/dev/null &
 SET client_min_messages = warning;
 DO $$
 BEGIN
@@ -187,17 +204,21 @@ BEGIN
 END
 $$;
 SQL
-poller=$!
-"$PGBIN/pgbench" -n -c 4 -j 2 -R 2000 -T "$seconds" -f "$dir/track.sql" 2>&1 | grep -E "^(number of transactions actually|latency average|latency stddev|rate limit schedule lag|tps)" | sed 's/^/pgbench: /'
-sleep 3
-phase stop
-wait "$poller"
-count "WITH b AS (SELECT batch_id, stitched_at FROM cdp.stitch_batches WHERE batch_id > $first_batch),
-	d AS (SELECT extract(epoch FROM (SELECT min(p.at) FROM bench_poll p WHERE p.last_batch >= b.batch_id) - b.stitched_at) * 1000 AS ms FROM b)
-	SELECT format('commit to the profile store: p50 %s ms, p95 %s ms, max %s ms over %s transactions (poll every 50 ms)',
-	       round(percentile_cont(0.5) WITHIN GROUP (ORDER BY ms)::numeric), round(percentile_cont(0.95) WITHIN GROUP (ORDER BY ms)::numeric),
-	       round(max(ms)::numeric), count(ms)) FROM d"
-echo "the worker's lag, every 10 s (largest in each window):"
-count "SELECT format('  %s s: %s events, %s s', w * 10, max(lag_events), round(max(lag_seconds)::numeric, 2))
-	FROM (SELECT floor(extract(epoch FROM at - min(at) OVER ()) / 10)::int AS w, lag_events, lag_seconds FROM bench_poll) x
-	GROUP BY w ORDER BY w"
+	poller=$!
+	"$PGBIN/pgbench" -n -c 4 -j 2 -R "$rate" -T "$seconds" -f "$dir/track.sql" 2>&1 |
+		grep -E "^(number of transactions actually|latency average|rate limit schedule lag|tps)" | sed 's/^/pgbench: /'
+	sleep 3
+	phase stop
+	wait "$poller"
+	count "WITH b AS (SELECT batch_id, stitched_at FROM cdp.stitch_batches WHERE batch_id > $first_batch),
+		d AS (SELECT extract(epoch FROM (SELECT min(p.at) FROM bench_poll p WHERE p.last_batch >= b.batch_id) - b.stitched_at) * 1000 AS ms FROM b)
+		SELECT format('commit to the profile store: p50 %s ms, p95 %s ms, max %s ms over %s transactions (poll every 50 ms)',
+		       round(percentile_cont(0.5) WITHIN GROUP (ORDER BY ms)::numeric), round(percentile_cont(0.95) WITHIN GROUP (ORDER BY ms)::numeric),
+		       round(max(ms)::numeric), count(ms)) FROM d"
+	echo "the worker's lag, every 10 s (largest in each window):"
+	count "SELECT format('  %s s: %s events, %s s', w * 10, max(lag_events), round(max(lag_seconds)::numeric, 2))
+		FROM (SELECT floor(extract(epoch FROM at - min(at) OVER ()) / 10)::int AS w, lag_events, lag_seconds FROM bench_poll) x
+		GROUP BY w ORDER BY w"
+}
+freshness 2000
+freshness 500
