@@ -6,14 +6,15 @@
 #    client tracks an event every 10 ms (cdp.track, each its own
 #    transaction): the track latency before, during and after the COPY
 #    (p50, p99, max), the COPY's time against plain COPY of the same file
-#    into a table without cdp, and the time until the worker has stitched
+#    into a table without cdp (during which the client makes a plain
+#    INSERT every 10 ms: the reference latency, commit included), and the time until the worker has stitched
 #    it and taken it into the profile store; then the same with the worker
 #    off, as before this release (the load stitches in its own transaction
 #    and holds the stitching lock until it commits);
 #  - stitching throughput, in events the worker stitches a second
-#    (cdp.worker_status: stitched / stitch_seconds), on the demo load and on
-#    a thin one (1 M events interleaved in time, 300,000 cookies, an e-mail
-#    of 200,000 on every fifth event), with each COPY against plain COPY;
+#    (cdp.worker_status: stitched / stitch_seconds), on that demo load and
+#    on a thin one (1 M events interleaved in time, 300,000 cookies, an
+#    e-mail of 200,000 on every fifth event), its COPY against plain COPY;
 #  - capacity: cdp.track from 4 clients as fast as they go, against plain
 #    INSERT of the same rows into a table without cdp;
 #  - freshness: 4 clients tracking 2,000 events a second for SECONDS
@@ -49,10 +50,20 @@ set_worker() {
 	[ "$1" = on ] || want="waiting: cdp.worker_enabled is off"
 	until [ "$(count "SELECT state = '$want' FROM cdp.worker_status")" = t ]; do sleep 0.2; done
 }
-# Waits until nothing is queued, stitched but not in the store, or not
-# yet through journey detection.
+# Waits until nothing committed so far is queued, and the store and the
+# journeys have taken in every batch stitched by then (a client that keeps
+# tracking does not hold it up).
 drained() {
-	until [ "$(count "SELECT lag_events = 0 FROM cdp.worker_status")" = t ]; do sleep 0.05; done
+	until [ "$(count "SELECT NOT EXISTS (SELECT FROM cdp.stitch_queue)")" = t ]; do sleep 0.05; done
+	local target
+	target=$(count "SELECT coalesce(max(batch_id), 0) FROM cdp.stitch_batches")
+	until [ "$(count "SELECT (SELECT last_batch_id FROM cdp.profile_store_progress) >= $target
+	                     AND (SELECT last_batch_id FROM cdp.journey_progress) >= $target")" = t ]; do sleep 0.05; done
+}
+# The worker's stitched events and stitching seconds, and the rate between two such.
+stitch_counts() { count "SELECT stitched, stitch_seconds FROM cdp.worker_status" | tr '|' ' '; }
+stitch_rate() {
+	echo "$(($3 - $1)) events stitched in $(awk -v a="$2" -v b="$4" 'BEGIN { printf "%.2f", b - a }') s of stitching units: $(awk -v n="$(($3 - $1))" -v a="$2" -v b="$4" 'BEGIN { printf "%.0f", n / (b - a) }') events/s"
 }
 plain_copy() {
 	cdp_psql -c "SET client_min_messages = warning" -c "DROP TABLE IF EXISTS plain_events" -c "CREATE TABLE plain_events (occurred_at timestamptz, channel text,
@@ -69,9 +80,11 @@ base=$(count "SELECT count(*) FROM cdp.events")
 # The tracking client: an event every 10 ms, each its own transaction, its
 # start and latency (commit included) recorded, until bench_phase says stop.
 cdp_psql -c "CREATE TABLE bench_phase (phase text)" -c "INSERT INTO bench_phase VALUES ('run')" \
-	-c "CREATE TABLE bench_track (started timestamptz, ms double precision)" >/dev/null
+	-c "CREATE TABLE bench_track (started timestamptz, ms double precision)" \
+	-c "CREATE TABLE plain_track (occurred_at timestamptz, channel text, type text, identifiers jsonb)" >/dev/null
+# With bench.mode = plain, a plain INSERT into a table without cdp instead.
 tracker() {
-	cdp_psql <<'SQL' >/dev/null
+	PGOPTIONS="-c bench.mode=${1:-cdp}" cdp_psql <<'SQL' >/dev/null
 SET client_min_messages = warning;
 DO $$
 DECLARE
@@ -84,7 +97,11 @@ BEGIN
 		EXIT WHEN ph = 'stop';
 		i := i + 1;
 		t0 := clock_timestamp();
-		PERFORM cdp.track(now(), 'web', 'page_view', jsonb_build_object('cookie', 'rt-' || pg_backend_pid() || '-' || i));
+		IF current_setting('bench.mode') = 'plain' THEN
+			INSERT INTO plain_track VALUES (now(), 'web', 'page_view', jsonb_build_object('cookie', 'rt-' || pg_backend_pid() || '-' || i));
+		ELSE
+			PERFORM cdp.track(now(), 'web', 'page_view', jsonb_build_object('cookie', 'rt-' || pg_backend_pid() || '-' || i));
+		END IF;
 		COMMIT;
 		INSERT INTO bench_track VALUES (t0, extract(epoch FROM clock_timestamp() - t0) * 1000);
 		COMMIT;
@@ -128,11 +145,31 @@ load_tracked() {
 	phase run
 }
 
+# The plain-SQL reference: plain INSERTs every 10 ms during a plain COPY;
+# prints the COPY's seconds and the server's times at its start and end.
+plain_tracked() {
+	local s1 s2 t
+	tracker plain &
+	local tr=$!
+	sleep 1
+	s1=$(stamp)
+	t=$(plain_copy "$1")
+	s2=$(stamp)
+	sleep 0.5
+	phase stop
+	wait "$tr"
+	phase run
+	echo "$t ${s1// /T} ${s2// /T}"
+}
+
 echo "== ingest: a COPY of $load demo events onto $base, while a client tracks an event every 10 ms"
-t_plain=$(plain_copy load.csv)
+read -r t_plain p1 p2 < <(plain_tracked load.csv)
+read -r n0 x0 < <(stitch_counts)
 read -r t_copy t_done s0 s1 s2 s3 < <(load_tracked load.csv worker)
-echo "plain COPY into a table without cdp: ${t_plain} s"
+read -r n1 x1 < <(stitch_counts)
+echo "plain COPY into a table without cdp: ${t_plain} s; meanwhile a plain INSERT every 10 ms into another: $(latency "$p1" "$p2")"
 echo "with the worker: COPY ${t_copy} s (ratio plain/COPY $(ratio "$t_plain" "$t_copy")); stitched, in the store and through journeys ${t_done} s after its start (ratio plain/that $(ratio "$t_plain" "$t_done"))"
+echo "the worker's stitching of this demo load: $(stitch_rate "$n0" "$x0" "$n1" "$x1")"
 echo "cdp.track before the COPY: $(latency "$s0" "$s1")"
 echo "cdp.track during the COPY: $(latency "$s1" "$s2")"
 echo "cdp.track after it, while the worker stitches it: $(latency "$s2" "$s3")"
@@ -143,30 +180,23 @@ cdp_psql -c "SELECT cdp.sync()" >/dev/null
 echo "without the worker (the load stitches in its own transaction): plain COPY ${t_plain2} s, COPY ${t_copy2} s (ratio $(ratio "$t_plain2" "$t_copy2"))"
 echo "cdp.track during that COPY: $(latency "$s1" "$s2")"
 
-echo "== stitching throughput of the worker (events stitched a second)"
+echo "== a thin load, stitched by the worker"
 set_worker on
-stitch_rate() {
-	local file=$1 what=$2 s0 n0 s1 n1 t_plain t_copy t0
-	read -r n0 s0 < <(count "SELECT stitched, stitch_seconds FROM cdp.worker_status" | tr '|' ' ')
-	t_plain=$(plain_copy "$file")
-	t0=$(now_s)
-	t_copy=$(cdp_timed -c "$(copy_into cdp.events "$file")")
-	drained
-	local t_done
-	t_done=$(since "$t0")
-	read -r n1 s1 < <(count "SELECT stitched, stitch_seconds FROM cdp.worker_status" | tr '|' ' ')
-	echo "$what: $((n1 - n0)) events stitched in $(awk -v a="$s0" -v b="$s1" 'BEGIN { printf "%.2f", b - a }') s of stitching units: $(awk -v n="$((n1 - n0))" -v a="$s0" -v b="$s1" 'BEGIN { printf "%.0f", n / (b - a) }') events/s; COPY ${t_copy} s against plain COPY ${t_plain} s (ratio $(ratio "$t_plain" "$t_copy")); all taken in after ${t_done} s"
-}
-gen "$load" 45 demo3.csv
-chmod 644 "$dir/demo3.csv"
-stitch_rate demo3.csv "demo load"
 cdp_psql -c "COPY (SELECT timestamptz '2025-06-01' + g * interval '80 ms' AS occurred_at, 'web' AS channel,
 	       CASE WHEN g % 7 = 0 THEN 'product_view' ELSE 'page_view' END AS type,
 	       CASE WHEN g % 5 = 0 THEN jsonb_build_object('cookie', 'tc-' || (g::bigint * 7919) % 300000, 'email', 'thin' || (g::bigint * 104729) % 200000 || '@example.org')
 	            ELSE jsonb_build_object('cookie', 'tc-' || (g::bigint * 7919) % 300000) END AS identifiers,
 	       jsonb_build_object('product_id', 'P' || g % 500, 'category', 'c' || g % 20) AS properties, NULL AS amount, 'web-sdk' AS source
 	FROM generate_series(1, 1000000) g) TO '$dir/thin.csv' WITH (FORMAT csv, HEADER true)" >/dev/null
-stitch_rate thin.csv "thin load (1 M events, 300,000 cookies, an e-mail on every fifth)"
+t_plain=$(plain_copy thin.csv)
+read -r n0 x0 < <(stitch_counts)
+t0=$(now_s)
+t_copy=$(cdp_timed -c "$(copy_into cdp.events thin.csv)")
+drained
+t_done=$(since "$t0")
+read -r n1 x1 < <(stitch_counts)
+echo "thin load (1 M events interleaved in time, 300,000 cookies, an e-mail of 200,000 on every fifth): $(stitch_rate "$n0" "$x0" "$n1" "$x1");"
+echo "  COPY ${t_copy} s against plain COPY ${t_plain} s (ratio $(ratio "$t_plain" "$t_copy")); stitched, in the store and through journeys ${t_done} s after its start"
 
 cat >"$dir/track.sql" <<'SQL'
 \set c random(1, 300000)
