@@ -712,9 +712,7 @@ cdp_detect_journey_breaks(PG_FUNCTION_ARGS)
 		elog(ERROR, "return type must be a row type");
 	as_of = detect_args(fcinfo, &full);
 	cdp_spi_connect();
-	/* bulk loads' events first (in the worker, its stitching units do it) */
-	if (!cdp_worker_is_me())
-		(void) cdp_stitch_queue_settle(0, &more);
+	(void) cdp_stitch_queue_settle(0, &more);	/* bulk loads' events first */
 	DirectFunctionCall2(pg_advisory_xact_lock_int4, Int32GetDatum(JOURNEY_LOCK_KEY1),
 						Int32GetDatum(JOURNEY_LOCK_KEY2));
 

@@ -262,8 +262,9 @@ stitch_lock(void)
 /*
  * Stitches queued events, oldest queue row first, up to the row upto
  * (0: every row), whole rows until they hold max_events (0: no limit); SPI
- * connected.  Takes the stitching lock only if something is queued.
- * Returns the events stitched; *more tells whether some remain.
+ * connected.  Takes the stitching lock: callers that must not take it for
+ * nothing know that rows are queued (cdp_stitch_queue_pending).  Returns
+ * the events stitched; *more tells whether some remain.
  */
 int64
 cdp_stitch_queue_run(int64 upto, int64 max_events, bool *more)
@@ -273,7 +274,7 @@ cdp_stitch_queue_run(int64 upto, int64 max_events, bool *more)
 	if (upto <= 0)
 		upto = PG_INT64_MAX;
 	*more = false;
-	if (!cdp_store_installed() || oldest_queued(upto) == 0)
+	if (!cdp_store_installed())
 		return 0;
 	if (!stitch_lock())
 	{
@@ -305,16 +306,17 @@ cdp_stitch_queue_strays(void)
 {
 	bool		more;
 
-	if (cdp_worker_serves_here() || !cdp_store_installed())
+	if (cdp_worker_serves_here())
 		return;
 	cdp_spi_connect();
-	(void) cdp_stitch_queue_run(0, 0, &more);
+	if (cdp_stitch_queue_pending())
+		(void) cdp_stitch_queue_run(0, 0, &more);
 	SPI_finish();
 }
 
 /*
  * Whether the worker can stitch the queue for this transaction: it serves
- * the database, this is not the worker, the transaction queued no rows of
+ * the database, the transaction queued no rows of
  * its own (invisible to the worker), holds none of the locks the worker's
  * units take (it would wait for this transaction, which waits for it), and
  * takes a new snapshot for each statement (else it would never see the
@@ -323,7 +325,7 @@ cdp_stitch_queue_strays(void)
 static bool
 worker_can_stitch(void)
 {
-	return cdp_worker_serves_here() && !cdp_worker_is_me() && xact_last_row == 0 &&
+	return cdp_worker_serves_here() && xact_last_row == 0 &&
 		!IsolationUsesXactSnapshot() &&
 		!cdp_advisory_lock_held(STITCH_LOCK_KEY1, STITCH_LOCK_KEY2) &&
 		!cdp_advisory_lock_held(JOURNEY_LOCK_KEY1, JOURNEY_LOCK_KEY2) &&
@@ -340,15 +342,12 @@ wait_for_worker(int64 last)
 {
 	int64		errors = cdp_worker_errors();
 	int64		oldest = 0;
+	int64		now_oldest;
 	TimestampTz moved = GetCurrentTimestamp();
 
 	pgstat_report_wait_start(PG_WAIT_EXTENSION);
-	for (;;)
+	while ((now_oldest = oldest_queued(last)) != 0)
 	{
-		int64		now_oldest = oldest_queued(last);
-
-		if (now_oldest == 0)
-			break;
 		if (now_oldest != oldest)
 		{
 			oldest = now_oldest;
@@ -364,7 +363,7 @@ wait_for_worker(int64 last)
 		CHECK_FOR_INTERRUPTS();
 	}
 	pgstat_report_wait_end();
-	return oldest_queued(last) == 0;
+	return now_oldest == 0;
 }
 
 /*
@@ -374,8 +373,9 @@ wait_for_worker(int64 last)
  * units are short, rather than holding the stitching lock until its own
  * transaction ends (cdp.track would wait for that); else, or when the
  * worker cannot or does not (worker_can_stitch, wait_for_worker), it
- * stitches them itself.  Returns the events of those rows; sets *more when
- * some could not be stitched (this transaction holds the store's lock).
+ * stitches them itself.  The worker never does: its stitching units take
+ * the queue.  Returns the events of those rows; sets *more when some could
+ * not be stitched (this transaction holds the store's lock).
  */
 int64
 cdp_stitch_queue_settle(int64 upto, bool *more)
@@ -384,7 +384,7 @@ cdp_stitch_queue_settle(int64 upto, bool *more)
 	int64		last;
 
 	*more = false;
-	if (!cdp_store_installed())
+	if (cdp_worker_is_me() || !cdp_store_installed())
 		return 0;
 	last = last_queued(upto > 0 ? upto : PG_INT64_MAX, &events);
 	if (last == 0)

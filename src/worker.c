@@ -193,21 +193,31 @@ set_state(const char *state)
 	pgstat_report_activity(STATE_RUNNING, state);
 }
 
+/*
+ * Sets the worker's latch if it works in this database; with want_stitching,
+ * first notes that a session waits for the queue (stitching_wanted).
+ */
+static void
+wake_worker(bool want_stitching)
+{
+	int			procno = -1;
+
+	SpinLockAcquire(&shared->mutex);
+	if (want_stitching)
+		shared->stitch_wanted_at = GetCurrentTimestamp();
+	if (shared->pid != 0 && shared->database == MyDatabaseId)
+		procno = shared->procno;
+	SpinLockRelease(&shared->mutex);
+	if (procno >= 0)
+		SetLatch(&ProcGlobal->allProcs[procno].procLatch);
+}
+
 /* Wakes the worker when this transaction commits (it stitched events). */
 static void
 wake_callback(XactEvent event, void *arg)
 {
-	int			procno = -1;
-
 	if (event == XACT_EVENT_COMMIT && wake_at_commit && shared != NULL)
-	{
-		SpinLockAcquire(&shared->mutex);
-		if (shared->pid != 0 && shared->database == MyDatabaseId)
-			procno = shared->procno;
-		SpinLockRelease(&shared->mutex);
-		if (procno >= 0)
-			SetLatch(&ProcGlobal->allProcs[procno].procLatch);
-	}
+		wake_worker(false);
 	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
 		event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT ||
 		event == XACT_EVENT_PREPARE)
@@ -255,17 +265,8 @@ cdp_worker_errors(void)
 void
 cdp_worker_want_stitching(void)
 {
-	int			procno = -1;
-
-	if (shared == NULL)
-		return;
-	SpinLockAcquire(&shared->mutex);
-	shared->stitch_wanted_at = GetCurrentTimestamp();
-	if (shared->pid != 0 && shared->database == MyDatabaseId)
-		procno = shared->procno;
-	SpinLockRelease(&shared->mutex);
-	if (procno >= 0)
-		SetLatch(&ProcGlobal->allProcs[procno].procLatch);
+	if (shared != NULL)
+		wake_worker(true);
 }
 
 /* Whether a session has asked for stitching in the last 100 ms. */

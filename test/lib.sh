@@ -11,6 +11,8 @@
 #                             exports PGHOST PGPORT PGUSER PGDATABASE=cdp
 #   cdp_stop_cluster NAME     stop it (data directory kept until next start)
 #   cdp_psql ...              psql on that cluster, stopping on the first error
+#   cdp_bench_start, cdp_thin_events, cdp_set_worker, cdp_ratio
+#                             for the benchmarks (below)
 #
 # CDP_PG_ROOT=DIR makes everything use a private copy of the PostgreSQL
 # installation under DIR (made on first use; PostgreSQL finds its files
@@ -174,6 +176,33 @@ cdp_timed() {
 	cdp_psql -c "SET client_min_messages = warning" "$@" >/dev/null
 	t1=$(date +%s.%N)
 	awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f\n", b - a }'
+}
+
+# The thin load of the benchmarks, as a SELECT of the demo files' columns:
+# 1 M web events interleaved in time (80 ms apart), 300,000 cookies, an
+# e-mail address of 200,000 on every fifth event.
+cdp_thin_events() {
+	echo "SELECT timestamptz '2025-06-01' + g * interval '80 ms' AS occurred_at, 'web' AS channel,
+	       CASE WHEN g % 7 = 0 THEN 'product_view' ELSE 'page_view' END AS type,
+	       CASE WHEN g % 5 = 0 THEN jsonb_build_object('cookie', 'tc-' || (g::bigint * 7919) % 300000,
+	                                                   'email', 'thin' || (g::bigint * 104729) % 200000 || '@example.org')
+	            ELSE jsonb_build_object('cookie', 'tc-' || (g::bigint * 7919) % 300000) END AS identifiers,
+	       jsonb_build_object('product_id', 'P' || g % 500, 'category', 'c' || g % 20) AS properties,
+	       NULL AS amount, 'web-sdk' AS source
+	FROM generate_series(1, 1000000) g"
+}
+
+# Switches the background worker on or off and waits until it says so.
+cdp_set_worker() {
+	local want="waiting for new events"
+	[ "$1" = on ] || want="waiting: cdp.worker_enabled is off"
+	cdp_psql -c "ALTER SYSTEM SET cdp.worker_enabled = $1" -c "SELECT pg_reload_conf()" >/dev/null
+	until [ "$(cdp_psql -At -c "SELECT state = '$want' FROM cdp.worker_status")" = t ]; do sleep 0.2; done
+}
+
+# a / b with two decimals.
+cdp_ratio() {
+	awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'
 }
 
 # Set-up of a benchmark: installs and builds (extension and demo generator),

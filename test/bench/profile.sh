@@ -33,7 +33,6 @@ contrib/demo/cdp-demo-gen --events $((events / 10)) --seed 43 --start 2025-01-01
 chmod 644 "$dir"/*.csv
 copy() { echo "COPY cdp.events ($cdp_event_cols) FROM '$dir/$1' WITH (FORMAT csv, HEADER true)"; }
 rate() { awk -v n="$1" -v s="$2" 'BEGIN { printf "%.0f", n / s }'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 count() { cdp_psql -At -c "$1"; }
 
 # Waits until the worker has stitched every queued load and the store has
@@ -49,31 +48,24 @@ folded() {
 anchored() { count "SELECT count(*) FROM cdp.event_anchors"; }
 
 echo "== the store, kept by the worker after each load commits"
-cdp_psql -c "ALTER SYSTEM SET cdp.worker_enabled = on" -c "SELECT pg_reload_conf()" >/dev/null
-until [ "$(count "SELECT state = 'waiting for new events' FROM cdp.worker_status")" = t ]; do sleep 0.2; done
+cdp_set_worker on
 t_copy=$(cdp_timed -c "$(copy events.csv)")
 t_fold=$(folded)
 n_events=$(anchored)
-echo "demo file: COPY ${t_copy} s ($(rate "$n_events" "$t_copy") rows/s); the worker then stitched it and built the store in ${t_fold} s more ($(rate "$n_events" "$t_fold") events/s); ratio fold/COPY $(ratio "$t_fold" "$t_copy")"
+echo "demo file: COPY ${t_copy} s ($(rate "$n_events" "$t_copy") rows/s); the worker then stitched it and built the store in ${t_fold} s more ($(rate "$n_events" "$t_fold") events/s); ratio fold/COPY $(cdp_ratio "$t_fold" "$t_copy")"
 t_copy=$(cdp_timed -c "$(copy more.csv)")
 t_fold=$(folded)
 n_more=$(( $(anchored) - n_events ))
-echo "incremental: $n_more more events, COPY ${t_copy} s, stitched and folded in ${t_fold} s more ($(rate "$n_more" "$t_fold") events/s); ratio $(ratio "$t_fold" "$t_copy")"
+echo "incremental: $n_more more events, COPY ${t_copy} s, stitched and folded in ${t_fold} s more ($(rate "$n_more" "$t_fold") events/s); ratio $(cdp_ratio "$t_fold" "$t_copy")"
 t_worker=$t_copy
 before=$(anchored)
-t_copy=$(cdp_timed -c "INSERT INTO cdp.events ($cdp_event_cols)
-	SELECT timestamptz '2025-06-01' + g * interval '80 ms', 'web', CASE WHEN g % 7 = 0 THEN 'product_view' ELSE 'page_view' END,
-	       CASE WHEN g % 5 = 0 THEN jsonb_build_object('cookie', 'tc-' || (g::bigint * 7919) % 300000, 'email', 'thin' || (g::bigint * 104729) % 200000 || '@example.org')
-	            ELSE jsonb_build_object('cookie', 'tc-' || (g::bigint * 7919) % 300000) END,
-	       jsonb_build_object('product_id', 'P' || g % 500, 'category', 'c' || g % 20), NULL, 'web-sdk'
-	FROM generate_series(1, 1000000) g")
+t_copy=$(cdp_timed -c "INSERT INTO cdp.events ($cdp_event_cols) $(cdp_thin_events)")
 t_fold=$(folded)
 n_thin=$(( $(anchored) - before ))
-echo "thin load: $n_thin events, INSERT ${t_copy} s, stitched and folded in ${t_fold} s more ($(rate "$n_thin" "$t_fold") events/s); ratio $(ratio "$t_fold" "$t_copy")"
-cdp_psql -c "ALTER SYSTEM SET cdp.worker_enabled = off" -c "SELECT pg_reload_conf()" >/dev/null
-until [ "$(count "SELECT state = 'waiting: cdp.worker_enabled is off' FROM cdp.worker_status")" = t ]; do sleep 0.2; done
+echo "thin load: $n_thin events, INSERT ${t_copy} s, stitched and folded in ${t_fold} s more ($(rate "$n_thin" "$t_fold") events/s); ratio $(cdp_ratio "$t_fold" "$t_copy")"
+cdp_set_worker off
 t_inline=$(cdp_timed -c "$(copy more.csv)")
-echo "without the worker the load stitches and folds in itself: the same $n_more-row COPY ${t_inline} s, against ${t_worker} s with the worker; ratio $(ratio "$t_worker" "$t_inline")"
+echo "without the worker the load stitches and folds in itself: the same $n_more-row COPY ${t_inline} s, against ${t_worker} s with the worker; ratio $(cdp_ratio "$t_worker" "$t_inline")"
 cdp_psql -c "SELECT * FROM cdp.sync()" >/dev/null
 cdp_psql -c "SET client_min_messages = warning" -c "VACUUM ANALYZE" -c "SELECT cdp.refresh_scores('2026-01-01')" >/dev/null
 
@@ -126,4 +118,4 @@ t_plain=$(cdp_timed -c "SELECT count(*), sum(events) FROM (SELECT i.profile_id, 
 	       sum(e.amount) FILTER (WHERE e.type IN ('purchase', 'return'))
 	FROM cdp.event_anchors a JOIN cdp.identifiers i ON i.identifier_id = a.anchor_id
 	JOIN cdp.events e ON e.event_id = a.event_id AND e.occurred_at = a.occurred_at GROUP BY 1) x")
-echo "customer_360 ($(count "SELECT count(*) FROM cdp.customer_360") profiles): count(*) ${t_count} s, GROUP BY rfm_segment ${t_group} s, every column ${t_full} s; plain SQL activity alone over the events ${t_plain} s; ratio (plain / every column) $(ratio "$t_plain" "$t_full")"
+echo "customer_360 ($(count "SELECT count(*) FROM cdp.customer_360") profiles): count(*) ${t_count} s, GROUP BY rfm_segment ${t_group} s, every column ${t_full} s; plain SQL activity alone over the events ${t_plain} s; ratio (plain / every column) $(cdp_ratio "$t_plain" "$t_full")"

@@ -40,16 +40,9 @@ gen "$load" 43 load.csv
 gen "$load" 44 load2.csv
 chmod 644 "$dir"/*.csv
 count() { cdp_psql -At -c "$1"; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 now_s() { date +%s.%N; }
 since() { awk -v a="$1" -v b="$(now_s)" 'BEGIN { printf "%.2f", b - a }'; }
 copy_into() { echo "COPY $1 ($cdp_event_cols) FROM '$dir/$2' WITH (FORMAT csv, HEADER true)"; }
-set_worker() {
-	cdp_psql -c "ALTER SYSTEM SET cdp.worker_enabled = $1" -c "SELECT pg_reload_conf()" >/dev/null
-	local want="waiting for new events"
-	[ "$1" = on ] || want="waiting: cdp.worker_enabled is off"
-	until [ "$(count "SELECT state = '$want' FROM cdp.worker_status")" = t ]; do sleep 0.2; done
-}
 # Waits until nothing committed so far is queued, and the store and the
 # journeys have taken in every batch stitched by then (a client that keeps
 # tracking does not hold it up).
@@ -73,7 +66,7 @@ plain_copy() {
 
 cdp_psql -c "SET client_min_messages = warning" -c "$(copy_into cdp.events base.csv)" \
 	-c "VACUUM ANALYZE" -c "SELECT cdp.detect_journey_breaks('2026-01-01')" -c "SELECT cdp.sync()" >/dev/null
-set_worker on
+cdp_set_worker on
 drained
 base=$(count "SELECT count(*) FROM cdp.events")
 
@@ -168,26 +161,21 @@ read -r n0 x0 < <(stitch_counts)
 read -r t_copy t_done s0 s1 s2 s3 < <(load_tracked load.csv worker)
 read -r n1 x1 < <(stitch_counts)
 echo "plain COPY into a table without cdp: ${t_plain} s; meanwhile a plain INSERT every 10 ms into another: $(latency "$p1" "$p2")"
-echo "with the worker: COPY ${t_copy} s (ratio plain/COPY $(ratio "$t_plain" "$t_copy")); stitched, in the store and through journeys ${t_done} s after its start (ratio plain/that $(ratio "$t_plain" "$t_done"))"
+echo "with the worker: COPY ${t_copy} s (ratio plain/COPY $(cdp_ratio "$t_plain" "$t_copy")); stitched, in the store and through journeys ${t_done} s after its start (ratio plain/that $(cdp_ratio "$t_plain" "$t_done"))"
 echo "the worker's stitching of this demo load: $(stitch_rate "$n0" "$x0" "$n1" "$x1")"
 echo "cdp.track before the COPY: $(latency "$s0" "$s1")"
 echo "cdp.track during the COPY: $(latency "$s1" "$s2")"
 echo "cdp.track after it, while the worker stitches it: $(latency "$s2" "$s3")"
-set_worker off
+cdp_set_worker off
 t_plain2=$(plain_copy load2.csv)
 read -r t_copy2 _ s0 s1 s2 s3 < <(load_tracked load2.csv inline)
 cdp_psql -c "SELECT cdp.sync()" >/dev/null
-echo "without the worker (the load stitches in its own transaction): plain COPY ${t_plain2} s, COPY ${t_copy2} s (ratio $(ratio "$t_plain2" "$t_copy2"))"
+echo "without the worker (the load stitches in its own transaction): plain COPY ${t_plain2} s, COPY ${t_copy2} s (ratio $(cdp_ratio "$t_plain2" "$t_copy2"))"
 echo "cdp.track during that COPY: $(latency "$s1" "$s2")"
 
 echo "== a thin load, stitched by the worker"
-set_worker on
-cdp_psql -c "COPY (SELECT timestamptz '2025-06-01' + g * interval '80 ms' AS occurred_at, 'web' AS channel,
-	       CASE WHEN g % 7 = 0 THEN 'product_view' ELSE 'page_view' END AS type,
-	       CASE WHEN g % 5 = 0 THEN jsonb_build_object('cookie', 'tc-' || (g::bigint * 7919) % 300000, 'email', 'thin' || (g::bigint * 104729) % 200000 || '@example.org')
-	            ELSE jsonb_build_object('cookie', 'tc-' || (g::bigint * 7919) % 300000) END AS identifiers,
-	       jsonb_build_object('product_id', 'P' || g % 500, 'category', 'c' || g % 20) AS properties, NULL AS amount, 'web-sdk' AS source
-	FROM generate_series(1, 1000000) g) TO '$dir/thin.csv' WITH (FORMAT csv, HEADER true)" >/dev/null
+cdp_set_worker on
+cdp_psql -c "COPY ($(cdp_thin_events)) TO '$dir/thin.csv' WITH (FORMAT csv, HEADER true)" >/dev/null
 t_plain=$(plain_copy thin.csv)
 read -r n0 x0 < <(stitch_counts)
 t0=$(now_s)
@@ -196,7 +184,7 @@ drained
 t_done=$(since "$t0")
 read -r n1 x1 < <(stitch_counts)
 echo "thin load (1 M events interleaved in time, 300,000 cookies, an e-mail of 200,000 on every fifth): $(stitch_rate "$n0" "$x0" "$n1" "$x1");"
-echo "  COPY ${t_copy} s against plain COPY ${t_plain} s (ratio $(ratio "$t_plain" "$t_copy")); stitched, in the store and through journeys ${t_done} s after its start"
+echo "  COPY ${t_copy} s against plain COPY ${t_plain} s (ratio $(cdp_ratio "$t_plain" "$t_copy")); stitched, in the store and through journeys ${t_done} s after its start"
 
 cat >"$dir/track.sql" <<'SQL'
 \set c random(1, 300000)
@@ -210,7 +198,7 @@ tps() { "$PGBIN/pgbench" -n -c 4 -j 2 -T 10 -f "$dir/$1" 2>&1 | sed -n 's/^tps =
 echo "== capacity: 4 clients as fast as they can for 10 s, one event per transaction"
 t_track=$(tps track.sql)
 t_insert=$(tps insert.sql)
-echo "cdp.track: $t_track events/s; plain INSERT into a table without cdp: $t_insert rows/s (ratio $(ratio "$t_track" "$t_insert"))"
+echo "cdp.track: $t_track events/s; plain INSERT into a table without cdp: $t_insert rows/s (ratio $(cdp_ratio "$t_track" "$t_insert"))"
 
 # Freshness at $1 events a second from 4 clients for $seconds s.
 freshness() {
