@@ -11,13 +11,21 @@
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "normalize.h"
+#include "pgtime.h"
 #include "utils/guc.h"
 
 PG_MODULE_MAGIC;
 
+static bool		cdp_consent_required = false;
 char	   *cdp_default_country = NULL;
+static char	   *cdp_default_timezone = NULL;
 double		cdp_max_amount = 1e12;
 int			cdp_max_clock_skew = 86400;
+static double		cdp_offer_prior_alpha = 1;
+static double		cdp_offer_prior_beta = 1;
+static int			cdp_offer_seed = -1;
+static int			cdp_offer_success = 0;
+static int			cdp_propensity_draws = 32;
 int			cdp_session_timeout = 1800;
 bool		cdp_stitch_on_ingest = true;
 int			cdp_stitch_defer_rows = 10000;
@@ -27,6 +35,12 @@ static const struct config_enum_entry unknown_type_options[] = {
 	{"accept", CDP_UNKNOWN_TYPES_ACCEPT, false},
 	{"warn", CDP_UNKNOWN_TYPES_WARN, false},
 	{"quarantine", CDP_UNKNOWN_TYPES_QUARANTINE, false},
+	{NULL, 0, false}
+};
+
+static const struct config_enum_entry offer_success_options[] = {
+	{"converted", 0, false},
+	{"clicked", 1, false},
 	{NULL, 0, false}
 };
 
@@ -42,10 +56,30 @@ check_default_country(char **newval, void **extra, GucSource source)
 	return false;
 }
 
+/* Accepts a time zone name PostgreSQL knows. */
+static bool
+check_default_timezone(char **newval, void **extra, GucSource source)
+{
+	if (*newval != NULL && (*newval)[0] != '\0' && pg_tzset(*newval) != NULL)
+		return true;
+	GUC_check_errdetail("\"%s\" is not a time zone name PostgreSQL knows (see pg_timezone_names).",
+						*newval == NULL ? "" : *newval);
+	return false;
+}
+
 /* Defines the settings of the cdp.* namespace. */
 void
 _PG_init(void)
 {
+	DefineCustomBoolVariable("cdp.consent_required",
+							 gettext_noop("Marketing contacts need a recorded opt-in (cdp.consents)."),
+							 gettext_noop("Off: contact is allowed until revoked (opt-out). Transactional and mandatory messages never need an opt-in."),
+							 &cdp_consent_required,
+							 false,
+							 PGC_USERSET,
+							 0,
+							 NULL, NULL, NULL);
+
 	DefineCustomStringVariable("cdp.default_country",
 							   gettext_noop("Country of phone numbers written without a country code (ISO 3166 alpha-2)."),
 							   gettext_noop("Empty: such numbers are refused. Set it for the whole database: identity resolution must normalize alike in every session."),
@@ -54,6 +88,15 @@ _PG_init(void)
 							   PGC_SUSET,
 							   0,
 							   check_default_country, NULL, NULL);
+
+	DefineCustomStringVariable("cdp.default_timezone",
+							   gettext_noop("Time zone of quiet hours for a person without a valid timezone trait."),
+							   NULL,
+							   &cdp_default_timezone,
+							   "UTC",
+							   PGC_USERSET,
+							   0,
+							   check_default_timezone, NULL, NULL);
 
 	DefineCustomRealVariable("cdp.max_amount",
 							 gettext_noop("Largest absolute amount an event may carry."),
@@ -71,6 +114,52 @@ _PG_init(void)
 							86400, 0, 366 * 86400,
 							PGC_SUSET,
 							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomRealVariable("cdp.offer_prior_alpha",
+							 gettext_noop("Alpha of the Beta prior of every offer's conversion rate (pseudo-successes)."),
+							 NULL,
+							 &cdp_offer_prior_alpha,
+							 1, 0.001, 1e6,
+							 PGC_USERSET,
+							 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomRealVariable("cdp.offer_prior_beta",
+							 gettext_noop("Beta of the Beta prior of every offer's conversion rate (pseudo-failures)."),
+							 NULL,
+							 &cdp_offer_prior_beta,
+							 1, 0.001, 1e6,
+							 PGC_USERSET,
+							 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomIntVariable("cdp.offer_seed",
+							gettext_noop("Seed of the Thompson draws of offer decisions; -1 for random draws."),
+							gettext_noop("With a seed, a decision's draws depend only on it, the profile, the channel, the time and what learning knows: reproducible."),
+							&cdp_offer_seed,
+							-1, -1, PG_INT32_MAX,
+							PGC_USERSET,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomEnumVariable("cdp.offer_success",
+							 gettext_noop("Outcome that counts as a success in offer learning: converted or clicked."),
+							 NULL,
+							 &cdp_offer_success,
+							 0,
+							 offer_success_options,
+							 PGC_USERSET,
+							 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomIntVariable("cdp.propensity_draws",
+							gettext_noop("Extra Thompson rounds that estimate the probability of each decision (cdp.contacts.action_prob); 0: not estimated."),
+							NULL,
+							&cdp_propensity_draws,
+							32, 0, 10000,
+							PGC_USERSET,
+							0,
 							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("cdp.session_timeout",

@@ -79,6 +79,7 @@ static RowList rejected;		/* quarantined by the row check: delete */
 static RowList to_claim;		/* stored with a message id: claim */
 static RowList duplicates;		/* lost their claim: delete and quarantine */
 static RowList to_stitch;		/* stored: stitch */
+static RowList consenting;		/* subscribe and unsubscribe events: record consent */
 static int	defer_depth = 0;
 static int64 n_unknown = 0;		/* rows of unregistered types */
 static int64 loader_rows[2];	/* loader view rows quarantined, stored */
@@ -120,6 +121,7 @@ batch_xact_callback(XactEvent event, void *arg)
 		list_forget(&to_claim);
 		list_forget(&duplicates);
 		list_forget(&to_stitch);
+		list_forget(&consenting);
 		defer_depth = 0;
 		stitched = false;
 		statement_rows = 0;
@@ -158,6 +160,7 @@ batch_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 	list_end_level(&to_claim, level, event == SUBXACT_EVENT_COMMIT_SUB);
 	list_end_level(&duplicates, level, event == SUBXACT_EVENT_COMMIT_SUB);
 	list_end_level(&to_stitch, level, event == SUBXACT_EVENT_COMMIT_SUB);
+	list_end_level(&consenting, level, event == SUBXACT_EVENT_COMMIT_SUB);
 	if (event == SUBXACT_EVENT_ABORT_SUB)
 	{
 		/* a statement that failed never reached its end: the next starts afresh */
@@ -189,6 +192,8 @@ batch_setup(void)
 										   ALLOCSET_DEFAULT_SIZES);
 	to_stitch.cxt = AllocSetContextCreate(TopMemoryContext, "cdp rows to stitch",
 										  ALLOCSET_DEFAULT_SIZES);
+	consenting.cxt = AllocSetContextCreate(TopMemoryContext, "cdp consent rows",
+										   ALLOCSET_SMALL_SIZES);
 	RegisterXactCallback(batch_xact_callback, NULL);
 	RegisterSubXactCallback(batch_subxact_callback, NULL);
 }
@@ -337,6 +342,49 @@ stitch_if_full(void)
 	stitch_rows();
 }
 
+/* Whether an event type records consent (subscribe, unsubscribe). */
+static bool
+is_consent_type(text *type)
+{
+	size_t		len = VARSIZE_ANY_EXHDR(type);
+	const char *s = VARDATA_ANY(type);
+
+	return (len == 9 && memcmp(s, "subscribe", 9) == 0) ||
+		(len == 11 && memcmp(s, "unsubscribe", 11) == 0);
+}
+
+/*
+ * Records the consents of the statement's subscribe and unsubscribe events
+ * that were stored (retries were deleted by now), in its transaction.
+ */
+static void
+record_consents(void)
+{
+	int			start = list_statement_start(&consenting);
+	int			n = consenting.n - start;
+	int64	   *ids;
+	Datum	   *times;
+	Oid			types[2] = {INT8ARRAYOID, TIMESTAMPTZARRAYOID};
+	Datum		values[2];
+	int			i;
+
+	if (n == 0)
+		return;
+	ids = palloc(sizeof(int64) * n);
+	times = palloc(sizeof(Datum) * n);
+	for (i = 0; i < n; i++)
+	{
+		ids[i] = consenting.rows[start + i].event_id;
+		times[i] = TimestampTzGetDatum(consenting.rows[start + i].occurred_at);
+	}
+	values[0] = cdp_int64_array(ids, n, INT8OID);
+	values[1] = PointerGetDatum(construct_array(times, n, TIMESTAMPTZOID, sizeof(TimestampTz), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	cdp_spi_connect();
+	(void) cdp_spi_run("SELECT cdp.consent_events($1, $2)", 2, types, values, SPI_OK_SELECT);
+	SPI_finish();
+	consenting.n = start;
+}
+
 /*
  * Takes a row the row check accepted: one with a message id waits for its
  * claim, the others go to stitching (when on).
@@ -355,6 +403,8 @@ cdp_batch_accept(int64 event_id, const Event *ev)
 	stitch_if_full();
 	if (cdp_unknown_event_types == CDP_UNKNOWN_TYPES_WARN && !cdp_event_type_known(ev->type))
 		note_unknown_type(ev->type);
+	if (is_consent_type(ev->type))
+		(void) list_push(&consenting, event_id, ev, 0);
 }
 
 /* Orders rows to claim by message id, then event id (the first one wins). */
@@ -754,6 +804,7 @@ cdp_batch_end(void)
 	claim_messages();
 	purge_rejected();
 	retries = purge_duplicates();
+	record_consents();
 	report_loader_rows(retries);
 	warn_unknown_types();
 	stitch_rows();

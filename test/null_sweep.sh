@@ -30,6 +30,9 @@ chmod 755 "$dir"
 # C functions that are not STRICT because they give NULL arguments a meaning
 # (or are trigger functions, called by the trigger manager only).
 null_checking="cdp.accept_event(bigint,timestamp with time zone,text,text,jsonb,jsonb,numeric,text,text)
+cdp.check_eligibility(jsonb)
+cdp.eligible(jsonb,jsonb)
+cdp.rank_offers(jsonb,bigint,integer,jsonb[],text[],boolean[],double precision[],double precision[],double precision[],double precision[])
 cdp.bgnbd_fit_final(internal)
 cdp.btyd_accum2(internal,double precision,double precision)
 cdp.btyd_accum3(internal,double precision,double precision,double precision)

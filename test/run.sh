@@ -137,6 +137,12 @@ script_suite profile_store test/profile_store.sh
 echo "== the background worker keeps the profile store and journeys current"
 script_suite worker test/worker.sh
 
+echo "== offers: caps and budgets under concurrency, learning"
+script_suite offers test/offers.sh
+
+echo "== offers evaluated offline on real logged recommendations (Open Bandit)"
+script_suite offers_obd test/offers_obd.sh
+
 echo "== retries under concurrency (message ids)"
 script_suite retries test/retries.sh
 

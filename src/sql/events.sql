@@ -61,6 +61,8 @@ INSERT INTO cdp.event_types (type, category, description, builtin) VALUES
 	('offer_accepted',   'offer',     'An offer was taken up', true),
 	('login',            'account',   'The customer logged in', true),
 	('signup',           'account',   'An account was created', true),
+	('subscribe',        'account',   'The customer opted in (records consent: properties.channel, else the event''s channel; properties.purpose marketing or all)', true),
+	('unsubscribe',      'account',   'The customer opted out (revokes consent in the same transaction: properties.channel, else the event''s channel; properties.purpose marketing or all)', true),
 	('profile_update',   'account',   'The customer changed personal data (properties.traits)', true);
 
 CREATE SEQUENCE cdp.events_event_id_seq AS bigint;

@@ -53,7 +53,10 @@ SELECT set_eq($$SELECT unnest(extconfig)::regclass::text FROM pg_extension WHERE
 	      'cdp.funnels', 'cdp.journey_breaks', 'cdp.journey_events', 'cdp.journey_pending', 'cdp.journey_progress',
 	      'cdp.anchor_activity', 'cdp.anchor_products', 'cdp.anchor_interest', 'cdp.anchor_traits',
 	      'cdp.anchor_touches', 'cdp.anchor_recent_events', 'cdp.profile_store_progress',
-	      'cdp.stitch_queue', 'cdp.stitch_queue_queue_id_seq'],
+	      'cdp.stitch_queue', 'cdp.stitch_queue_queue_id_seq',
+	      'cdp.offers', 'cdp.offer_variants', 'cdp.offer_usage', 'cdp.contact_policies', 'cdp.consents',
+	      'cdp.consents_consent_id_seq', 'cdp.contacts', 'cdp.contacts_contact_id_seq', 'cdp.offer_stats',
+	      'cdp.campaigns', 'cdp.campaigns_campaign_id_seq'],
 	'user data and configuration are kept by pg_dump');
 SELECT is((SELECT count(*)::int FROM cdp.channels WHERE builtin), 8, 'eight built-in channels');
 SELECT ok((SELECT bool_and(builtin) FROM cdp.event_types), 'standard event types are marked built-in');
