@@ -60,20 +60,15 @@ jsonb_text(Jsonb *jb, size_t *len)
 	return s;
 }
 
-/* Compiles a rule or raises the error naming its path. */
-static CdpRule *
-compile_or_error(CdpArena *a, const char *s, size_t len)
+/* Raises the error of a rule that does not compile, naming its path. */
+static void
+rule_error(const char *err)
 {
-	char		err[REASON_LEN];
-	CdpRule    *r = cdp_rule_compile(a, s, len, "eligibility", err, sizeof(err));
-
-	if (r == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid eligibility rule: %s", err),
-				 errhint("A rule node is {\"all\": [...]}, {\"any\": [...]}, {\"not\": ...} or "
-						 "{\"fact\": name, \"key\": ..., operator: operand}; the README lists the facts and operators.")));
-	return r;
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("invalid eligibility rule: %s", err),
+			 errhint("A rule node is {\"all\": [...]}, {\"any\": [...]}, {\"not\": ...} or "
+					 "{\"fact\": name, \"key\": ..., operator: operand}; the README lists the facts and operators.")));
 }
 
 /* cdp.check_eligibility(rule jsonb): true, or the error. */
@@ -81,13 +76,15 @@ Datum
 cdp_check_eligibility(PG_FUNCTION_ARGS)
 {
 	CdpArena	a = arena_in(CurrentMemoryContext);
+	char		err[REASON_LEN];
 	size_t		len;
 	char	   *s;
 
 	if (PG_ARGISNULL(0))
 		PG_RETURN_BOOL(true);
 	s = jsonb_text(PG_GETARG_JSONB_P(0), &len);
-	(void) compile_or_error(&a, s, len);
+	if (cdp_rule_compile(&a, s, len, "eligibility", err, sizeof(err)) == NULL)
+		rule_error(err);
 	PG_RETURN_BOOL(true);
 }
 
@@ -95,8 +92,7 @@ cdp_check_eligibility(PG_FUNCTION_ARGS)
 typedef struct CachedRule
 {
 	uint32		hash;			/* key */
-	int			n;				/* entries with this hash */
-	struct RuleEntry *entries;
+	struct RuleEntry *entries;	/* the rules of this hash */
 } CachedRule;
 
 typedef struct RuleEntry
@@ -122,6 +118,9 @@ cached_rule(Jsonb *jb)
 	CdpArena	a;
 	size_t		len;
 	char	   *s;
+	char		err[REASON_LEN];
+	CdpRule    *rule;
+	MemoryContext cxt;
 	MemoryContext old;
 
 	if (rule_cache == NULL || rule_count >= RULE_CACHE_MAX)
@@ -141,26 +140,32 @@ cached_rule(Jsonb *jb)
 	}
 	c = hash_search(rule_cache, &h, HASH_ENTER, &found);
 	if (!found)
-	{
-		c->n = 0;
 		c->entries = NULL;
-	}
 	for (e = c->entries; e != NULL; e = e->next)
 		if (e->len == VARSIZE(jb) && memcmp(e->bytes, jb, e->len) == 0)
 			return e->rule;
-	/* compile in a scratch context first: an invalid rule leaves nothing */
+	/*
+	 * Compiled in a context of its own, kept only when the rule compiles:
+	 * an invalid rule leaves nothing behind.
+	 */
 	s = jsonb_text(jb, &len);
-	a = arena_in(rule_cxt);
-	old = MemoryContextSwitchTo(rule_cxt);
+	cxt = AllocSetContextCreate(rule_cxt, "cdp offer rule", ALLOCSET_SMALL_SIZES);
+	a = arena_in(cxt);
+	rule = cdp_rule_compile(&a, s, len, "eligibility", err, sizeof(err));
+	if (rule == NULL)
+	{
+		MemoryContextDelete(cxt);
+		rule_error(err);
+	}
+	old = MemoryContextSwitchTo(cxt);
 	e = palloc(sizeof(RuleEntry));
 	e->len = VARSIZE(jb);
 	e->bytes = palloc(e->len);
 	memcpy(e->bytes, jb, e->len);
+	e->rule = rule;
 	MemoryContextSwitchTo(old);
-	e->rule = compile_or_error(&a, s, len);
 	e->next = c->entries;
 	c->entries = e;
-	c->n++;
 	rule_count++;
 	return e->rule;
 }
@@ -179,8 +184,11 @@ parse_facts(Jsonb *jb)
 		return NULL;
 	s = jsonb_text(jb, &len);
 	f = cdp_json_parse(&a, s, len, err, sizeof(err));
-	if (f == NULL)				/* jsonb always prints valid JSON */
-		elog(ERROR, "cdp: facts document not readable: %s", err);
+	if (f == NULL)				/* valid JSON, but beyond the core's limits */
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("cdp: facts document not readable: %s", err),
+				 errhint("Facts are nested at most 64 deep, and their numbers fit a double precision.")));
 	return f;
 }
 
@@ -292,6 +300,7 @@ cdp_rank_offers(PG_FUNCTION_ARGS)
 	bool	   *eligible;
 	bool		any_regular = false;
 	Ranked	   *ranked;
+	int		   *rank_of;
 	CdpRng		rng;
 
 	InitMaterializedSRF(fcinfo, 0);
@@ -314,6 +323,7 @@ cdp_rank_offers(PG_FUNCTION_ARGS)
 	sample = palloc(sizeof(double) * Max(n, 1));
 	score = palloc(sizeof(double) * Max(n, 1));
 	ranked = palloc(sizeof(Ranked) * Max(n, 1));
+	rank_of = palloc0(sizeof(int) * Max(n, 1));
 
 	/* what may be chosen: its rule holds and nothing else forbids it */
 	for (i = 0; i < n; i++)
@@ -348,17 +358,16 @@ cdp_rank_offers(PG_FUNCTION_ARGS)
 		if (arms[i].eligible)
 			ranked[n_ranked++] = (Ranked) {i, score[i]};
 	qsort(ranked, n_ranked, sizeof(Ranked), compare_ranked);
+	for (k = 0; k < n_ranked; k++)
+		rank_of[ranked[k].i] = k + 1;
 
 	for (k = 0; k < n; k++)
 	{
 		Datum		values[7];
 		bool		nulls[7] = {false, false, false, false, false, false, false};
-		int			rank = 0, r;
+		int			rank = rank_of[k];
 
 		i = k;
-		for (r = 0; r < n_ranked; r++)
-			if (ranked[r].i == i)
-				rank = r + 1;
 		values[0] = Int32GetDatum(i + 1);
 		values[1] = BoolGetDatum(eligible[i]);
 		if (reasons[i] != NULL)
@@ -405,9 +414,6 @@ cdp_evaluate_thompson_sql(PG_FUNCTION_ARGS)
 	(void) array_arg(fcinfo, 1, INT4OID, &ctx, &ctx_n, n);
 	(void) array_arg(fcinfo, 2, FLOAT8OID, &reward, &reward_n, n);
 	(void) array_arg(fcinfo, 3, FLOAT8OID, &prop, &prop_n, n);
-	if (PG_ARGISNULL(4) || PG_ARGISNULL(5) || PG_ARGISNULL(6) || PG_ARGISNULL(7))
-		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-						errmsg("cdp.evaluate_thompson: prior, draws and seed must not be null")));
 	rows = palloc(sizeof(CdpLogged) * Max(n, 1));
 	for (i = 0; i < n; i++)
 	{
@@ -418,6 +424,9 @@ cdp_evaluate_thompson_sql(PG_FUNCTION_ARGS)
 		rows[i].context = DatumGetInt32(ctx[i]);
 		rows[i].reward = DatumGetFloat8(reward[i]);
 		rows[i].propensity = DatumGetFloat8(prop[i]);
+		if (rows[i].arm < 0 || rows[i].arm >= PG_INT32_MAX || rows[i].context < 0 || rows[i].context >= PG_INT32_MAX)
+			ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+							errmsg("cdp.evaluate_thompson: logged row %d has an arm or context out of range", i + 1)));
 		n_arms = Max(n_arms, rows[i].arm + 1);
 		n_ctx = Max(n_ctx, rows[i].context + 1);
 	}
@@ -450,10 +459,7 @@ cdp_evaluate_thompson_sql(PG_FUNCTION_ARGS)
 Datum
 cdp_known_time_zone(PG_FUNCTION_ARGS)
 {
-	char	   *name;
+	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 
-	if (PG_ARGISNULL(0))
-		PG_RETURN_BOOL(false);
-	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	PG_RETURN_BOOL(name[0] != '\0' && strlen(name) < TZ_STRLEN_MAX && pg_tzset(name) != NULL);
 }

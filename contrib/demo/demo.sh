@@ -164,6 +164,10 @@ FROM cdp.profile('email', :'email');
 \x off
 SQL
 
+echo
+echo "== next best offers: from the catalogue to an outcome (contrib/demo/offers.sql)"
+cdp_psql -f contrib/demo/offers.sql
+
 cat <<EOF
 
 The demo cluster is still running. Explore it with:

@@ -23,11 +23,13 @@ INSERT INTO cdp.offers (offer_id, name, channels, value, eligibility, max_per_pr
 INSERT INTO cdp.offer_variants (offer_id, variant, value, payload) VALUES
 	('winback', '10pct', 22, '{"discount": 10}'), ('winback', '20pct', 18, '{"discount": 20}'), ('winback', '30pct', 14, '{"discount": 30}');
 
--- a customer with an open cart break and a phone, at 10:00 UTC
-SELECT b.profile_id AS who FROM cdp.journey_breaks b
-WHERE b.funnel_id = 'cart' AND b.status = 'open'
-ORDER BY (SELECT count(*) FROM cdp.identifiers i WHERE i.profile_id = b.profile_id AND i.kind IN ('email', 'phone')) DESC, b.profile_id
+-- a customer with an e-mail address and a phone, of the best lifetime value
+SELECT c.profile_id AS who FROM cdp.clv c
+WHERE EXISTS (SELECT FROM cdp.identifiers i WHERE i.profile_id = c.profile_id AND i.kind = 'email')
+  AND EXISTS (SELECT FROM cdp.identifiers i WHERE i.profile_id = c.profile_id AND i.kind = 'phone')
+ORDER BY c.clv DESC NULLS LAST, c.profile_id
 LIMIT 1 \gset
+-- 10:00 UTC today
 SELECT date_trunc('day', now()) + interval '10 hours' AS at \gset
 \echo 'Why each offer may or may not go to this customer by e-mail'
 SELECT offer_id, variant, eligible, reason FROM cdp.explain_offers(:who, 'email', :'at');
@@ -35,18 +37,25 @@ SELECT offer_id, variant, eligible, reason FROM cdp.explain_offers(:who, 'email'
 SELECT offer_id, variant, channel, round(score::numeric, 2) AS score, round(propensity::numeric, 3) AS propensity, value
 FROM cdp.next_best_offers(:who, NULL, 3, :'at');
 \echo 'Decide and record the contact (one transaction, under the person''s lock)'
-SELECT contact_id, offer_id, variant, channel, status, reason, payload FROM cdp.decide(:who, 'email', :'at') \gset d_
+SELECT contact_id AS decided FROM cdp.decide(:who, 'email', :'at') \gset
+SELECT contact_id, offer_id, variant, channel, status, reason FROM cdp.contacts WHERE contact_id = :decided;
 \echo 'An hour later the same customer is protected by the minimum gap'
 SELECT status, reason, next_allowed_at FROM cdp.decide(:who, 'email', (:'at'::timestamptz + interval '1 hour'));
 \echo 'The customer clicked and bought: the offer''s posterior for the segment learns'
-SELECT contact_id, outcome, success FROM cdp.record_outcome(:d_contact_id, 'converted', 54.90, (:'at'::timestamptz + interval '2 hours'));
+SELECT contact_id, outcome, success FROM cdp.record_outcome(:decided, 'converted', 54.90, (:'at'::timestamptz + interval '2 hours'));
 \echo 'A campaign to every Champion and Loyal customer, by e-mail, tomorrow at 09:00'
 SELECT campaign_id, profiles, chosen, holdouts, suppressed, without_offer
 FROM cdp.plan_campaign('email', '{"segments": ["Champions", "Loyal"]}', date_trunc('day', now()) + interval '1 day 9 hours');
 \echo 'What the campaign sent'
 SELECT offer_id, variant, count(*) FILTER (WHERE status = 'sent') AS sent, count(*) FILTER (WHERE status = 'holdout') AS held_out
 FROM cdp.contacts WHERE campaign_id IS NOT NULL AND offer_id IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 2;
-\echo 'Performance per offer (conversions come from cdp.record_outcome)'
-SELECT offer_id, channel, segment, decisions, conversions, round(conversion_rate::numeric, 3) AS rate,
-       round(rate_low::numeric, 3) AS rate_low, round(rate_high::numeric, 3) AS rate_high, holdouts
-FROM cdp.offer_performance ORDER BY decisions DESC LIMIT 6;
+\echo 'Outcomes come back from the channel (simulated here: about 5 % of e-mails convert, 2 % of the holdout buy anyway)'
+SELECT count(*) AS outcomes FROM (
+	SELECT cdp.record_outcome(contact_id, 'converted', 40, decided_at + interval '2 days') FROM cdp.contacts
+	WHERE campaign_id IS NOT NULL AND offer_id IS NOT NULL
+	  AND abs(hashint8(contact_id)) % 100 < CASE status WHEN 'sent' THEN 5 ELSE 2 END) x;
+\echo 'Performance per offer and segment: conversion rate with its 95 % interval, uplift against the holdout'
+SELECT offer_id, segment, decisions, conversions, round(conversion_rate::numeric, 3) AS rate,
+       round(rate_low::numeric, 3) AS low, round(rate_high::numeric, 3) AS high, holdouts,
+       holdout_conversions AS holdout_conv, round(uplift::numeric, 3) AS uplift
+FROM cdp.offer_performance ORDER BY offer_id, segment;

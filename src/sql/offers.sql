@@ -25,7 +25,7 @@ CREATE TABLE cdp.offers (
 	offer_id        text        PRIMARY KEY CHECK (offer_id ~ '^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$'),
 	name            text        NOT NULL,
 	channels        text[],
-	value           numeric     NOT NULL DEFAULT 1 CHECK (value >= 0),
+	value           numeric     NOT NULL DEFAULT 1 CHECK (value >= 0 AND value < 1e300),
 	weight          float8      NOT NULL DEFAULT 1 CHECK (weight >= 0 AND weight < 'infinity'),
 	valid_from      timestamptz,
 	valid_until     timestamptz,
@@ -64,7 +64,7 @@ COMMENT ON COLUMN cdp.offers.created_at IS 'When it was added';
 CREATE TABLE cdp.offer_variants (
 	offer_id text    NOT NULL REFERENCES cdp.offers ON UPDATE CASCADE ON DELETE CASCADE,
 	variant  text    NOT NULL CHECK (variant ~ '^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$'),
-	value    numeric NOT NULL CHECK (value >= 0),
+	value    numeric NOT NULL CHECK (value >= 0 AND value < 1e300),
 	payload  jsonb,
 	PRIMARY KEY (offer_id, variant)
 );
@@ -91,7 +91,7 @@ CREATE TABLE cdp.contact_policies (
 	quiet_end      time,
 	max_ignored    integer  CHECK (max_ignored > 0),
 	ignored_window interval CHECK (ignored_window > '0'),
-	contact_cost   numeric  NOT NULL DEFAULT 0 CHECK (contact_cost >= 0),
+	contact_cost   numeric  NOT NULL DEFAULT 0 CHECK (contact_cost >= 0 AND contact_cost < 1e300),
 	contact_kinds  text[],
 	CHECK ((max_contacts IS NULL) = (per IS NULL)),
 	CHECK ((quiet_start IS NULL) = (quiet_end IS NULL) AND quiet_start IS DISTINCT FROM quiet_end OR quiet_start IS NULL),
@@ -198,11 +198,11 @@ CREATE TABLE cdp.offer_stats (
 	successes bigint  NOT NULL DEFAULT 0,
 	PRIMARY KEY (offer_id, variant, segment, shard)
 );
-COMMENT ON TABLE cdp.offer_stats IS 'What learning knows: per offer, variant and segment, offers sent (trials) and successes; the Beta posterior is (cdp.offer_prior_alpha + successes, cdp.offer_prior_beta + trials - successes). Rows are spread over shards so that concurrent decisions do not queue on one row';
+COMMENT ON TABLE cdp.offer_stats IS 'What learning knows: per offer, variant and segment, offers sent (trials) and successes; the Beta posterior is (cdp.offer_prior_alpha + successes, cdp.offer_prior_beta + trials - successes). A decision adds to a row no other transaction holds, or to a new shard: concurrent decisions never queue on one row (sum the shards)';
 COMMENT ON COLUMN cdp.offer_stats.offer_id IS 'Offer';
 COMMENT ON COLUMN cdp.offer_stats.variant IS 'Variant (empty: none)';
 COMMENT ON COLUMN cdp.offer_stats.segment IS 'RFM segment (empty: unscored)';
-COMMENT ON COLUMN cdp.offer_stats.shard IS 'Shard (sum over shards)';
+COMMENT ON COLUMN cdp.offer_stats.shard IS 'Shard: the backend id that opened the row (sum over shards)';
 COMMENT ON COLUMN cdp.offer_stats.trials IS 'Offers sent';
 COMMENT ON COLUMN cdp.offer_stats.successes IS 'Of which reached cdp.offer_success';
 
@@ -394,7 +394,8 @@ BEGIN
 	FROM cdp.events e
 	CROSS JOIN LATERAL jsonb_each_text(e.identifiers) i
 	CROSS JOIN LATERAL cdp.check_identifier(i.key, i.value) c
-	WHERE (e.event_id, e.occurred_at) IN (SELECT * FROM unnest(consent_events.event_ids, consent_events.occurred_at))
+	WHERE e.occurred_at = ANY (consent_events.occurred_at) AND e.event_id = ANY (consent_events.event_ids)
+	  AND (e.event_id, e.occurred_at) IN (SELECT * FROM unnest(consent_events.event_ids, consent_events.occurred_at))
 	  AND e.type IN ('subscribe', 'unsubscribe') AND c.normalized IS NOT NULL;
 	GET DIAGNOSTICS n = ROW_COUNT;
 	RETURN n;
@@ -421,7 +422,7 @@ FROM (SELECT DISTINCT ON (coalesce(c.kind || ':' || c.value, c.profile_id::text)
             SELECT s.* FROM cdp.consents s
             WHERE s.profile_id IN (SELECT p.profile_id FROM cdp.profiles p
                                    WHERE p.profile_id = consent_state.profile_id OR p.merged_into = consent_state.profile_id)) c
-      WHERE c.recorded_at <= at
+      WHERE c.recorded_at <= at OR NOT c.granted   -- an opt-out binds once known, whatever its time
       ORDER BY coalesce(c.kind || ':' || c.value, c.profile_id::text), c.channel, c.purpose, c.recorded_at DESC, c.consent_id DESC) l
 GROUP BY l.channel, l.purpose;
 END
@@ -512,7 +513,13 @@ BEGIN
 		              WHERE j.profile_id = offer_facts.profile_id GROUP BY y.category) z), '{}'));
 	END IF;
 	IF needed IS NULL OR 'trait' = ANY (needed) THEN
-		f := f || jsonb_build_object('traits', coalesce((SELECT s.traits FROM cdp.profile_store s WHERE s.profile_id = offer_facts.profile_id), '{}'));
+		-- scalar traits only, numbers within double precision: what rules compare
+		f := f || jsonb_build_object('traits', coalesce((
+			SELECT jsonb_object_agg(t.key, t.value)
+			FROM cdp.profile_store s, jsonb_each(s.traits) t
+			WHERE s.profile_id = offer_facts.profile_id
+			  AND (jsonb_typeof(t.value) IN ('string', 'boolean')
+			       OR jsonb_typeof(t.value) = 'number' AND abs(t.value::numeric) < 1e300)), '{}'));
 	END IF;
 	IF needed IS NULL OR needed && '{open_break,break_products}' THEN
 		f := f || jsonb_build_object('open_breaks', coalesce((
@@ -877,6 +884,59 @@ CREATE TYPE cdp.decision AS (contact_id bigint, offer_id text, variant text, cha
 	score float8, propensity float8, value float8, payload jsonb, next_allowed_at timestamptz);
 COMMENT ON TYPE cdp.decision IS 'What cdp.decide decided: the contact recorded, the offer (NULL when nothing may be sent), channel, status (sent, holdout, suppressed, no_offer), reason, score, propensity, value, payload to send, and for a suppression when contact is allowed again';
 
+-- Counts trials and successes into a row of the offer's statistics that
+-- no other transaction holds (SKIP LOCKED), or a new one: concurrent
+-- decisions never wait for each other here, so no cycle of waits can go
+-- through these rows.  Shards are the backend ids that found every row
+-- taken; readers sum them.
+CREATE FUNCTION cdp.learn(offer_id text, variant text, segment text, trials bigint, successes bigint) RETURNS void
+LANGUAGE plpgsql
+AS $$
+#variable_conflict use_variable
+DECLARE
+	row_id tid;
+BEGIN
+	LOOP
+		SELECT s.ctid INTO row_id FROM cdp.offer_stats s
+		WHERE s.offer_id = learn.offer_id AND s.variant = coalesce(learn.variant, '') AND s.segment = learn.segment
+		LIMIT 1 FOR UPDATE SKIP LOCKED;
+		IF FOUND THEN
+			UPDATE cdp.offer_stats s SET trials = s.trials + learn.trials, successes = s.successes + learn.successes
+			WHERE s.ctid = row_id;
+			RETURN;
+		END IF;
+		INSERT INTO cdp.offer_stats (offer_id, variant, segment, shard, trials, successes)
+		VALUES (learn.offer_id, coalesce(learn.variant, ''), learn.segment, pg_backend_pid(), learn.trials, learn.successes)
+		ON CONFLICT DO NOTHING;
+		IF FOUND THEN
+			RETURN;
+		END IF;
+		-- this backend's own row exists but another transaction holds it
+		-- (a backend id reused): take any row again
+		PERFORM pg_sleep(0.001);
+	END LOOP;
+END
+$$;
+COMMENT ON FUNCTION cdp.learn(text, text, text, bigint, bigint) IS 'Internal: adds trials and successes to an offer''s statistics for a segment, in a row no other transaction holds (or a new one), so that concurrent decisions never wait for each other there';
+
+-- A decision reads the contacts committed before it under the person's
+-- lock: READ COMMITTED (each statement sees them) or SERIALIZABLE (a
+-- conflict aborts with 40001); REPEATABLE READ would read a snapshot taken
+-- before the lock and could break a cap.
+CREATE FUNCTION cdp.decision_isolation_check() RETURNS void
+LANGUAGE plpgsql STABLE
+AS $$
+BEGIN
+	IF current_setting('transaction_isolation') = 'repeatable read' THEN
+		RAISE EXCEPTION 'cdp.decide and cdp.plan_campaign cannot run under REPEATABLE READ'
+			USING ERRCODE = 'active_sql_transaction',
+			      DETAIL = 'The transaction''s snapshot may predate another decision for the same person, whose contact it would not count against the caps.',
+			      HINT = 'Decide under READ COMMITTED, or under SERIALIZABLE and retry on 40001.';
+	END IF;
+END
+$$;
+COMMENT ON FUNCTION cdp.decision_isolation_check() IS 'Internal: refuses a decision under REPEATABLE READ, whose snapshot could miss a concurrent decision''s contact';
+
 -- One decision for a live profile, its lock held: the best offer over the
 -- channel (or every channel), then the holdout draw, the budget, the
 -- contact row and the learning's trial.
@@ -992,9 +1052,7 @@ BEGIN
 	        best.value, campaign_id)
 	RETURNING contacts.contact_id INTO cid;
 	IF st = 'sent' THEN
-		INSERT INTO cdp.offer_stats AS s (offer_id, variant, segment, shard, trials)
-		VALUES (best.offer_id, coalesce(best.variant, ''), seg, pg_backend_pid() % 8, 1)
-		ON CONFLICT (offer_id, variant, segment, shard) DO UPDATE SET trials = s.trials + 1;
+		PERFORM cdp.learn(best.offer_id, best.variant, seg, 1, 0);
 	END IF;
 	RETURN ROW(cid, best.offer_id, best.variant, best.chan, st, why, best.score, best.propensity, best.value,
 	           CASE WHEN st = 'sent' THEN best.payload END, NULL::timestamptz)::cdp.decision;
@@ -1009,12 +1067,19 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	live bigint := cdp.live_profile(profile_id);
+	locked bigint;
 BEGIN
 	PERFORM cdp.channel_check(decide.channel);
 	IF at IS NULL THEN
 		RAISE EXCEPTION 'at must not be null' USING ERRCODE = 'null_value_not_allowed';
 	END IF;
-	PERFORM cdp.lock_person(live);
+	PERFORM cdp.decision_isolation_check();
+	-- the lock, then the live profile again: a merge may have moved it
+	WHILE live IS DISTINCT FROM locked LOOP
+		PERFORM cdp.lock_person(live);
+		locked := live;
+		live := cdp.live_profile(profile_id);
+	END LOOP;
 	RETURN cdp.decide_locked(live, decide.channel, at, cdp.offer_facts(live, at, cdp.offer_fact_names()));
 END
 $$;
@@ -1048,11 +1113,11 @@ BEGIN
 	hit := outcome = 'converted' OR (goal = 'clicked' AND outcome = 'clicked');
 	IF hit AND NOT c.success AND c.status = 'sent' THEN
 		-- counted once in the offer's learning
-		INSERT INTO cdp.offer_stats AS s (offer_id, variant, segment, shard, successes)
-		VALUES (c.offer_id, coalesce(c.variant, ''), c.segment, pg_backend_pid() % 8, 1)
-		ON CONFLICT (offer_id, variant, segment, shard) DO UPDATE SET successes = s.successes + 1;
+		PERFORM cdp.learn(c.offer_id, c.variant, c.segment, 0, 1);
 	END IF;
-	UPDATE cdp.contacts t SET outcome = record_outcome.outcome, outcome_at = coalesce(at, now()),
+	-- a conversion is final: a later shown, opened or complaint does not undo it
+	UPDATE cdp.contacts t SET outcome = CASE WHEN t.outcome = 'converted' THEN t.outcome ELSE record_outcome.outcome END,
+	       outcome_at = CASE WHEN t.outcome = 'converted' THEN t.outcome_at ELSE coalesce(at, now()) END,
 	       reward = coalesce(record_outcome.reward, t.reward), success = t.success OR hit
 	WHERE t.contact_id = c.contact_id
 	RETURNING * INTO c;
@@ -1187,12 +1252,13 @@ COMMENT ON FUNCTION cdp.evaluate_policy(regclass, float8, float8, integer, bigin
 -- Campaigns.
 -- ---------------------------------------------------------------------------
 
-CREATE FUNCTION cdp.campaign_audience(audience jsonb) RETURNS SETOF bigint
+CREATE FUNCTION cdp.campaign_audience(audience jsonb, at timestamptz DEFAULT now()) RETURNS SETOF bigint
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	k text;
+	names text[];
 BEGIN
 	IF jsonb_typeof(audience) IS DISTINCT FROM 'object' OR (SELECT count(*) FROM jsonb_object_keys(audience)) <> 1 THEN
 		RAISE EXCEPTION 'audience: one of {"all": true}, {"segment": "..."}, {"segments": [...]}, {"profiles": [...]} or {"rule": ...} expected'
@@ -1215,8 +1281,10 @@ BEGIN
 		             FROM jsonb_array_elements_text(audience->'profiles') e JOIN cdp.profiles p ON p.profile_id = e::bigint ORDER BY 1;
 	ELSIF k = 'rule' THEN
 		PERFORM cdp.check_eligibility(audience->'rule');
+		names := ARRAY(SELECT DISTINCT x #>> '{}' FROM jsonb_path_query(audience->'rule', 'strict $.**.fact') x);
 		RETURN QUERY SELECT p.profile_id FROM cdp.profiles p
-		             WHERE p.merged_into IS NULL AND (cdp.eligible(audience->'rule', cdp.offer_facts(p.profile_id, now()))).eligible
+		             WHERE p.merged_into IS NULL
+		               AND (cdp.eligible(audience->'rule', cdp.offer_facts(p.profile_id, at, names))).eligible
 		             ORDER BY 1;
 	ELSE
 		RAISE EXCEPTION 'audience: unknown or malformed "%"', k
@@ -1225,7 +1293,7 @@ BEGIN
 	END IF;
 END
 $$;
-COMMENT ON FUNCTION cdp.campaign_audience(jsonb) IS 'The live profiles of a campaign audience: {"all": true}, {"segment": s}, {"segments": [...]}, {"profiles": [ids]} or {"rule": an eligibility rule}';
+COMMENT ON FUNCTION cdp.campaign_audience(jsonb, timestamptz) IS 'The live profiles of a campaign audience: {"all": true}, {"segment": s}, {"segments": [...]}, {"profiles": [ids]} or {"rule": an eligibility rule, on the facts at that time}';
 
 CREATE FUNCTION cdp.plan_campaign(channel text, audience jsonb, at timestamptz DEFAULT now())
 RETURNS TABLE (campaign_id bigint, profiles bigint, chosen bigint, holdouts bigint, suppressed jsonb, without_offer bigint)
@@ -1244,18 +1312,20 @@ DECLARE
 	supp jsonb := '{}';
 	k text;
 	needed text[] := cdp.offer_fact_names();
-	s integer;
-	locked integer;
 BEGIN
 	PERFORM cdp.channel_check(plan_campaign.channel);
 	INSERT INTO cdp.campaigns (channel, audience, planned_at) VALUES (plan_campaign.channel, coalesce(audience, 'null'), at)
 	RETURNING campaigns.campaign_id INTO cid;
-	-- in stripe order, each stripe's lock taken once: at most 1,024 locks
-	FOR p, s IN SELECT a.p, cdp.person_stripe(a.p) FROM cdp.campaign_audience(audience) a(p) ORDER BY 2, 1 LOOP
-		IF s IS DISTINCT FROM locked THEN
-			PERFORM cdp.lock_person(p);
-			locked := s;
-		END IF;
+	PERFORM cdp.decision_isolation_check();
+	CREATE TEMP TABLE cdp_audience ON COMMIT DROP AS
+	SELECT a.p AS profile_id, cdp.person_stripe(a.p) AS stripe FROM cdp.campaign_audience(audience, at) a(p);
+	-- every stripe of the audience locked first, in order (at most 1,024
+	-- locks), before any budget row: the order cdp.decide takes them in,
+	-- so that a campaign and decisions never wait for each other in a cycle
+	FOR p IN SELECT DISTINCT ON (a.stripe) a.profile_id FROM cdp_audience a ORDER BY a.stripe LOOP
+		PERFORM cdp.lock_person(p);
+	END LOOP;
+	FOR p IN SELECT a.profile_id FROM cdp_audience a ORDER BY a.stripe, a.profile_id LOOP
 		SELECT * INTO d FROM cdp.decide_locked(p, plan_campaign.channel, at, cdp.offer_facts(p, at, needed), cid);
 		n := n + 1;
 		IF d.status = 'sent' THEN
@@ -1272,6 +1342,7 @@ BEGIN
 	UPDATE cdp.campaigns c SET finished_at = clock_timestamp(), profiles = n, chosen = n_chosen, holdouts = n_hold,
 	       suppressed = supp, without_offer = n_none
 	WHERE c.campaign_id = cid;
+	DROP TABLE cdp_audience;
 	RETURN QUERY SELECT cid, n, n_chosen, n_hold, supp, n_none;
 END
 $$;

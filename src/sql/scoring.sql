@@ -408,6 +408,11 @@ BEGIN
 	IF spend IS NOT NULL THEN
 		spend := spend || jsonb_build_object('left_out', left_out, 'left_out_above', spend_cap);
 	END IF;
+	-- the expected value of a purchase is defined for q > 1 only
+	IF spend->>'status' = 'ok' AND NOT (spend->>'q')::float8 > 1 THEN
+		spend := spend || jsonb_build_object('status', 'unusable',
+			'message', format('q is %s: the Gamma-Gamma expected value needs q > 1 (spend too dispersed)', spend->>'q'));
+	END IF;
 
 	-- the horizon in periods of about a month, discounted monthly
 	months := ceil(days / 30.0)::integer;
