@@ -586,6 +586,27 @@ END
 $$;
 COMMENT ON FUNCTION cdp.contact_point(bigint, text) IS 'The identifier through which a live profile is reached on a channel (the first of the channel''s contact_kinds it holds; any identifier when the channel names none), or NULL when it cannot be reached there';
 
+-- When quiet hours (start to end, local time, possibly across midnight)
+-- hold a time in a time zone: the end of those quiet hours, else NULL.
+CREATE FUNCTION cdp.quiet_until(t timestamptz, time_zone text, quiet_start time, quiet_end time) RETURNS timestamptz
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+	local_t time := (t AT TIME ZONE time_zone)::time;
+	local_d date := (t AT TIME ZONE time_zone)::date;
+BEGIN
+	IF t IS NULL OR quiet_start IS NULL OR quiet_end IS NULL THEN
+		RETURN NULL;
+	END IF;
+	IF (quiet_start < quiet_end AND local_t >= quiet_start AND local_t < quiet_end)
+	   OR (quiet_start > quiet_end AND (local_t >= quiet_start OR local_t < quiet_end)) THEN
+		RETURN ((local_d + CASE WHEN local_t >= quiet_end THEN 1 ELSE 0 END) + quiet_end) AT TIME ZONE time_zone;
+	END IF;
+	RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION cdp.quiet_until(timestamptz, text, time, time) IS 'Internal: the end of the quiet hours (local start and end, possibly across midnight) that hold a time in a time zone, or NULL when they do not hold it';
+
 -- Contact pressure on marketing for a person on a channel at a time: the
 -- first rule that forbids a contact, and when every rule that forbids it
 -- allows it again.  Counts the marketing contacts sent to every identifier
@@ -597,8 +618,8 @@ AS $$
 DECLARE
 	p record;
 	h record;
-	local_t time;
-	local_d date;
+	k integer;
+	quiet_end timestamptz;
 	until timestamptz;
 	why text;
 BEGIN
@@ -634,21 +655,24 @@ BEGIN
 			                            CASE WHEN p.channel = '*' THEN '' ELSE ' on ' || p.channel END, p.ignored_window, p.max_ignored));
 			until := GREATEST(until, h.first_ignored + p.ignored_window);
 		END IF;
-		IF p.quiet_start IS NOT NULL THEN
-			local_t := (at AT TIME ZONE time_zone)::time;
-			local_d := (at AT TIME ZONE time_zone)::date;
-			IF (p.quiet_start < p.quiet_end AND local_t >= p.quiet_start AND local_t < p.quiet_end)
-			   OR (p.quiet_start > p.quiet_end AND (local_t >= p.quiet_start OR local_t < p.quiet_end)) THEN
-				why := coalesce(why, format('quiet hours: %s to %s in %s%s', p.quiet_start, p.quiet_end, time_zone,
-				                            CASE WHEN p.channel = '*' THEN '' ELSE ' on ' || p.channel END));
-				until := GREATEST(until, ((local_d + CASE WHEN local_t >= p.quiet_end THEN 1 ELSE 0 END) + p.quiet_end)
-				                         AT TIME ZONE time_zone);
-			END IF;
+		quiet_end := cdp.quiet_until(at, time_zone, p.quiet_start, p.quiet_end);
+		IF quiet_end IS NOT NULL THEN
+			why := coalesce(why, format('quiet hours: %s to %s in %s%s', p.quiet_start, p.quiet_end, time_zone,
+			                            CASE WHEN p.channel = '*' THEN '' ELSE ' on ' || p.channel END));
+			until := GREATEST(until, quiet_end);
 		END IF;
 		IF why IS NOT NULL THEN
 			reason := coalesce(reason, why);
 			next_allowed_at := GREATEST(next_allowed_at, until);
 		END IF;
+	END LOOP;
+	-- the time allowed again is never in quiet hours (twice: the end of
+	-- one policy's may lie in the other's)
+	FOR k IN 1..2 LOOP
+		FOR p IN SELECT * FROM cdp.contact_policies c
+		         WHERE c.channel IN (contact_pressure.channel, '*') AND c.quiet_start IS NOT NULL LOOP
+			next_allowed_at := coalesce(cdp.quiet_until(next_allowed_at, time_zone, p.quiet_start, p.quiet_end), next_allowed_at);
+		END LOOP;
 	END LOOP;
 END
 $$;

@@ -9,7 +9,7 @@
 -- unmerge that gives each part its own contacts, explain_offers,
 -- offer_performance, plan_campaign and evaluate_policy.
 BEGIN;
-SELECT plan(117);
+SELECT plan(119);
 SET LOCAL timezone = 'UTC';
 SET LOCAL client_min_messages = warning;
 SET LOCAL cdp.offer_seed = 7;
@@ -305,6 +305,14 @@ SELECT ok((SELECT value > 0.22 AND low <= value AND value <= high FROM ev WHERE 
 SELECT ok((SELECT value > 0.22 FROM ev WHERE method = 'thompson_replay'), '... and by replay');
 SELECT is((SELECT count(*) FROM cdp.contacts c WHERE c.decided_at >= '2026-01-01' AND c.decided_at < '2026-01-06'), 0::bigint, 'evaluation records nothing');
 SELECT throws_ok($$SELECT cdp.evaluate_policy('pg_class')$$, '42703', NULL, 'a relation that is not a log');
+
+-- the time allowed again is never inside quiet hours: a gap that ends at
+-- 21:30 in quiet hours from 21:00 allows contact at 08:00 the next day
+UPDATE cdp.contact_policies SET max_contacts = NULL, per = NULL, min_gap = '1 hour', quiet_start = '21:00', quiet_end = '08:00'
+WHERE channel = 'email';
+SELECT is((SELECT status FROM cdp.decide(pg_temp.p('crowd9'), 'email', '2026-06-20 20:30')), 'sent', 'an e-mail at 20:30');
+SELECT is((SELECT left(reason, 12) || ' ' || next_allowed_at FROM cdp.decide(pg_temp.p('crowd9'), 'email', '2026-06-20 20:45')),
+	'minimum gap: 2026-06-21 08:00:00+00', 'the gap would end at 21:30, in quiet hours: allowed again at 08:00');
 
 -- configuration and data that must not break decisions
 SELECT throws_ok($$UPDATE cdp.offers SET value = 'NaN' WHERE offer_id = 'small'$$, '23514', NULL, 'a NaN value is refused');
