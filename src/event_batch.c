@@ -363,7 +363,7 @@ record_consents(void)
 	int			start = list_statement_start(&consenting);
 	int			n = consenting.n - start;
 	int64	   *ids;
-	Datum	   *times;
+	int64	   *times;
 	Oid			types[2] = {INT8ARRAYOID, TIMESTAMPTZARRAYOID};
 	Datum		values[2];
 	int			i;
@@ -371,14 +371,14 @@ record_consents(void)
 	if (n == 0)
 		return;
 	ids = palloc(sizeof(int64) * n);
-	times = palloc(sizeof(Datum) * n);
+	times = palloc(sizeof(int64) * n);
 	for (i = 0; i < n; i++)
 	{
 		ids[i] = consenting.rows[start + i].event_id;
-		times[i] = TimestampTzGetDatum(consenting.rows[start + i].occurred_at);
+		times[i] = consenting.rows[start + i].occurred_at;
 	}
 	values[0] = cdp_int64_array(ids, n, INT8OID);
-	values[1] = PointerGetDatum(construct_array(times, n, TIMESTAMPTZOID, sizeof(TimestampTz), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	values[1] = cdp_int64_array(times, n, TIMESTAMPTZOID);
 	cdp_spi_connect();
 	(void) cdp_spi_run("SELECT cdp.consent_events($1, $2)", 2, types, values, SPI_OK_SELECT);
 	SPI_finish();

@@ -31,6 +31,7 @@ PG_FUNCTION_INFO_V1(cdp_eligible);
 PG_FUNCTION_INFO_V1(cdp_rank_offers);
 PG_FUNCTION_INFO_V1(cdp_evaluate_thompson_sql);
 PG_FUNCTION_INFO_V1(cdp_known_time_zone);
+PG_FUNCTION_INFO_V1(cdp_rate_interval);
 
 #define REASON_LEN 512
 #define RULE_CACHE_MAX 4096
@@ -69,23 +70,6 @@ rule_error(const char *err)
 			 errmsg("invalid eligibility rule: %s", err),
 			 errhint("A rule node is {\"all\": [...]}, {\"any\": [...]}, {\"not\": ...} or "
 					 "{\"fact\": name, \"key\": ..., operator: operand}; the README lists the facts and operators.")));
-}
-
-/* cdp.check_eligibility(rule jsonb): true, or the error. */
-Datum
-cdp_check_eligibility(PG_FUNCTION_ARGS)
-{
-	CdpArena	a = arena_in(CurrentMemoryContext);
-	char		err[REASON_LEN];
-	size_t		len;
-	char	   *s;
-
-	if (PG_ARGISNULL(0))
-		PG_RETURN_BOOL(true);
-	s = jsonb_text(PG_GETARG_JSONB_P(0), &len);
-	if (cdp_rule_compile(&a, s, len, "eligibility", err, sizeof(err)) == NULL)
-		rule_error(err);
-	PG_RETURN_BOOL(true);
 }
 
 /* The rule cache: compiled rules by the bytes of their jsonb. */
@@ -168,6 +152,15 @@ cached_rule(Jsonb *jb)
 	c->entries = e;
 	rule_count++;
 	return e->rule;
+}
+
+/* cdp.check_eligibility(rule jsonb): true, or the error (the rule is kept compiled). */
+Datum
+cdp_check_eligibility(PG_FUNCTION_ARGS)
+{
+	if (!PG_ARGISNULL(0))
+		(void) cached_rule(PG_GETARG_JSONB_P(0));
+	PG_RETURN_BOOL(true);
 }
 
 /* Parses a facts document (NULL: no facts). */
@@ -462,4 +455,23 @@ cdp_known_time_zone(PG_FUNCTION_ARGS)
 	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 
 	PG_RETURN_BOOL(name[0] != '\0' && strlen(name) < TZ_STRLEN_MAX && pg_tzset(name) != NULL);
+}
+
+/* cdp.rate_interval(successes, trials): the 95 % Wilson interval, NULLs without trials. */
+Datum
+cdp_rate_interval(PG_FUNCTION_ARGS)
+{
+	TupleDesc	desc;
+	Datum		values[2];
+	bool		nulls[2] = {false, false};
+	double		low, high;
+
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "cdp.rate_interval: composite result expected");
+	cdp_wilson_interval((double) PG_GETARG_INT64(0), (double) PG_GETARG_INT64(1), 1.959964, &low, &high);
+	if (PG_GETARG_INT64(1) <= 0 || isnan(low) || isnan(high))
+		nulls[0] = nulls[1] = true;
+	values[0] = Float8GetDatum(low);
+	values[1] = Float8GetDatum(high);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls)));
 }

@@ -263,11 +263,14 @@ BEGIN
 			RAISE EXCEPTION 'offer "%": unknown channel "%"', NEW.offer_id, bad
 				USING ERRCODE = 'foreign_key_violation', HINT = 'Channels are the keys of cdp.channels.';
 		END IF;
-	ELSE
-		IF NEW.channel <> '*' AND NOT EXISTS (SELECT FROM cdp.channels k WHERE k.channel = NEW.channel) THEN
-			RAISE EXCEPTION 'contact policy: unknown channel "%"', NEW.channel
-				USING ERRCODE = 'foreign_key_violation', HINT = 'A policy is for a key of cdp.channels, or * for all channels.';
-		END IF;
+		RETURN NEW;
+	END IF;
+	-- a contact policy or a consent: a channel, or * for all
+	IF NEW.channel <> '*' AND NOT EXISTS (SELECT FROM cdp.channels k WHERE k.channel = NEW.channel) THEN
+		RAISE EXCEPTION '%: unknown channel "%"', CASE TG_TABLE_NAME WHEN 'consents' THEN 'consent' ELSE 'contact policy' END, NEW.channel
+			USING ERRCODE = 'foreign_key_violation', HINT = 'A key of cdp.channels, or * for all channels.';
+	END IF;
+	IF TG_TABLE_NAME = 'contact_policies' THEN
 		SELECT c INTO bad FROM unnest(NEW.contact_kinds) c
 		WHERE c IS NULL OR NOT EXISTS (SELECT FROM cdp.identity_rules r WHERE r.kind = c) LIMIT 1;
 		IF FOUND THEN
@@ -278,7 +281,7 @@ BEGIN
 	RETURN NEW;
 END
 $$;
-COMMENT ON FUNCTION cdp.offers_check() IS 'Trigger: refuses an offer or a contact policy naming an unknown channel or identifier kind';
+COMMENT ON FUNCTION cdp.offers_check() IS 'Trigger: refuses an offer, a contact policy or a consent naming an unknown channel, or a policy naming an unknown identifier kind';
 CREATE TRIGGER offers_check BEFORE INSERT OR UPDATE ON cdp.offers
 	FOR EACH ROW EXECUTE FUNCTION cdp.offers_check();
 CREATE TRIGGER contact_policies_check BEFORE INSERT OR UPDATE ON cdp.contact_policies
@@ -300,21 +303,8 @@ COMMENT ON FUNCTION cdp.offer_usage_open() IS 'Trigger: opens the usage counter 
 CREATE TRIGGER offer_usage_open AFTER INSERT OR UPDATE OF budget ON cdp.offers
 	FOR EACH ROW EXECUTE FUNCTION cdp.offer_usage_open();
 
-CREATE FUNCTION cdp.consents_check() RETURNS trigger
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-	IF NEW.channel <> '*' AND NOT EXISTS (SELECT FROM cdp.channels k WHERE k.channel = NEW.channel) THEN
-		RAISE EXCEPTION 'consent: unknown channel "%"', NEW.channel
-			USING ERRCODE = 'foreign_key_violation', HINT = 'Consent is for a key of cdp.channels, or * for every channel.';
-	END IF;
-	RETURN NEW;
-END
-$$;
-COMMENT ON FUNCTION cdp.consents_check() IS 'Trigger: refuses a consent for an unknown channel';
 CREATE TRIGGER consents_check BEFORE INSERT OR UPDATE ON cdp.consents
-	FOR EACH ROW EXECUTE FUNCTION cdp.consents_check();
+	FOR EACH ROW EXECUTE FUNCTION cdp.offers_check();
 
 -- ---------------------------------------------------------------------------
 -- Consent.
@@ -394,8 +384,8 @@ BEGIN
 	FROM cdp.events e
 	CROSS JOIN LATERAL jsonb_each_text(e.identifiers) i
 	CROSS JOIN LATERAL cdp.check_identifier(i.key, i.value) c
-	WHERE e.occurred_at = ANY (consent_events.occurred_at) AND e.event_id = ANY (consent_events.event_ids)
-	  AND (e.event_id, e.occurred_at) IN (SELECT * FROM unnest(consent_events.event_ids, consent_events.occurred_at))
+	-- ids are unique; the times let the scan skip the other partitions
+	WHERE e.event_id = ANY (consent_events.event_ids) AND e.occurred_at = ANY (consent_events.occurred_at)
 	  AND e.type IN ('subscribe', 'unsubscribe') AND c.normalized IS NOT NULL;
 	GET DIAGNOSTICS n = ROW_COUNT;
 	RETURN n;
@@ -428,6 +418,31 @@ GROUP BY l.channel, l.purpose;
 END
 $$;
 COMMENT ON FUNCTION cdp.consent_state(bigint, timestamptz) IS 'A live profile''s consent per channel (* for all) and purpose at a time: its contact points'' and its merged profiles'' latest records combined, an opt-out anywhere winning (granted false)';
+
+-- What consent allows per channel and message class, the one place that
+-- says it: marketing stops at any opt-out on the channel or on * (and
+-- needs an opt-in there under cdp.consent_required), mandatory at any
+-- opt-out, transactional only at an opt-out of purpose all.
+CREATE FUNCTION cdp.consent_flags(profile_id bigint, at timestamptz DEFAULT now(),
+	OUT channel text, OUT marketing boolean, OUT transactional boolean, OUT mandatory boolean, OUT revoked boolean)
+RETURNS SETOF record
+LANGUAGE plpgsql STABLE
+AS $$
+#variable_conflict use_column
+BEGIN
+	RETURN QUERY
+	WITH s AS (SELECT * FROM cdp.consent_state(consent_flags.profile_id, consent_flags.at))
+	SELECT k.channel,
+	       NOT f.revoked AND (f.opted_in OR NOT current_setting('cdp.consent_required')::boolean),
+	       NOT f.revoked_all, NOT f.revoked, f.revoked
+	FROM cdp.channels k,
+	     LATERAL (SELECT coalesce(bool_or(NOT s.granted), false) AS revoked,
+	                     coalesce(bool_or(NOT s.granted AND s.purpose = 'all'), false) AS revoked_all,
+	                     coalesce(bool_or(s.granted), false) AS opted_in
+	              FROM s WHERE s.channel IN (k.channel, '*')) f;
+END
+$$;
+COMMENT ON FUNCTION cdp.consent_flags(bigint, timestamptz) IS 'Per channel, whether consent allows a live profile marketing (no opt-out there or on *; an opt-in under cdp.consent_required), transactional (no opt-out of purpose all) and mandatory messages (no opt-out), and whether any opt-out applies';
 
 -- ---------------------------------------------------------------------------
 -- Decisions (src/offers.c does the C parts).
@@ -542,15 +557,8 @@ BEGIN
 		f := f || x;
 	END IF;
 	IF needed IS NULL OR 'consent' = ANY (needed) THEN
-		-- marketing per channel: no opt-out there or on *, and an opt-in
-		-- there or on * when cdp.consent_required
 		f := f || jsonb_build_object('consent', (
-			WITH s AS (SELECT * FROM cdp.consent_state(offer_facts.profile_id, at))
-			SELECT jsonb_object_agg(ch.channel,
-			           NOT EXISTS (SELECT FROM s WHERE s.channel IN (ch.channel, '*') AND NOT s.granted)
-			           AND (NOT current_setting('cdp.consent_required')::boolean
-			                OR EXISTS (SELECT FROM s WHERE s.channel IN (ch.channel, '*') AND s.granted)))
-			FROM cdp.channels ch));
+			SELECT jsonb_object_agg(c.channel, c.marketing) FROM cdp.consent_flags(offer_facts.profile_id, at) c));
 	END IF;
 	RETURN jsonb_strip_nulls(f);
 END
@@ -707,8 +715,6 @@ DECLARE
 	point bigint := cdp.contact_point(profile_id, channel);
 	pressure record;
 	revoked boolean;
-	revoked_all boolean;
-	opted_in boolean;
 	ok_marketing boolean;
 	ok_transactional boolean;
 	ok_mandatory boolean;
@@ -718,16 +724,9 @@ DECLARE
 	chan_cost float8 := coalesce((SELECT p.contact_cost FROM cdp.contact_policies p WHERE p.channel = offer_arms.channel), 0);
 BEGIN
 	SELECT * INTO pressure FROM cdp.contact_pressure(profile_id, channel, at, cdp.person_time_zone(facts));
-	-- consent on the channel: marketing stops at any opt-out (and needs
-	-- an opt-in under cdp.consent_required), mandatory at any opt-out,
-	-- transactional only at an opt-out of purpose all
-	SELECT coalesce(bool_or(NOT s.granted), false), coalesce(bool_or(NOT s.granted AND s.purpose = 'all'), false),
-	       coalesce(bool_or(s.granted), false)
-	INTO revoked, revoked_all, opted_in
-	FROM cdp.consent_state(profile_id, at) s WHERE s.channel IN (offer_arms.channel, '*');
-	ok_mandatory := NOT revoked;
-	ok_transactional := NOT revoked_all;
-	ok_marketing := NOT revoked AND (opted_in OR NOT current_setting('cdp.consent_required')::boolean);
+	SELECT c.marketing, c.transactional, c.mandatory, c.revoked
+	INTO ok_marketing, ok_transactional, ok_mandatory, revoked
+	FROM cdp.consent_flags(profile_id, at) c WHERE c.channel = offer_arms.channel;
 	RETURN QUERY
 	SELECT o.offer_id, v.variant, o.fallback, o.eligibility,
 	       CASE WHEN point IS NULL THEN format('unreachable: no identifier reaches the person on %s', channel)
@@ -776,7 +775,7 @@ CREATE FUNCTION cdp.offer_ranking(profile_id bigint, channel text, at timestampt
 	OUT offer_id text, OUT variant text, OUT eligible boolean, OUT reason text, OUT rank integer,
 	OUT score float8, OUT propensity float8, OUT value float8, OUT action_prob float8, OUT fallback boolean,
 	OUT message_class text, OUT holdout float8, OUT budget bigint, OUT payload jsonb, OUT identifier_id bigint,
-	OUT next_allowed_at timestamptz, OUT rule_holds boolean)
+	OUT next_allowed_at timestamptz, OUT rule_holds boolean, OUT cost float8, OUT worth boolean)
 RETURNS SETOF record
 LANGUAGE plpgsql VOLATILE
 AS $$
@@ -784,22 +783,22 @@ AS $$
 BEGIN
 RETURN QUERY
 WITH arms AS (SELECT row_number() OVER () AS n, a.* FROM cdp.offer_arms(profile_id, channel, at, facts) a),
-r AS (SELECT r.* FROM cdp.rank_offers(facts, seed, current_setting('cdp.propensity_draws')::integer,
-                                      (SELECT array_agg(eligibility ORDER BY n) FROM arms),
-                                      (SELECT array_agg(blocked ORDER BY n) FROM arms),
-                                      (SELECT array_agg(fallback ORDER BY n) FROM arms),
-                                      (SELECT array_agg(alpha ORDER BY n) FROM arms),
-                                      (SELECT array_agg(beta ORDER BY n) FROM arms),
-                                      (SELECT array_agg(value ORDER BY n) FROM arms),
-                                      (SELECT array_agg(cost ORDER BY n) FROM arms)) r)
+r AS (SELECT r.*
+      FROM (SELECT array_agg(eligibility ORDER BY n) AS rules, array_agg(blocked ORDER BY n) AS blocked,
+                   array_agg(fallback ORDER BY n) AS fallbacks, array_agg(alpha ORDER BY n) AS alphas,
+                   array_agg(beta ORDER BY n) AS betas, array_agg(value ORDER BY n) AS vals,
+                   array_agg(cost ORDER BY n) AS costs FROM arms) x,
+           cdp.rank_offers(facts, seed, current_setting('cdp.propensity_draws')::integer,
+                           x.rules, x.blocked, x.fallbacks, x.alphas, x.betas, x.vals, x.costs) r)
 SELECT a.offer_id, a.variant, r.eligible, r.reason, r.rank, r.score, r.propensity, a.value, r.action_prob,
        a.fallback, a.message_class, a.holdout, a.budget, a.payload, a.identifier_id,
-       CASE WHEN NOT r.eligible THEN a.next_allowed_at END, r.eligible OR a.blocked IS NOT NULL AND r.reason = a.blocked
+       CASE WHEN NOT r.eligible THEN a.next_allowed_at END, r.eligible OR a.blocked IS NOT NULL AND r.reason = a.blocked,
+       a.cost, r.score > 0 OR a.cost = 0
 FROM arms a JOIN r ON r.i = a.n
 ORDER BY r.rank NULLS LAST, a.offer_id, a.variant;
 END
 $$;
-COMMENT ON FUNCTION cdp.offer_ranking(bigint, text, timestamptz, jsonb, bigint) IS 'Internal: every arm of a channel for a live profile, ranked by a Thompson draw (rank 1 is what the policy picks), with why the others may not be chosen';
+COMMENT ON FUNCTION cdp.offer_ranking(bigint, text, timestamptz, jsonb, bigint) IS 'Internal: every arm of a channel for a live profile, ranked by a Thompson draw (rank 1 is what the policy picks), with why the others may not be chosen, the contact cost, and whether the expected margin pays for it (worth: a positive score, or a free channel)';
 
 -- The live profile of an id, or an error.
 CREATE FUNCTION cdp.live_profile(profile_id bigint) RETURNS bigint
@@ -841,6 +840,23 @@ END
 $$;
 COMMENT ON FUNCTION cdp.channel_check(text) IS 'Internal: an error unless the channel is NULL or a key of cdp.channels';
 
+-- The channels a decision for a live profile considers: the one given, or
+-- (NULL) those where an active offer may go and the person can be reached.
+CREATE FUNCTION cdp.decision_channels(profile_id bigint, channel text) RETURNS SETOF text
+LANGUAGE plpgsql STABLE
+AS $$
+BEGIN
+	RETURN QUERY
+	SELECT k.channel FROM cdp.channels k
+	WHERE k.channel = decision_channels.channel
+	   OR decision_channels.channel IS NULL
+	      AND EXISTS (SELECT FROM cdp.offers o WHERE o.active AND (o.channels IS NULL OR k.channel = ANY (o.channels)))
+	      AND cdp.contact_point(decision_channels.profile_id, k.channel) IS NOT NULL
+	ORDER BY k.channel;
+END
+$$;
+COMMENT ON FUNCTION cdp.decision_channels(bigint, text) IS 'Internal: the channels a decision considers: the one given, or those where an active offer may go and the person can be reached';
+
 CREATE TYPE cdp.offer_choice AS (offer_id text, score float8, propensity float8, value float8, reason text,
 	variant text, channel text, payload jsonb);
 COMMENT ON TYPE cdp.offer_choice IS 'An offer cdp.next_best_offers proposes: its score (propensity x value x weight - contact cost), the propensity drawn, value, why, variant, channel and payload';
@@ -864,10 +880,9 @@ BEGIN
 	       CASE WHEN r.fallback THEN 'fallback: no other offer eligible' ELSE 'eligible' END
 	       || format(', propensity %s x value %s', round(r.propensity::numeric, 4), round(r.value::numeric, 2)),
 	       r.variant, c.channel, r.payload
-	FROM (SELECT k.channel FROM cdp.channels k WHERE next_best_offers.channel IS NULL OR k.channel = next_best_offers.channel) c,
+	FROM cdp.decision_channels(live, next_best_offers.channel) c(channel),
 	     cdp.offer_ranking(live, c.channel, at, facts, cdp.decision_seed(live, c.channel, at)) r
-	WHERE r.eligible AND r.rank IS NOT NULL
-	  AND (next_best_offers.channel IS NOT NULL OR r.score > 0 OR NOT EXISTS (SELECT FROM cdp.contact_policies p WHERE p.channel = c.channel AND p.contact_cost > 0))
+	WHERE r.eligible AND r.rank IS NOT NULL AND (next_best_offers.channel IS NOT NULL OR r.worth)
 	ORDER BY r.score DESC, r.offer_id, r.variant
 	LIMIT n;
 END
@@ -975,11 +990,10 @@ DECLARE
 	block record;
 	have_best boolean := false;
 	have_block boolean := false;
-	ch text := channel;
+	ch text;
 	st text;
 	why text;
 	next_at timestamptz;
-	seed bigint;
 	u float8;
 	tries integer := 0;
 	cid bigint;
@@ -989,18 +1003,12 @@ BEGIN
 		tries := tries + 1;
 		have_best := false;
 		have_block := false;
-		-- with no channel given: those where an active offer may go and
-		-- the person can be reached
-		FOR ch IN SELECT k.channel FROM cdp.channels k
-		          WHERE k.channel = decide_locked.channel
-		             OR decide_locked.channel IS NULL
-		                AND EXISTS (SELECT FROM cdp.offers o WHERE o.active AND (o.channels IS NULL OR k.channel = ANY (o.channels)))
-		                AND cdp.contact_point(live, k.channel) IS NOT NULL
-		          ORDER BY k.channel LOOP
+		FOR ch IN SELECT * FROM cdp.decision_channels(live, decide_locked.channel) LOOP
 			-- the best of the channel, and the offers only pressure,
 			-- consent, a cap or a budget forbids (why nothing, if so)
-			FOR other IN SELECT r.*, ch AS chan, coalesce((SELECT p.contact_cost FROM cdp.contact_policies p WHERE p.channel = ch), 0) AS cost
-			             FROM cdp.offer_ranking(live, ch, at, facts, cdp.decision_seed(live, ch, at)) r
+			FOR other IN SELECT r.*, ch AS chan, s.seed
+			             FROM (SELECT cdp.decision_seed(live, ch, at) AS seed) s,
+			                  cdp.offer_ranking(live, ch, at, facts, s.seed) r
 			             WHERE r.rank = 1 OR r.rule_holds AND NOT r.eligible LOOP
 				IF other.rank IS NULL THEN
 					IF NOT have_block THEN
@@ -1012,7 +1020,7 @@ BEGIN
 					END IF;
 					CONTINUE;
 				END IF;
-				CONTINUE WHEN decide_locked.channel IS NULL AND other.score <= 0 AND other.cost > 0;
+				CONTINUE WHEN decide_locked.channel IS NULL AND NOT other.worth;
 				IF NOT have_best THEN
 					best := other;
 					have_best := true;
@@ -1022,9 +1030,8 @@ BEGIN
 			END LOOP;
 		END LOOP;
 		EXIT WHEN NOT have_best;
-		seed := cdp.decision_seed(live, best.chan, at);
-		u := CASE WHEN seed IS NULL THEN random()
-		          ELSE ((hashtextextended('holdout', seed) & 2147483647)::float8 + 0.5) / 2147483648 END;
+		u := CASE WHEN best.seed IS NULL THEN random()
+		          ELSE ((hashtextextended('holdout', best.seed) & 2147483647)::float8 + 0.5) / 2147483648 END;
 		IF u < best.holdout THEN
 			st := 'holdout';
 			EXIT;
@@ -1154,43 +1161,30 @@ COMMENT ON FUNCTION cdp.record_outcome(bigint, text, numeric, timestamptz) IS 'R
 -- Measurement.
 -- ---------------------------------------------------------------------------
 
--- Wilson score interval of a rate (95 %).
+-- The 95 % Wilson score interval of a rate (src/core/bandit.c).
 CREATE FUNCTION cdp.rate_interval(successes bigint, trials bigint, OUT low float8, OUT high float8)
-LANGUAGE sql IMMUTABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-SELECT CASE WHEN trials > 0 THEN GREATEST(0, (p + z * z / (2 * n) - z * sqrt(p * (1 - p) / n + z * z / (4 * n * n))) / (1 + z * z / n)) END,
-       CASE WHEN trials > 0 THEN LEAST(1, (p + z * z / (2 * n) + z * sqrt(p * (1 - p) / n + z * z / (4 * n * n))) / (1 + z * z / n)) END
-FROM (SELECT successes::float8 / NULLIF(trials, 0) AS p, trials::float8 AS n, 1.959964::float8 AS z) x
-$$;
-COMMENT ON FUNCTION cdp.rate_interval(bigint, bigint) IS 'The 95 % Wilson score interval of a rate of successes among trials';
+	AS 'MODULE_PATHNAME', 'cdp_rate_interval' LANGUAGE C IMMUTABLE STRICT;
+COMMENT ON FUNCTION cdp.rate_interval(bigint, bigint) IS 'The 95 % Wilson score interval of a rate of successes among trials (NULL bounds without trials)';
 
 CREATE VIEW cdp.offer_performance AS
-SELECT offer_id, channel, segment, decisions, conversions,
-       conversions::float8 / NULLIF(decisions, 0) AS conversion_rate,
-       (cdp.rate_interval(conversions, decisions)).low AS rate_low,
-       (cdp.rate_interval(conversions, decisions)).high AS rate_high,
-       holdouts, holdout_conversions,
-       holdout_conversions::float8 / NULLIF(holdouts, 0) AS holdout_rate,
-       conversions::float8 / NULLIF(decisions, 0) - holdout_conversions::float8 / NULLIF(holdouts, 0) AS uplift,
-       conversions::float8 / NULLIF(decisions, 0) - holdout_conversions::float8 / NULLIF(holdouts, 0)
-         - 1.959964 * sqrt(r1 * (1 - r1) / NULLIF(decisions, 0) + r0 * (1 - r0) / NULLIF(holdouts, 0)) AS uplift_low,
-       conversions::float8 / NULLIF(decisions, 0) - holdout_conversions::float8 / NULLIF(holdouts, 0)
-         + 1.959964 * sqrt(r1 * (1 - r1) / NULLIF(decisions, 0) + r0 * (1 - r0) / NULLIF(holdouts, 0)) AS uplift_high,
-       reward
+SELECT x.offer_id, x.channel, x.segment, x.decisions, x.conversions, r.r1 AS conversion_rate,
+       w.low AS rate_low, w.high AS rate_high, x.holdouts, x.holdout_conversions, r.r0 AS holdout_rate,
+       r.r1 - r.r0 AS uplift,
+       r.r1 - r.r0 - 1.959964 * sqrt(r.r1 * (1 - r.r1) / x.decisions + r.r0 * (1 - r.r0) / x.holdouts) AS uplift_low,
+       r.r1 - r.r0 + 1.959964 * sqrt(r.r1 * (1 - r.r1) / x.decisions + r.r0 * (1 - r.r0) / x.holdouts) AS uplift_high,
+       x.reward
 FROM (SELECT c.offer_id, c.channel, c.segment,
              count(*) FILTER (WHERE c.status = 'sent') AS decisions,
              count(*) FILTER (WHERE c.status = 'sent' AND c.outcome = 'converted') AS conversions,
              count(*) FILTER (WHERE c.status = 'holdout') AS holdouts,
              count(*) FILTER (WHERE c.status = 'holdout' AND c.outcome = 'converted') AS holdout_conversions,
-             coalesce((count(*) FILTER (WHERE c.status = 'sent' AND c.outcome = 'converted'))::float8
-                      / NULLIF(count(*) FILTER (WHERE c.status = 'sent'), 0), 0) AS r1,
-             coalesce((count(*) FILTER (WHERE c.status = 'holdout' AND c.outcome = 'converted'))::float8
-                      / NULLIF(count(*) FILTER (WHERE c.status = 'holdout'), 0), 0) AS r0,
              sum(c.reward) FILTER (WHERE c.status = 'sent') AS reward
       FROM cdp.contacts c
       WHERE c.offer_id IS NOT NULL
-      GROUP BY c.offer_id, c.channel, c.segment) x;
+      GROUP BY c.offer_id, c.channel, c.segment) x
+CROSS JOIN LATERAL (SELECT x.conversions::float8 / NULLIF(x.decisions, 0) AS r1,
+                           x.holdout_conversions::float8 / NULLIF(x.holdouts, 0) AS r0) r
+CROSS JOIN LATERAL cdp.rate_interval(x.conversions, x.decisions) w;
 COMMENT ON VIEW cdp.offer_performance IS 'Per offer, channel and segment: offers sent, conversions, conversion rate with its 95 % Wilson interval, the holdout''s decisions and conversions, and the uplift against the holdout with a 95 % normal interval';
 COMMENT ON COLUMN cdp.offer_performance.offer_id IS 'Offer';
 COMMENT ON COLUMN cdp.offer_performance.channel IS 'Channel';
