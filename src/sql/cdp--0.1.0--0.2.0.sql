@@ -1821,7 +1821,7 @@ COMMENT ON FUNCTION cdp.consent_state(bigint, timestamptz) IS 'A live profile''s
 -- says it: marketing stops at any opt-out on the channel or on * (and
 -- needs an opt-in there under cdp.consent_required), mandatory at any
 -- opt-out, transactional only at an opt-out of purpose all.
-CREATE FUNCTION cdp.consent_flags(profile_id bigint, at timestamptz DEFAULT now(),
+CREATE FUNCTION cdp.consent_flags(profile_id bigint, at timestamptz DEFAULT now(), only_channel text DEFAULT NULL,
 	OUT channel text, OUT marketing boolean, OUT transactional boolean, OUT mandatory boolean, OUT revoked boolean)
 RETURNS SETOF record
 LANGUAGE plpgsql STABLE
@@ -1829,7 +1829,7 @@ AS $$
 #variable_conflict use_column
 BEGIN
 	RETURN QUERY
-	WITH s AS (SELECT * FROM cdp.consent_state(consent_flags.profile_id, consent_flags.at))
+	WITH s AS MATERIALIZED (SELECT * FROM cdp.consent_state(consent_flags.profile_id, consent_flags.at))
 	SELECT k.channel,
 	       NOT f.revoked AND (f.opted_in OR NOT current_setting('cdp.consent_required')::boolean),
 	       NOT f.revoked_all, NOT f.revoked, f.revoked
@@ -1837,10 +1837,11 @@ BEGIN
 	     LATERAL (SELECT coalesce(bool_or(NOT s.granted), false) AS revoked,
 	                     coalesce(bool_or(NOT s.granted AND s.purpose = 'all'), false) AS revoked_all,
 	                     coalesce(bool_or(s.granted), false) AS opted_in
-	              FROM s WHERE s.channel IN (k.channel, '*')) f;
+	              FROM s WHERE s.channel IN (k.channel, '*')) f
+	WHERE consent_flags.only_channel IS NULL OR k.channel = consent_flags.only_channel;
 END
 $$;
-COMMENT ON FUNCTION cdp.consent_flags(bigint, timestamptz) IS 'Per channel, whether consent allows a live profile marketing (no opt-out there or on *; an opt-in under cdp.consent_required), transactional (no opt-out of purpose all) and mandatory messages (no opt-out), and whether any opt-out applies';
+COMMENT ON FUNCTION cdp.consent_flags(bigint, timestamptz, text) IS 'Per channel (every one, or only_channel), whether consent allows a live profile marketing (no opt-out there or on *; an opt-in under cdp.consent_required), transactional (no opt-out of purpose all) and mandatory messages (no opt-out), and whether any opt-out applies';
 
 -- ---------------------------------------------------------------------------
 -- Decisions (src/offers.c does the C parts).
@@ -2124,7 +2125,7 @@ BEGIN
 	SELECT * INTO pressure FROM cdp.contact_pressure(profile_id, channel, at, cdp.person_time_zone(facts));
 	SELECT c.marketing, c.transactional, c.mandatory, c.revoked
 	INTO ok_marketing, ok_transactional, ok_mandatory, revoked
-	FROM cdp.consent_flags(profile_id, at) c WHERE c.channel = offer_arms.channel;
+	FROM cdp.consent_flags(profile_id, at, offer_arms.channel) c;
 	RETURN QUERY
 	SELECT o.offer_id, v.variant, o.fallback, o.eligibility,
 	       CASE WHEN point IS NULL THEN format('unreachable: no identifier reaches the person on %s', channel)
