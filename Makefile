@@ -38,7 +38,7 @@ PG_CFLAGS += -fsanitize=address,undefined --param=asan-stack=0 -fno-omit-frame-p
 SHLIB_LINK += -fsanitize=address,undefined
 endif
 
-EXTRA_CLEAN = test/unit/build contrib/demo/cdp-demo-gen .build-flavour
+EXTRA_CLEAN = test/unit/build contrib/demo/cdp-demo-gen contrib/outbox/cdp-sender .build-flavour
 
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
@@ -78,4 +78,11 @@ contrib/demo/cdp-demo-gen: contrib/demo/cdp_demo_gen.c
 
 demo-gen: contrib/demo/cdp-demo-gen
 
-.PHONY: unit symbols demo-gen
+# Example sender of the outbox (libpq).
+contrib/outbox/cdp-sender: contrib/outbox/cdp_sender.c
+	$(UNIT_CC) -O2 -Wall -Wextra -Werror -I$(shell $(PG_CONFIG) --includedir) -o $@ $< \
+		-L$(shell $(PG_CONFIG) --libdir) -lpq
+
+sender: contrib/outbox/cdp-sender
+
+.PHONY: unit symbols demo-gen sender

@@ -28,6 +28,9 @@ static int			cdp_offer_success = 0;
 static int			cdp_propensity_draws = 32;
 int			cdp_session_timeout = 1800;
 bool		cdp_stitch_on_ingest = true;
+static int			cdp_outbox_retention = 7 * 86400;
+static int			cdp_outbox_max_attempts = 5;
+static int			cdp_outbox_retry_delay = 60;
 int			cdp_stitch_defer_rows = 10000;
 int			cdp_unknown_event_types = CDP_UNKNOWN_TYPES_WARN;
 
@@ -242,6 +245,33 @@ _PG_init(void)
 							10000, 0, PG_INT32_MAX,
 							PGC_USERSET,
 							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("cdp.outbox_retention",
+							gettext_noop("How long delivered and dead messages stay in cdp.outbox."),
+							gettext_noop("cdp.purge_outbox deletes them once older than this (the cdp-outbox job of cdp.schedule_jobs runs it); pending and claimed messages are never deleted."),
+							&cdp_outbox_retention,
+							7 * 86400, 60, PG_INT32_MAX,
+							PGC_SIGHUP,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("cdp.outbox_max_attempts",
+							gettext_noop("Deliveries of an outbox message tried before it is dead."),
+							gettext_noop("cdp.mark_failed makes a message dead (dead-letter) after this many attempts, and pending again before."),
+							&cdp_outbox_max_attempts,
+							5, 1, 1000,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("cdp.outbox_retry_delay",
+							gettext_noop("Wait before an outbox message that failed is handed out again."),
+							gettext_noop("Doubled at each further attempt (exponential backoff), at most a day."),
+							&cdp_outbox_retry_delay,
+							60, 0, 86400,
+							PGC_SIGHUP,
+							GUC_UNIT_S,
 							NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("cdp");

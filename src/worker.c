@@ -55,7 +55,9 @@
 #include "tcop/tcopprot.h"
 #include "commands/dbcommands.h"
 #include "utils/builtins.h"
+#include "catalog/namespace.h"
 #include "utils/guc.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
@@ -127,8 +129,12 @@ typedef enum Unit
 	UNIT_STITCH,				/* bulk loads' events (stitch_queue.c) */
 	UNIT_PREPARE,				/* BRIN summaries and statistics of new events */
 	UNIT_STORE,					/* the profile store folds in new batches */
-	UNIT_JOURNEYS				/* incremental journey detection */
+	UNIT_JOURNEYS,				/* incremental journey detection */
+	UNIT_TRIGGERS				/* triggers: moments, due decisions, outbox */
 } Unit;
+
+/* When the next waiting moment of a trigger is due (0: none). */
+static TimestampTz triggers_due = 0;
 
 /* Asks for the shared state (shmem_request_hook). */
 static void
@@ -394,6 +400,28 @@ journey_unit(void)
 }
 
 /*
+ * The triggers' unit: cdp.run_triggers (src/sql/triggers.sql) takes the
+ * moments the new batches and breaks bring, decides the due ones and
+ * writes the outbox, with its progress marker; remembers when the next
+ * waiting moment is due, for the worker to wake then.
+ */
+static void
+triggers_unit(void)
+{
+	bool		isnull;
+	Datum		due;
+
+	triggers_due = 0;
+	if (!OidIsValid(get_relname_relid("trigger_progress", get_namespace_oid("cdp", false))))
+		return;					/* a schema not updated yet */
+	set_state("running triggers");
+	cdp_spi_run("SELECT next_due FROM cdp.run_triggers()", 0, NULL, NULL, SPI_OK_SELECT);
+	due = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	if (!isnull)
+		triggers_due = DatumGetTimestampTz(due);
+}
+
+/*
  * One unit of work in a transaction of its own.  Records an error in the
  * shared state and re-throws it (the worker then exits and is restarted).
  * Returns false when cdp is not installed; sets *more when the unit has
@@ -429,6 +457,8 @@ run_unit(Unit unit, bool *more)
 			set_state("summarizing new events");
 			prepare_reads();
 		}
+		else if (installed && unit == UNIT_TRIGGERS)
+			triggers_unit();
 		else if (installed)
 			journey_unit();
 		SPI_finish();
@@ -537,11 +567,38 @@ run_work(void)
 	{
 		/* the store first, while new events keep coming; journeys soon */
 		journeys_wait_ms = JOURNEYS_EVERY_MS - (long) INSTR_TIME_GET_MILLISEC(now) + 1;
-		return stitch_more || store_more;
 	}
-	(void) run_unit(UNIT_JOURNEYS, &ignored);
-	INSTR_TIME_SET_CURRENT(last_journeys);
+	else
+	{
+		(void) run_unit(UNIT_JOURNEYS, &ignored);
+		INSTR_TIME_SET_CURRENT(last_journeys);
+	}
+	(void) run_unit(UNIT_TRIGGERS, &ignored);
 	return stitch_more || store_more;
+}
+
+/*
+ * How long the worker sleeps unless woken: cdp.worker_naptime, or less
+ * when a skipped journeys' unit or a trigger's waiting moment is due
+ * sooner (a moment is decided at most a few milliseconds after its time).
+ */
+static long
+wait_ms(void)
+{
+	long		ms = cdp_worker_naptime;
+
+	if (journeys_wait_ms >= 0 && journeys_wait_ms < ms)
+		ms = journeys_wait_ms;
+	if (triggers_due != 0)
+	{
+		long		secs;
+		int			usecs;
+
+		TimestampDifference(GetCurrentTimestamp(), triggers_due, &secs, &usecs);
+		if (secs * 1000 + usecs / 1000 + 1 < ms)
+			ms = secs * 1000 + usecs / 1000 + 1;
+	}
+	return ms;
 }
 
 /* The worker's main loop. */
@@ -592,8 +649,7 @@ cdp_worker_main(Datum arg)
 			continue;
 		pgstat_report_activity(STATE_IDLE, NULL);
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 journeys_wait_ms >= 0 && journeys_wait_ms < cdp_worker_naptime ?
-						 journeys_wait_ms : cdp_worker_naptime, PG_WAIT_EXTENSION);
+						 wait_ms(), PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 	}
 }

@@ -137,6 +137,9 @@ script_suite profile_store test/profile_store.sh
 echo "== the background worker keeps the profile store and journeys current"
 script_suite worker test/worker.sh
 
+echo "== triggers fired by the worker: the outbox, exactly once, senders"
+script_suite triggers test/triggers.sh
+
 echo "== offers: caps and budgets under concurrency, learning"
 script_suite offers test/offers.sh
 

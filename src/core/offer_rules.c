@@ -19,6 +19,8 @@
  *	open_break	key required	boolean		whether facts.open_breaks has member key
  *	break_products	key required	list	facts.open_breaks[key], absent means []
  *	consent		key required	boolean		facts.consent[key]
+ *	event		key required	scalar		facts.event[key]: a property of the event
+ *				that fired a trigger (or its type, channel, amount)
  *
  * Pure C, no PostgreSQL headers: unit-tested in test/unit.
  */
@@ -961,6 +963,7 @@ typedef enum FactId
 	F_OPEN_BREAK,
 	F_BREAK_PRODUCTS,
 	F_CONSENT,
+	F_EVENT,
 	N_FACTS
 } FactId;
 
@@ -986,6 +989,7 @@ static const FactDef fact_defs[N_FACTS] = {
 	[F_OPEN_BREAK] = {"open_break", FT_BOOL, KEY_REQUIRED},
 	[F_BREAK_PRODUCTS] = {"break_products", FT_LIST, KEY_REQUIRED},
 	[F_CONSENT] = {"consent", FT_BOOL, KEY_REQUIRED},
+	[F_EVENT] = {"event", FT_SCALAR, KEY_REQUIRED},
 };
 
 static const char *const fact_type_names[] = {
@@ -1509,6 +1513,9 @@ fact_value(const CdpRule *r, const CdpJson *facts, CdpJson *tmp)
 			break;
 		case F_CONSENT:
 			v = cdp_json_getn(cdp_json_get(facts, "consent"), r->key, r->key_len);
+			break;
+		case F_EVENT:
+			v = cdp_json_getn(cdp_json_get(facts, "event"), r->key, r->key_len);
 			break;
 		default:
 			v = cdp_json_get(facts, def->name);

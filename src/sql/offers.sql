@@ -705,7 +705,7 @@ COMMENT ON FUNCTION cdp.person_time_zone(jsonb) IS 'Internal: the timezone trait
 
 -- Every offer (and variant) a channel could carry for a person at a time,
 -- with what forbids it besides its rule, its posterior and its value.
-CREATE FUNCTION cdp.offer_arms(profile_id bigint, channel text, at timestamptz, facts jsonb,
+CREATE FUNCTION cdp.offer_arms(profile_id bigint, channel text, at timestamptz, facts jsonb, only_offers text[],
 	OUT offer_id text, OUT variant text, OUT fallback boolean, OUT eligibility jsonb, OUT blocked text,
 	OUT next_allowed_at timestamptz, OUT alpha float8, OUT beta float8, OUT value float8, OUT cost float8,
 	OUT message_class text, OUT holdout float8, OUT budget bigint, OUT payload jsonb, OUT identifier_id bigint)
@@ -765,14 +765,15 @@ BEGIN
 	           FROM cdp.offer_stats s WHERE s.segment = seg GROUP BY s.offer_id, s.variant) st
 	       ON st.offer_id = o.offer_id AND st.variant = coalesce(v.variant, '')
 	WHERE o.active AND (o.channels IS NULL OR channel = ANY (o.channels))
+	  AND (only_offers IS NULL OR o.offer_id = ANY (only_offers))
 	  AND (o.valid_from IS NULL OR o.valid_from <= at) AND (o.valid_until IS NULL OR o.valid_until > at)
 	ORDER BY o.offer_id, v.variant;
 END
 $$;
-COMMENT ON FUNCTION cdp.offer_arms(bigint, text, timestamptz, jsonb) IS 'Internal: the active offers (one row per variant) a channel may carry at a time, with what forbids them for a live profile besides their rule (reach, consent, contact pressure, offer cap, budget), their Beta posterior for its segment, value x weight and the contact cost';
+COMMENT ON FUNCTION cdp.offer_arms(bigint, text, timestamptz, jsonb, text[]) IS 'Internal: the active offers (one row per variant; only those of only_offers unless it is NULL) a channel may carry at a time, with what forbids them for a live profile besides their rule (reach, consent, contact pressure, offer cap, budget), their Beta posterior for its segment, value x weight and the contact cost';
 
 -- Ranks the arms of one channel (cdp.offer_arms with cdp.rank_offers).
-CREATE FUNCTION cdp.offer_ranking(profile_id bigint, channel text, at timestamptz, facts jsonb, seed bigint,
+CREATE FUNCTION cdp.offer_ranking(profile_id bigint, channel text, at timestamptz, facts jsonb, seed bigint, only_offers text[],
 	OUT offer_id text, OUT variant text, OUT eligible boolean, OUT reason text, OUT rank integer,
 	OUT score float8, OUT propensity float8, OUT value float8, OUT action_prob float8, OUT fallback boolean,
 	OUT message_class text, OUT holdout float8, OUT budget bigint, OUT payload jsonb, OUT identifier_id bigint,
@@ -783,7 +784,7 @@ AS $$
 #variable_conflict use_column
 BEGIN
 RETURN QUERY
-WITH arms AS (SELECT row_number() OVER () AS n, a.* FROM cdp.offer_arms(profile_id, channel, at, facts) a),
+WITH arms AS (SELECT row_number() OVER () AS n, a.* FROM cdp.offer_arms(profile_id, channel, at, facts, only_offers) a),
 r AS (SELECT r.*
       FROM (SELECT array_agg(eligibility ORDER BY n) AS rules, array_agg(blocked ORDER BY n) AS blocked,
                    array_agg(fallback ORDER BY n) AS fallbacks, array_agg(alpha ORDER BY n) AS alphas,
@@ -799,7 +800,7 @@ FROM arms a JOIN r ON r.i = a.n
 ORDER BY r.rank NULLS LAST, a.offer_id, a.variant;
 END
 $$;
-COMMENT ON FUNCTION cdp.offer_ranking(bigint, text, timestamptz, jsonb, bigint) IS 'Internal: every arm of a channel for a live profile, ranked by a Thompson draw (rank 1 is what the policy picks), with why the others may not be chosen, the contact cost, and whether the expected margin pays for it (worth: a positive score, or a free channel)';
+COMMENT ON FUNCTION cdp.offer_ranking(bigint, text, timestamptz, jsonb, bigint, text[]) IS 'Internal: every arm (of only_offers, unless NULL) of a channel for a live profile, ranked by a Thompson draw (rank 1 is what the policy picks), with why the others may not be chosen, the contact cost, and whether the expected margin pays for it (worth: a positive score, or a free channel)';
 
 -- The live profile of an id, or an error.
 CREATE FUNCTION cdp.live_profile(profile_id bigint) RETURNS bigint
@@ -882,7 +883,7 @@ BEGIN
 	       || format(', propensity %s x value %s', round(r.propensity::numeric, 4), round(r.value::numeric, 2)),
 	       r.variant, c.channel, r.payload
 	FROM cdp.decision_channels(live, next_best_offers.channel) c(channel),
-	     cdp.offer_ranking(live, c.channel, at, facts, cdp.decision_seed(live, c.channel, at)) r
+	     cdp.offer_ranking(live, c.channel, at, facts, cdp.decision_seed(live, c.channel, at), NULL) r
 	WHERE r.eligible AND r.rank IS NOT NULL AND (next_best_offers.channel IS NOT NULL OR r.worth)
 	ORDER BY r.score DESC, r.offer_id, r.variant
 	LIMIT n;
@@ -913,7 +914,7 @@ BEGIN
 	                               ELSE format('validity: ended at %s', o.valid_until) END END,
 	       r.variant, r.rule_holds, r.score, r.propensity, r.value, r.rank, r.next_allowed_at
 	FROM cdp.offers o
-	LEFT JOIN cdp.offer_ranking(live, channel, at, cdp.offer_facts(live, at, cdp.offer_fact_names()), cdp.decision_seed(live, channel, at)) r
+	LEFT JOIN cdp.offer_ranking(live, channel, at, cdp.offer_facts(live, at, cdp.offer_fact_names()), cdp.decision_seed(live, channel, at), NULL) r
 	       ON r.offer_id = o.offer_id
 	ORDER BY r.rank NULLS LAST, o.offer_id, r.variant;
 END
@@ -980,7 +981,8 @@ COMMENT ON FUNCTION cdp.decision_isolation_check() IS 'Internal: refuses a decis
 -- One decision for a live profile, its lock held: the best offer over the
 -- channel (or every channel), then the holdout draw, the budget, the
 -- contact row and the learning's trial.
-CREATE FUNCTION cdp.decide_locked(live bigint, channel text, at timestamptz, facts jsonb, campaign_id bigint DEFAULT NULL)
+CREATE FUNCTION cdp.decide_locked(live bigint, channel text, at timestamptz, facts jsonb, campaign_id bigint DEFAULT NULL,
+	only_offers text[] DEFAULT NULL)
 RETURNS cdp.decision
 LANGUAGE plpgsql VOLATILE
 AS $$
@@ -1009,7 +1011,7 @@ BEGIN
 			-- consent, a cap or a budget forbids (why nothing, if so)
 			FOR other IN SELECT r.*, ch AS chan, s.seed
 			             FROM (SELECT cdp.decision_seed(live, ch, at) AS seed) s,
-			                  cdp.offer_ranking(live, ch, at, facts, s.seed) r
+			                  cdp.offer_ranking(live, ch, at, facts, s.seed, only_offers) r
 			             WHERE r.rank = 1 OR r.rule_holds AND NOT r.eligible LOOP
 				IF other.rank IS NULL THEN
 					IF NOT have_block THEN
@@ -1090,7 +1092,7 @@ BEGIN
 	           CASE WHEN st = 'sent' THEN best.payload END, NULL::timestamptz)::cdp.decision;
 END
 $$;
-COMMENT ON FUNCTION cdp.decide_locked(bigint, text, timestamptz, jsonb, bigint) IS 'Internal: cdp.decide once the person''s lock is held';
+COMMENT ON FUNCTION cdp.decide_locked(bigint, text, timestamptz, jsonb, bigint, text[]) IS 'Internal: cdp.decide once the person''s lock is held (among only_offers, unless NULL: what a trigger may send)';
 
 CREATE FUNCTION cdp.decide(profile_id bigint, channel text DEFAULT NULL, at timestamptz DEFAULT now())
 RETURNS cdp.decision

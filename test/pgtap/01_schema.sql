@@ -56,7 +56,9 @@ SELECT set_eq($$SELECT unnest(extconfig)::regclass::text FROM pg_extension WHERE
 	      'cdp.stitch_queue', 'cdp.stitch_queue_queue_id_seq',
 	      'cdp.offers', 'cdp.offer_variants', 'cdp.offer_usage', 'cdp.contact_policies', 'cdp.consents',
 	      'cdp.consents_consent_id_seq', 'cdp.contacts', 'cdp.contacts_contact_id_seq', 'cdp.offer_stats',
-	      'cdp.campaigns', 'cdp.campaigns_campaign_id_seq'],
+	      'cdp.campaigns', 'cdp.campaigns_campaign_id_seq',
+	      'cdp.triggers', 'cdp.trigger_fires', 'cdp.trigger_fires_fire_id_seq', 'cdp.trigger_states', 'cdp.trigger_scans',
+	      'cdp.trigger_progress', 'cdp.outbox', 'cdp.outbox_message_id_seq'],
 	'user data and configuration are kept by pg_dump');
 SELECT is((SELECT count(*)::int FROM cdp.channels WHERE builtin), 8, 'eight built-in channels');
 SELECT ok((SELECT bool_and(builtin) FROM cdp.event_types), 'standard event types are marked built-in');

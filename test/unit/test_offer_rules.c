@@ -526,6 +526,25 @@ UNIT_TEST(list_facts)
 	reset();
 }
 
+/* The event that fired a trigger: its properties, type, channel, amount. */
+UNIT_TEST(event_facts)
+{
+	const char *fx = "{'event': {'type': 'complaint', 'amount': 120, 'sku': 'p1', 'nul': null}}";
+
+	CHECK_EQ_INT(ev("{'fact': 'event', 'key': 'type', 'eq': 'complaint'}", fx), 1);
+	CHECK_EQ_INT(ev("{'fact': 'event', 'key': 'amount', 'gte': 100}", fx), 1);
+	CHECK_EQ_INT(ev("{'fact': 'event', 'key': 'amount', 'gt': 120}", fx), 0);
+	CHECK_EQ_INT(ev("{'fact': 'event', 'key': 'sku', 'in': ['p1', 'p2']}", fx), 1);
+	CHECK_EQ_INT(ev("{'fact': 'event', 'key': 'sku', 'exists': true}", fx), 1);
+	CHECK_EQ_INT(ev("{'fact': 'event', 'key': 'nul', 'exists': true}", fx), 0);
+	CHECK_EQ_INT(ev("{'fact': 'event', 'key': 'other', 'exists': false}", fx), 1);
+	/* no event (a decision outside a trigger): the condition does not hold */
+	CHECK_EQ_INT(ev("{'fact': 'event', 'key': 'sku', 'eq': 'p1'}", FACTS), 0);
+	/* the key is required */
+	CHECK_EQ_INT(ev("{'fact': 'event', 'eq': 'p1'}", fx), -1);
+	reset();
+}
+
 UNIT_TEST(trait_facts)
 {
 	CHECK_EQ_INT(ev("{'fact': 'trait', 'key': 'tier', 'eq': 'gold'}", FACTS), 1);
@@ -1188,6 +1207,7 @@ const unit_case unit_tests[] = {
 	UNIT_CASE(text_facts),
 	UNIT_CASE(boolean_facts),
 	UNIT_CASE(list_facts),
+	UNIT_CASE(event_facts),
 	UNIT_CASE(trait_facts),
 	UNIT_CASE(missing_facts_fail_every_operator_but_exists_false),
 	UNIT_CASE(combinations),
