@@ -50,12 +50,16 @@ COMMENT ON FUNCTION cdp.default_jobs(interval) IS 'cdp''s scheduled jobs: name, 
 
 -- Raises the error that says what is missing when pg_cron cannot run this
 -- database's jobs: not loaded, loaded for another database, not installed.
+-- pg_settings, not current_setting: postgresql.conf may set cron.* without
+-- pg_cron loaded, and such a placeholder is not in pg_settings.  Warns when
+-- the launcher is not running (not yet after a start, or it exited, as it
+-- does when its database is dropped).
 CREATE FUNCTION cdp.cron_require() RETURNS void
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	cron_db text := current_setting('cron.database_name', true);
+	cron_db text := (SELECT s.setting FROM pg_settings s WHERE s.name = 'cron.database_name');
 	db      text := current_database();
 	problem text;
 BEGIN
@@ -66,6 +70,10 @@ BEGIN
 	ELSIF NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'pg_cron') THEN
 		problem := 'extension pg_cron is not created in it';
 	ELSE
+		IF NOT EXISTS (SELECT FROM pg_stat_activity a WHERE a.backend_type = 'pg_cron launcher') THEN
+			RAISE WARNING 'pg_cron''s launcher is not running (yet): no job runs until it does'
+				USING HINT = 'It starts a moment after the server; if it stopped (as when its database is dropped), the server log says why, and it starts again when the server restarts.';
+		END IF;
 		RETURN;
 	END IF;
 	RAISE EXCEPTION 'pg_cron cannot run cdp''s jobs in database %: %', quote_ident(db), problem
@@ -75,7 +83,7 @@ BEGIN
 		                    'Without pg_cron, run the commands of SELECT * FROM cdp.default_jobs() from another scheduler.', db, db);
 END
 $$;
-COMMENT ON FUNCTION cdp.cron_require() IS 'Internal: raises an error (55000) naming what is missing when pg_cron cannot run the jobs of this database (not in shared_preload_libraries, cron.database_name naming another database, or extension pg_cron not created here), with the steps to set it up';
+COMMENT ON FUNCTION cdp.cron_require() IS 'Internal: raises an error (55000) naming what is missing when pg_cron cannot run the jobs of this database (not in shared_preload_libraries, cron.database_name naming another database, or extension pg_cron not created here), with the steps to set it up; warns when pg_cron''s launcher is not running';
 
 -- Checks the overrides of cdp.schedule_jobs: an object of known job names
 -- and string values (pg_cron judges the schedules themselves).
