@@ -54,13 +54,9 @@ SELECT * FROM cdp.ingest('[
   {"occurred_at": "2025-06-01 10:00:00+00", "channel": "store", "type": "purchase", "identifiers": {}, "amount": 12},
   {"occurred_at": "01/06/2025", "channel": "store", "type": "purchase", "identifiers": {"loyalty_card": "L1"}, "amount": "12,50"}
 ]');
--- keep partitions ahead of time, every night at 03:00
-SELECT cron.schedule('cdp-partitions', '0 3 * * *',
-	\$\$SELECT cdp.ensure_partitions(now(), now() + interval '3 months')\$\$) AS cron_job;
--- detect broken journeys every minute (contrib/cron/schedules.sql: every five)
-SELECT cron.schedule('cdp-journeys', '* * * * *', \$\$SELECT cdp.detect_journey_breaks()\$\$) AS cron_job;
--- refresh the scores every night at 02:00
-SELECT cron.schedule('cdp-scores', '0 2 * * *', \$\$SELECT cdp.refresh_scores(now())\$\$) AS cron_job;
+-- cdp's jobs with pg_cron (partitions, scores, retention, quarantine, outbox);
+-- two of them every minute, so that the demo shows them run
+SELECT job_name, schedule, command FROM cdp.schedule_jobs('{"cdp-partitions": "* * * * *", "cdp-outbox": "* * * * *"}');
 ANALYZE;  -- statistics for every table after a bulk load (the views need them)
 SQL
 
@@ -82,8 +78,6 @@ SELECT partition, range_from::date AS month, estimated_rows, pg_size_pretty(tota
 FROM cdp.event_partitions WHERE estimated_rows > 0 OR is_default ORDER BY range_from NULLS FIRST;
 \echo 'Quarantine'
 SELECT reason_code, reason, raw FROM cdp.rejected_events ORDER BY reject_id;
-\echo 'Scheduled jobs'
-SELECT jobname, schedule, command FROM cron.job;
 
 \echo 'Identity: identifiers stitched into profiles at ingest'
 SELECT kind, count(*) AS identifiers, count(DISTINCT profile_id) AS profiles
@@ -131,18 +125,16 @@ SELECT * FROM cdp.customer_360 ORDER BY cardinality(channels) DESC, events DESC,
 SQL
 
 echo
-echo "== pg_cron: waiting for the first scheduled run (jobs start on the minute)"
+echo "== pg_cron: waiting for the first scheduled runs (jobs start on the minute)"
 for _ in $(seq 1 90); do
-	[ "$(cdp_psql -At -c "SELECT count(*) FROM cron.job_run_details WHERE status IN ('succeeded', 'failed')")" -gt 0 ] && break
+	[ "$(cdp_psql -At -c "SELECT count(*) FILTER (WHERE runs > 0) = 2 FROM cdp.job_status WHERE schedule = '* * * * *'")" = t ] && break
 	sleep 1
 done
 cdp_psql <<'SQL'
 \pset footer off
-\echo 'Last runs of the scheduled jobs'
-SELECT j.jobname, d.status, d.return_message, d.start_time::timestamp(0) AS started,
-       round(extract(epoch FROM d.end_time - d.start_time)::numeric, 2) AS seconds
-FROM cron.job_run_details d JOIN cron.job j USING (jobid)
-ORDER BY d.runid DESC LIMIT 5;
+\echo 'The scheduled jobs and their last runs (cdp.job_status)'
+SELECT job_name, schedule, runs, failures, last_start::timestamp(0) AS last_start, last_status, last_message
+FROM cdp.job_status;
 \echo 'The background worker (it keeps the profile store and the journeys current as events arrive)'
 SELECT running, state, units, events, lag_events, lag_seconds, errors FROM cdp.worker_status;
 SQL
@@ -167,6 +159,11 @@ SQL
 echo
 echo "== next best offers: from the catalogue to an outcome (contrib/demo/offers.sql)"
 cdp_psql -f contrib/demo/offers.sql
+
+echo
+echo "== triggers: carts left, relaunched after a delay, recovered (contrib/demo/triggers.sql)"
+make -s sender
+cdp_psql -f contrib/demo/triggers.sql
 
 cat <<EOF
 

@@ -4,7 +4,7 @@
 -- delay, messages go to the outbox and the example sender delivers them,
 -- some customers come back and buy, and the recovery rate of relaunched
 -- carts is compared with the holdout's.  Times are shortened for the
--- demo: a cart is left after 3 seconds without activity, and relaunched 2
+-- demo: a cart is left after 3 seconds without activity, and relaunched 4
 -- seconds later (in production: 'cart' breaks after an hour).
 \pset footer off
 \echo 'A funnel whose carts break after 3 s (the demo''s clock), a relaunch offer with a 20 % holdout, and the trigger'
@@ -13,7 +13,7 @@ INSERT INTO cdp.funnels (funnel_id, steps, conversion_window, abandon_after, des
 INSERT INTO cdp.offers (offer_id, name, channels, value, holdout, payload) VALUES
 	('cart_relaunch', 'Your cart is waiting: free delivery today', '{email}', 15, 0.2, '{"template": "cart-relaunch"}');
 INSERT INTO cdp.triggers (trigger_id, on_break, delay, channel, offers, description) VALUES
-	('cart_relaunch', 'demo_cart', '2 seconds', 'email', '{cart_relaunch}', 'Relaunch a cart left on the site');
+	('cart_relaunch', 'demo_cart', '4 seconds', 'email', '{cart_relaunch}', 'Relaunch a cart left on the site');
 -- the demo runs at any hour: without this, a cart left at night is relaunched at 08:00 (not_before)
 UPDATE cdp.contact_policies SET quiet_start = NULL, quiet_end = NULL WHERE channel = 'email';
 
@@ -31,7 +31,20 @@ SELECT count(*) AS carts FROM (
 SELECT count(*) AS bought_at_once FROM (
 	SELECT cdp.track(now(), 'web', 'purchase', jsonb_build_object('email', email), '{}', 20 + n % 80)
 	FROM shoppers WHERE n % 20 IN (1, 7, 13)) x;
-SELECT pg_sleep(7);   -- 3 s to break, 2 s of delay, and the worker
+\o /dev/null
+SELECT pg_sleep(5);   -- 3 s to break, and the worker
+\o
+\echo '40 others buy during the delay: their relaunch is dropped at once'
+SELECT count(*) AS bought_during_delay FROM (
+	SELECT cdp.track(now(), 'web', 'purchase', jsonb_build_object('email', email), '{}', 20 + n % 80)
+	FROM shoppers WHERE n % 20 IN (3, 9)) x;
+\o /dev/null
+SELECT pg_sleep(1);
+\o
+SELECT status, count(*), min(reason) AS a_reason FROM cdp.trigger_fires WHERE trigger_id = 'cart_relaunch' GROUP BY status;
+\o /dev/null
+SELECT pg_sleep(3);   -- the rest of the delay, and the worker
+\o
 
 \echo 'What the trigger did (cdp.trigger_stats)'
 SELECT trigger_id, waiting, sent, holdout, suppressed, exited, median_lateness_s FROM cdp.trigger_stats
@@ -40,7 +53,7 @@ WHERE trigger_id = 'cart_relaunch';
 SELECT message_id, channel, offer_id, status, jsonb_pretty(payload) AS payload FROM cdp.outbox
 WHERE trigger_id = 'cart_relaunch' ORDER BY message_id LIMIT 1;
 \echo 'The example sender (contrib/outbox/cdp-sender --once) claims and delivers them'
-\! contrib/outbox/cdp-sender --once | cut -c1-100 | head -3; echo '...'
+\! contrib/outbox/cdp-sender --once > "$CDP_CLUSTER_DIR/sent.log"; cut -c1-100 "$CDP_CLUSTER_DIR/sent.log" | head -3; echo "... $(wc -l < "$CDP_CLUSTER_DIR/sent.log") messages"
 SELECT status, count(*) FROM cdp.outbox WHERE trigger_id = 'cart_relaunch' GROUP BY status;
 
 \echo 'Some come back and buy: more of those relaunched than of the holdout'
@@ -50,7 +63,9 @@ SELECT count(*) AS came_back FROM (
 	FROM shoppers s
 	JOIN cdp.trigger_fires f ON f.profile_id = cdp.resolve('email', s.email) AND f.trigger_id = 'cart_relaunch'
 	WHERE (f.status = 'sent' AND s.n % 10 < 4) OR (f.status = 'holdout' AND s.n % 10 < 2)) x;
+\o /dev/null
 SELECT pg_sleep(2);
+\o
 \echo 'Recovery of relaunched carts against the holdout (cdp.offer_performance)'
 SELECT offer_id, channel, decisions AS relaunched, conversions AS recovered, round(conversion_rate::numeric, 3) AS rate,
        holdouts, holdout_conversions AS recovered_anyway, round(holdout_rate::numeric, 3) AS holdout_rate,
