@@ -170,7 +170,37 @@ cdp_tally $st "two senders at once deliver each of the $pending pending messages
 	"$lines lines, $got distinct messages, $pending pending"
 cdp_expect "every message delivered at the first attempt" "$db" \
 	"SELECT count(*) FROM cdp.outbox WHERE trigger_id = 'rt_apology' AND (status <> 'delivered' OR attempts <> 1)" 0
-cdp_expect "the worker recorded no error" "$db" "SELECT errors FROM cdp.worker_status" 0
+cdp_expect "the worker recorded no error since the last restart" "$db" "SELECT errors FROM cdp.worker_status" 0
+
+# ---------------------------------------------------------------------------
+# No deadlock with an application's decision: a unit that decides person X
+# (taking a budgeted offer's counter) and then person P, while a session
+# holds P's lock and then decides P with the same offer.
+# ---------------------------------------------------------------------------
+set_enabled off
+wait_for 10 "SELECT state = 'waiting: cdp.worker_enabled is off' FROM cdp.worker_status" || true
+q "INSERT INTO cdp.offers (offer_id, name, channels, value, budget) VALUES ('rt_budget', 'Budgeted', '{email}', 1000, 100000);
+   INSERT INTO cdp.triggers (trigger_id, on_event, channel, offers) VALUES ('rt_wish', 'wishlist_add', 'email', '{rt_budget}')" >/dev/null
+for i in $(seq 1 12); do
+	q "SELECT cdp.track(now(), 'web', 'page_view', '{\"email\": \"rt-dl-$i@z.org\"}')" >/dev/null
+done
+read -r x p < <(q "SELECT min(profile_id) FILTER (WHERE r = 1), min(profile_id) FILTER (WHERE r = n)
+	FROM (SELECT profile_id, rank() OVER (ORDER BY cdp.person_stripe(profile_id), profile_id) AS r, count(*) OVER () AS n
+	      FROM cdp.identifiers WHERE value LIKE 'rt-dl-%@z.org') s" | tr '|' ' ')
+q "SELECT cdp.run_triggers()" >/dev/null
+for who in "$x" "$p"; do
+	q "SELECT cdp.track(now(), 'web', 'wishlist_add', jsonb_build_object('email', (SELECT value FROM cdp.identifiers WHERE profile_id = $who LIMIT 1)))" >/dev/null
+done
+cdp_psql -d "$db" -c "SET client_min_messages = warning" -c "BEGIN" -c "SELECT cdp.lock_person($p)" -c "SELECT pg_sleep(2)" \
+	-c "SELECT cdp.decide($p, 'email')" -c "COMMIT" >"$CDP_CLUSTER_DIR/app.log" 2>&1 &
+app=$!
+sleep 0.5
+st=0
+unit=$(q "SELECT fired FROM cdp.run_triggers()" 2>&1) || st=1
+wait $app || st=1
+[ "$unit" = 2 ] || st=1
+cdp_tally $st "a unit deciding two people and an application deciding one of them with the same budgeted offer do not deadlock" \
+	"unit: $unit; application: $(tr '\n' ' ' <"$CDP_CLUSTER_DIR/app.log")"
 
 echo "triggers: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

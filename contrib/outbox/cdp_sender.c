@@ -12,10 +12,14 @@
  *              [--once] [--max N] [--quiet]
  *
  * Connection: the usual PG* environment variables.  --once stops when no
- * message is due; --max stops after N messages.  Prints, per message, one
+ * message is due; --max stops after N messages.  Each message is settled
+ * with the attempt it was claimed at: if its lease (default 60 s, for a
+ * batch of 10 by default) ran out meanwhile, the result is refused and
+ * printed, since another sender has it.  Prints, per message, one
  * line: message_id, channel, the result and the payload.
  */
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,7 +52,7 @@ parse(int argc, char **argv, Options *o)
 {
 	o->command = NULL;
 	o->channel = NULL;
-	o->batch = 100;
+	o->batch = 10;
 	o->lease = 60;
 	o->once = 0;
 	o->max = -1;
@@ -81,9 +85,13 @@ parse(int argc, char **argv, Options *o)
 		usage();
 }
 
-/* Runs a statement with parameters; exits on an error. */
+/*
+ * Runs a statement with parameters.  An error exits, unless soft: then it
+ * is printed and NULL returned (a message settled meanwhile by another
+ * sender must not strand the rest of the batch).
+ */
 static PGresult *
-run(PGconn *c, const char *sql, int n, const char *const *params)
+run_soft(PGconn *c, const char *sql, int n, const char *const *params, int soft)
 {
 	PGresult   *r = PQexecParams(c, sql, n, NULL, params, NULL, NULL, 0);
 	ExecStatusType st = PQresultStatus(r);
@@ -92,10 +100,18 @@ run(PGconn *c, const char *sql, int n, const char *const *params)
 	{
 		fprintf(stderr, "cdp-sender: %s", PQerrorMessage(c));
 		PQclear(r);
+		if (soft && PQstatus(c) == CONNECTION_OK)
+			return NULL;
 		PQfinish(c);
 		exit(1);
 	}
 	return r;
+}
+
+static PGresult *
+run(PGconn *c, const char *sql, int n, const char *const *params)
+{
+	return run_soft(c, sql, n, params, 0);
 }
 
 /*
@@ -143,7 +159,7 @@ send_batch(PGconn *c, const Options *o, long *left)
 	claim[0] = batch;
 	claim[1] = lease;
 	claim[2] = o->channel;
-	r = run(c, "SELECT message_id, channel, payload::text FROM cdp.claim_messages($1::integer, $2::interval, $3)",
+	r = run(c, "SELECT message_id, channel, payload::text, attempts FROM cdp.claim_messages($1::integer, $2::interval, $3)",
 			3, claim);
 	n = PQntuples(r);
 	for (int i = 0; i < n; i++)
@@ -151,10 +167,14 @@ send_batch(PGconn *c, const Options *o, long *left)
 		char		why[256];
 		const char *id = PQgetvalue(r, i, 0);
 		const char *failed = deliver(o, PQgetvalue(r, i, 2), why, sizeof(why));
-		const char *settle[2] = {id, failed};
+		const char *settle[3] = {id, PQgetvalue(r, i, 3), failed};
+		PGresult   *done = failed == NULL ?
+			run_soft(c, "SELECT cdp.mark_delivered($1::bigint, attempt => $2::integer)", 2, settle, 1) :
+			run_soft(c, "SELECT cdp.mark_failed($1::bigint, $3, attempt => $2::integer)", 3, settle, 1);
 
-		PQclear(failed == NULL ? run(c, "SELECT cdp.mark_delivered($1::bigint)", 1, settle)
-				: run(c, "SELECT cdp.mark_failed($1::bigint, $2)", 2, settle));
+		if (done == NULL)
+			failed = "not settled (see the error above)";
+		PQclear(done);
 		if (!o->quiet)
 			printf("%s\t%s\t%s\t%s\n", id, PQgetvalue(r, i, 1), failed == NULL ? "delivered" : failed,
 				   PQgetvalue(r, i, 2));
@@ -199,6 +219,7 @@ main(int argc, char **argv)
 	long		left;
 
 	parse(argc, argv, &o);
+	signal(SIGPIPE, SIG_IGN);	/* a command that does not read its input fails alone */
 	left = o.max;
 	c = PQconnectdb("");
 	if (PQstatus(c) != CONNECTION_OK)

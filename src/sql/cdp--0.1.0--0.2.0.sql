@@ -2900,6 +2900,30 @@ COMMENT ON FUNCTION cdp.triggers_check() IS 'Internal: checks a trigger when it 
 CREATE TRIGGER triggers_check BEFORE INSERT OR UPDATE ON cdp.triggers
 	FOR EACH ROW EXECUTE FUNCTION cdp.triggers_check();
 
+-- A trigger disabled or deleted drops its waiting moments at once; a fact
+-- trigger whose fact or condition changes starts again from a baseline.
+CREATE FUNCTION cdp.triggers_changed() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF TG_OP = 'DELETE' OR NOT NEW.enabled THEN
+		UPDATE cdp.trigger_fires f SET status = 'exited', fired_at = now(),
+		       reason = CASE TG_OP WHEN 'DELETE' THEN 'trigger deleted' ELSE 'trigger disabled' END
+		WHERE f.trigger_id = OLD.trigger_id AND f.status = 'waiting';
+	END IF;
+	IF TG_OP = 'DELETE' OR NEW.on_fact IS DISTINCT FROM OLD.on_fact OR NEW.condition IS DISTINCT FROM OLD.condition
+	   OR NEW.enabled IS DISTINCT FROM OLD.enabled THEN
+		DELETE FROM cdp.trigger_states s WHERE s.trigger_id = OLD.trigger_id;
+		DELETE FROM cdp.trigger_scans s WHERE s.trigger_id = OLD.trigger_id;
+	END IF;
+	RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION cdp.triggers_changed() IS 'Internal: when a trigger is disabled or deleted, drops its waiting moments; when a fact trigger''s fact, condition or enabled state changes, forgets who met it, so that it starts from a new baseline';
+CREATE TRIGGER triggers_changed AFTER UPDATE OR DELETE ON cdp.triggers
+	FOR EACH ROW EXECUTE FUNCTION cdp.triggers_changed();
+
 CREATE SEQUENCE cdp.trigger_fires_fire_id_seq;
 CREATE TABLE cdp.trigger_fires (
 	fire_id     bigint      PRIMARY KEY DEFAULT nextval('cdp.trigger_fires_fire_id_seq'),
@@ -2972,17 +2996,21 @@ CREATE TABLE cdp.trigger_progress (
 	singleton     boolean     PRIMARY KEY DEFAULT true CHECK (singleton),
 	last_batch_id bigint      NOT NULL,
 	breaks_seen   timestamptz NOT NULL,
+	journeys_batch bigint     NOT NULL,
 	ran_at        timestamptz NOT NULL
 );
 COMMENT ON TABLE cdp.trigger_progress IS 'How far cdp.run_triggers is (one row, written in the same transaction as the firings)';
 COMMENT ON COLUMN cdp.trigger_progress.singleton IS 'Always true: there is one row';
 COMMENT ON COLUMN cdp.trigger_progress.last_batch_id IS 'Last cdp.stitch_batches batch whose events were taken (at most the profile store''s: conditions read its facts)';
 COMMENT ON COLUMN cdp.trigger_progress.breaks_seen IS 'Breaks detected from about then on are looked at for break triggers';
+COMMENT ON COLUMN cdp.trigger_progress.journeys_batch IS 'Last batch the journeys had taken at the last run: the people of later batches the journeys took are checked for completed breaks';
 COMMENT ON COLUMN cdp.trigger_progress.ran_at IS 'When the last run committed';
 SELECT pg_catalog.pg_extension_config_dump('cdp.trigger_progress', '');
 
--- new breaks are found by when they were detected
+-- new breaks are found by when they were detected, a moment's break by its
+-- journey (whatever profile holds it: a merge moves it at the next detection)
 CREATE INDEX journey_breaks_detected_at_idx ON cdp.journey_breaks (detected_at);
+CREATE INDEX journey_breaks_journey_idx ON cdp.journey_breaks (funnel_id, first_event_id);
 
 CREATE SEQUENCE cdp.outbox_message_id_seq;
 CREATE TABLE cdp.outbox (
@@ -3037,12 +3065,13 @@ SELECT pg_catalog.pg_extension_config_dump('cdp.outbox_message_id_seq', '');
 -- profile store finds them).
 CREATE FUNCTION cdp.batch_events(from_batch bigint, to_batch bigint, types text[])
 RETURNS TABLE (event_id bigint, occurred_at timestamptz, profile_id bigint, type text, channel text,
-               amount numeric, properties jsonb)
+               amount numeric, properties jsonb, stitched_at timestamptz)
 LANGUAGE sql STABLE
 AS $$
-WITH b AS (SELECT s.first_event_id AS f, s.last_event_id AS l FROM cdp.stitch_batches s
+WITH b AS (SELECT s.batch_id, s.first_event_id AS f, s.last_event_id AS l, s.stitched_at FROM cdp.stitch_batches s
            WHERE s.batch_id > from_batch AND s.batch_id <= to_batch)
-SELECT e.event_id, e.occurred_at, coalesce(p.merged_into, p.profile_id), e.type, e.channel, e.amount, e.properties
+SELECT e.event_id, e.occurred_at, coalesce(p.merged_into, p.profile_id), e.type, e.channel, e.amount, e.properties,
+       (SELECT b.stitched_at FROM b WHERE b.batch_id = a.batch_id)
 FROM (SELECT min(b.f) AS f, max(b.l) AS l FROM b) r
 JOIN cdp.event_anchors a ON a.event_id BETWEEN r.f AND r.l
 JOIN cdp.events e ON e.event_id = a.event_id AND e.occurred_at = a.occurred_at
@@ -3050,7 +3079,7 @@ JOIN cdp.identifiers i ON i.identifier_id = a.anchor_id
 JOIN cdp.profiles p ON p.profile_id = i.profile_id
 WHERE a.batch_id > from_batch AND a.batch_id <= to_batch AND (types IS NULL OR e.type = ANY (types))
 $$;
-COMMENT ON FUNCTION cdp.batch_events(bigint, bigint, text[]) IS 'Internal: the events stitched in batches (from_batch, to_batch] (of the given types, or all when NULL), with their live profile';
+COMMENT ON FUNCTION cdp.batch_events(bigint, bigint, text[]) IS 'Internal: the events stitched in batches (from_batch, to_batch] (of the given types, or all when NULL), with their live profile and when their batch was stitched';
 
 -- Why a person may not enter a trigger again now (re-entry), or NULL.
 CREATE FUNCTION cdp.trigger_reentry(t cdp.triggers, live bigint, at timestamptz) RETURNS text
@@ -3120,9 +3149,16 @@ BEGIN
 	END IF;
 	IF t.on_break IS NOT NULL THEN
 		SELECT j.status, j.resolved_at, j.resolved_channel INTO b FROM cdp.journey_breaks j
-		WHERE j.profile_id = live AND j.funnel_id = t.on_break AND j.first_event_id = f.break_event;
+		WHERE j.funnel_id = t.on_break AND j.first_event_id = f.break_event
+		ORDER BY j.profile_id = live DESC LIMIT 1;
 		IF NOT FOUND THEN
-			RETURN 'journey no longer broken';
+			-- gone only once the journeys have taken in every merge and move
+			-- (a merge moves the break to the survivor at the next detection)
+			IF EXISTS (SELECT FROM cdp.journey_progress p
+			           WHERE p.last_merge_id >= coalesce((SELECT max(m.merge_id) FROM cdp.profile_merges m), 0)
+			             AND p.last_move_id >= coalesce((SELECT max(v.move_id) FROM cdp.identifier_moves v), 0)) THEN
+				RETURN 'journey no longer broken';
+			END IF;
 		ELSIF b.status IN ('recovered', 'converted_elsewhere') THEN
 			RETURN format('journey completed on %s at %s', b.resolved_channel, b.resolved_at);
 		ELSIF b.status <> 'open' THEN
@@ -3163,12 +3199,13 @@ DECLARE
 	mid bigint;
 	who record;
 BEGIN
-	d := cdp.decide_locked(live, t.channel, at, facts, NULL, t.offers);
-	IF d.status = 'suppressed' AND d.reason LIKE 'quiet hours:%' AND d.next_allowed_at IS NOT NULL THEN
-		-- quiet hours only: decided for their end, sent then (not_before)
-		at := d.next_allowed_at;
-		d := cdp.decide_locked(live, t.channel, at, facts, NULL, t.offers);
+	IF t.channel IS NOT NULL THEN
+		-- in the quiet hours of the channel: decided for their end, and
+		-- sent then (not_before)
+		SELECT coalesce(max(cdp.quiet_until(now(), cdp.person_time_zone(facts), p.quiet_start, p.quiet_end)), now())
+		INTO at FROM cdp.contact_policies p WHERE p.channel IN (t.channel, '*') AND p.quiet_start IS NOT NULL;
 	END IF;
+	d := cdp.decide_locked(live, t.channel, at, facts, NULL, t.offers);
 	IF d.status = 'sent' THEN
 		SELECT i.kind, i.value INTO who FROM cdp.contacts c JOIN cdp.identifiers i ON i.identifier_id = c.identifier_id
 		WHERE c.contact_id = d.contact_id;
@@ -3185,7 +3222,7 @@ BEGIN
 	RETURN mid IS NOT NULL;
 END
 $$;
-COMMENT ON FUNCTION cdp.trigger_fire(cdp.trigger_fires, cdp.triggers, bigint) IS 'Internal: decides the offer of a due moment with cdp.decide''s rules (the trigger''s channel and offers; in quiet hours, decided for their end and sent then) and writes the message to cdp.outbox when one is sent';
+COMMENT ON FUNCTION cdp.trigger_fire(cdp.trigger_fires, cdp.triggers, bigint) IS 'Internal: decides the offer of a due moment with cdp.decide''s rules (the trigger''s channel and offers; in the quiet hours of the trigger''s channel, decided for their end and sent then) and writes the message to cdp.outbox when one is sent';
 
 -- The moments of new events.
 CREATE FUNCTION cdp.trigger_events(from_batch bigint, to_batch bigint) RETURNS integer
@@ -3202,7 +3239,7 @@ BEGIN
 	         ORDER BY event_id LOOP
 		ctx := coalesce(e.properties, '{}') || jsonb_build_object('event_id', e.event_id, 'type', e.type,
 		                                                         'channel', e.channel, 'amount', e.amount);
-		FOR t IN SELECT * FROM cdp.triggers x WHERE x.enabled AND x.on_event = e.type
+		FOR t IN SELECT * FROM cdp.triggers x WHERE x.enabled AND x.on_event = e.type AND e.stitched_at >= x.created_at
 		                                        AND e.occurred_at > now() - x.max_age ORDER BY x.trigger_id LOOP
 			IF cdp.trigger_enter(t, e.profile_id, 'event:' || e.event_id, e.occurred_at, ctx) THEN
 				n := n + 1;
@@ -3212,7 +3249,7 @@ BEGIN
 	RETURN n;
 END
 $$;
-COMMENT ON FUNCTION cdp.trigger_events(bigint, bigint) IS 'Internal: the moments of the events of batches (from_batch, to_batch] for the enabled event triggers whose condition holds';
+COMMENT ON FUNCTION cdp.trigger_events(bigint, bigint) IS 'Internal: the moments of the events of batches (from_batch, to_batch] for the enabled event triggers created before the batch was stitched whose condition holds';
 
 -- The moments of breaks detected since about a time.
 CREATE FUNCTION cdp.trigger_breaks(since timestamptz) RETURNS integer
@@ -3254,7 +3291,8 @@ DECLARE
 	f jsonb;
 	n integer := 0;
 BEGIN
-	FOR p IN SELECT DISTINCT x FROM unnest(people) x ORDER BY 1 LOOP
+	FOR p IN SELECT DISTINCT u.x FROM unnest(people) u(x) JOIN cdp.profiles l ON l.profile_id = u.x AND l.merged_into IS NULL
+	         ORDER BY 1 LOOP
 		f := cdp.trigger_facts(p, t.condition, NULL);
 		holds := (cdp.eligible(t.condition, f)).eligible;
 		was := EXISTS (SELECT FROM cdp.trigger_states s WHERE s.trigger_id = t.trigger_id AND s.profile_id = p);
@@ -3306,6 +3344,69 @@ END
 $$;
 COMMENT ON FUNCTION cdp.trigger_facts_run(bigint[], integer) IS 'Internal: the crossings of the enabled fact triggers among the people new batches touched and a slice of the pass over every live profile that follows each scores refresh (the first pass after a trigger is created records who meets the condition without firing)';
 
+-- The live profiles of the batches (from_batch, to_batch], with the
+-- profiles merged into them (moments keep the profile they were seen with).
+CREATE FUNCTION cdp.batch_people(from_batch bigint, to_batch bigint) RETURNS bigint[]
+LANGUAGE sql STABLE
+AS $$
+WITH live AS (SELECT DISTINCT e.profile_id FROM cdp.batch_events(from_batch, to_batch, NULL) e)
+SELECT ARRAY(SELECT profile_id FROM live
+             UNION SELECT p.profile_id FROM cdp.profiles p WHERE p.merged_into IN (SELECT profile_id FROM live))
+$$;
+COMMENT ON FUNCTION cdp.batch_people(bigint, bigint) IS 'Internal: the live profiles of the events of batches (from_batch, to_batch], and the profiles merged into them';
+
+-- Drops the waiting moments of some people that must end now.
+CREATE FUNCTION cdp.trigger_exits(touched bigint[], journeyed bigint[]) RETURNS integer
+LANGUAGE plpgsql
+AS $$
+DECLARE
+	x record;
+	why text;
+	n integer := 0;
+BEGIN
+	FOR x IN SELECT f AS f, t AS t, cdp.live_profile(f.profile_id) AS live
+	         FROM cdp.trigger_fires f JOIN cdp.triggers t ON t.trigger_id = f.trigger_id
+	         WHERE f.status = 'waiting' AND f.due_at > now() AND f.profile_id = ANY (touched || journeyed)
+	           AND (t.on_break IS NOT NULL AND f.profile_id = ANY (journeyed)
+	                OR (t.exit_condition IS NOT NULL OR t.on_fact IS NOT NULL) AND f.profile_id = ANY (touched))
+	         ORDER BY f.fire_id LOOP
+		why := cdp.trigger_exit(x.f, x.t, x.live);
+		IF why IS NOT NULL THEN
+			PERFORM cdp.trigger_drop((x.f).fire_id, why);
+			n := n + 1;
+		END IF;
+	END LOOP;
+	RETURN n;
+END
+$$;
+COMMENT ON FUNCTION cdp.trigger_exits(bigint[], bigint[]) IS 'Internal: drops at once the waiting moments whose exit condition (or fact trigger''s condition) no longer lets them through for the people new events touched, and those whose break completed for the people of the batches the journeys took';
+
+-- Records the conversions of journeys completed after a message or a
+-- holdout (the people's locks held).
+CREATE FUNCTION cdp.trigger_conversions(fires bigint[]) RETURNS integer
+LANGUAGE plpgsql
+AS $$
+DECLARE
+	x record;
+	n integer := 0;
+BEGIN
+	FOR x IN SELECT f.fire_id, f.contact_id, j.resolved_at, j.resolved_event_id
+	         FROM cdp.trigger_fires f
+	         JOIN cdp.triggers t ON t.trigger_id = f.trigger_id
+	         JOIN cdp.journey_breaks j ON j.funnel_id = t.on_break AND j.first_event_id = f.break_event
+	         WHERE f.fire_id = ANY (fires) AND j.status IN ('recovered', 'converted_elsewhere') AND j.resolved_at >= f.fired_at
+	         ORDER BY f.fire_id LOOP
+		PERFORM cdp.record_outcome(x.contact_id, 'converted',
+		                           (SELECT e.amount FROM cdp.events e WHERE e.event_id = x.resolved_event_id AND e.occurred_at = x.resolved_at),
+		                           x.resolved_at);
+		UPDATE cdp.trigger_fires f SET converted_at = x.resolved_at WHERE f.fire_id = x.fire_id;
+		n := n + 1;
+	END LOOP;
+	RETURN n;
+END
+$$;
+COMMENT ON FUNCTION cdp.trigger_conversions(bigint[]) IS 'Internal: records as a converted outcome of their contact (with the order''s amount as reward) the journeys of these firings completed since the message or holdout';
+
 -- The unit of work.
 CREATE FUNCTION cdp.run_triggers(max_fires integer DEFAULT 500, OUT entered integer, OUT fired integer,
 	OUT dropped integer, OUT converted integer, OUT next_due timestamptz)
@@ -3314,13 +3415,14 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	prog cdp.trigger_progress;
+	jp record;
 	upto bigint;
-	journeys_as_of timestamptz;
-	journeys_ran timestamptz;
-	touched bigint[];
+	touched bigint[] := '{}';
+	journeyed bigint[] := '{}';
+	due bigint[];
+	won bigint[];
 	x record;
 	why text;
-	live bigint;
 BEGIN
 	entered := 0; fired := 0; dropped := 0; converted := 0;
 	IF max_fires IS NULL OR max_fires < 1 THEN
@@ -3329,51 +3431,56 @@ BEGIN
 	-- one run at a time; no journey detection commits meanwhile
 	PERFORM pg_advisory_xact_lock(6513776, 29810);	-- 'cdp', 'tr'
 	PERFORM pg_advisory_xact_lock(6513776, 27247);	-- the journeys' (src/journey.h)
-	SELECT p.as_of, p.ran_at INTO journeys_as_of, journeys_ran FROM cdp.journey_progress p;
+	SELECT p.as_of, p.ran_at, p.last_batch_id INTO jp FROM cdp.journey_progress p;
 	SELECT * INTO prog FROM cdp.trigger_progress FOR UPDATE;
 	upto := coalesce((SELECT s.last_batch_id FROM cdp.profile_store_progress s), 0);
 	IF prog.singleton IS NULL THEN
 		-- the first run starts from now: earlier moments are history
-		INSERT INTO cdp.trigger_progress VALUES (true, upto, coalesce(journeys_ran, now()), now());
+		INSERT INTO cdp.trigger_progress VALUES (true, upto, coalesce(jp.ran_at, now()), coalesce(jp.last_batch_id, 0), now());
 		RETURN;
 	END IF;
 
+	-- new moments, and the people whose waiting moments may have to end
 	IF EXISTS (SELECT FROM cdp.triggers t WHERE t.enabled) THEN
-		-- new moments
 		IF upto > prog.last_batch_id THEN
 			entered := entered + cdp.trigger_events(prog.last_batch_id, upto);
 			IF EXISTS (SELECT FROM cdp.triggers t WHERE t.enabled AND (t.on_fact IS NOT NULL OR t.exit_condition IS NOT NULL)) THEN
-				touched := ARRAY(SELECT DISTINCT e.profile_id FROM cdp.batch_events(prog.last_batch_id, upto, NULL) e);
+				touched := cdp.batch_people(prog.last_batch_id, upto);
 			END IF;
 		END IF;
-		IF journeys_ran IS NOT NULL THEN
+		IF jp.ran_at > prog.breaks_seen OR jp.last_batch_id > prog.journeys_batch THEN	-- the journeys ran since
 			entered := entered + cdp.trigger_breaks(prog.breaks_seen - interval '1 minute');
+			IF jp.last_batch_id > prog.journeys_batch
+			   AND EXISTS (SELECT FROM cdp.triggers t WHERE t.enabled AND t.on_break IS NOT NULL) THEN
+				journeyed := cdp.batch_people(prog.journeys_batch, jp.last_batch_id);
+			END IF;
 		END IF;
-		entered := entered + cdp.trigger_facts_run(coalesce(touched, '{}'), 2000);
+		entered := entered + cdp.trigger_facts_run(touched, 200);
 	END IF;
+	dropped := dropped + cdp.trigger_exits(touched, journeyed);
 
-	-- exits during the delay, at once: the break completed, the trigger
-	-- was disabled, the exit condition holds for a person new events touched
+	-- due moments, and moments sent or held out whose journey completed
+	-- since: the people's locks first, all in stripe order (no decision
+	-- waits for a lock while this unit holds a row another decision needs)
+	due := ARRAY(SELECT f.fire_id FROM cdp.trigger_fires f JOIN cdp.triggers t ON t.trigger_id = f.trigger_id
+	             WHERE f.status = 'waiting' AND f.due_at <= now() AND (t.on_break IS NULL OR f.due_at <= jp.as_of)
+	             ORDER BY f.due_at, f.fire_id LIMIT max_fires);
+	due := due || ARRAY(SELECT f.fire_id FROM cdp.trigger_fires f LEFT JOIN cdp.triggers t ON t.trigger_id = f.trigger_id
+	                    WHERE f.status = 'waiting' AND f.due_at <= now() AND t.trigger_id IS NULL LIMIT max_fires);
+	IF cardinality(journeyed) > 0 THEN
+		won := ARRAY(SELECT f.fire_id FROM cdp.trigger_fires f
+		             WHERE f.profile_id = ANY (journeyed) AND f.converted_at IS NULL AND f.break_event IS NOT NULL
+		               AND f.status IN ('sent', 'holdout'));
+	END IF;
+	PERFORM cdp.lock_person(s.stripe_live)
+	FROM (SELECT DISTINCT ON (cdp.person_stripe(l.live)) l.live AS stripe_live
+	      FROM (SELECT cdp.live_profile(f.profile_id) AS live FROM cdp.trigger_fires f
+	            WHERE f.fire_id = ANY (due || coalesce(won, '{}'))) l
+	      ORDER BY cdp.person_stripe(l.live)) s;
+	converted := cdp.trigger_conversions(won);
 	FOR x IN SELECT f AS f, t AS t, cdp.live_profile(f.profile_id) AS live
 	         FROM cdp.trigger_fires f LEFT JOIN cdp.triggers t ON t.trigger_id = f.trigger_id
-	         WHERE f.status = 'waiting' AND f.due_at > now()
-	           AND (t.trigger_id IS NULL OR NOT t.enabled OR t.on_break IS NOT NULL OR f.profile_id = ANY (touched)) LOOP
-		why := cdp.trigger_exit(x.f, x.t, x.live);
-		IF why IS NOT NULL THEN
-			PERFORM cdp.trigger_drop((x.f).fire_id, why);
-			dropped := dropped + 1;
-		END IF;
-	END LOOP;
-
-	-- due moments, the people's locks taken in stripe order
-	FOR x IN SELECT y.f, y.t, y.live FROM (
-	             SELECT f AS f, t AS t, cdp.live_profile(f.profile_id) AS live, f.fire_id
-	             FROM cdp.trigger_fires f LEFT JOIN cdp.triggers t ON t.trigger_id = f.trigger_id
-	             WHERE f.status = 'waiting' AND f.due_at <= now()
-	               AND (t.on_break IS NULL OR f.due_at <= journeys_as_of)
-	             ORDER BY f.due_at, f.fire_id LIMIT max_fires) y
-	         ORDER BY cdp.person_stripe(y.live), y.fire_id LOOP
-		PERFORM cdp.lock_person(x.live);
+	         WHERE f.fire_id = ANY (due) ORDER BY f.due_at, f.fire_id LOOP
 		why := cdp.trigger_exit(x.f, x.t, x.live);
 		IF why IS NOT NULL THEN
 			PERFORM cdp.trigger_drop((x.f).fire_id, why);
@@ -3383,37 +3490,24 @@ BEGIN
 		END IF;
 	END LOOP;
 
-	-- carts recovered after a message (or a holdout): the contact converted
-	FOR x IN SELECT f.fire_id, f.contact_id, j.resolved_at, j.resolved_event_id
-	         FROM cdp.trigger_fires f
-	         JOIN cdp.triggers t ON t.trigger_id = f.trigger_id
-	         JOIN cdp.funnels u ON u.funnel_id = t.on_break
-	         JOIN cdp.journey_breaks j ON j.profile_id = cdp.live_profile(f.profile_id) AND j.funnel_id = t.on_break
-	                                  AND j.first_event_id = f.break_event
-	         WHERE f.converted_at IS NULL AND f.break_event IS NOT NULL AND f.status IN ('sent', 'holdout')
-	           AND f.fired_at > now() - u.conversion_window
-	           AND j.status IN ('recovered', 'converted_elsewhere') AND j.resolved_at >= f.fired_at LOOP
-		PERFORM cdp.record_outcome(x.contact_id, 'converted',
-		                           (SELECT e.amount FROM cdp.events e WHERE e.event_id = x.resolved_event_id AND e.occurred_at = x.resolved_at),
-		                           x.resolved_at);
-		UPDATE cdp.trigger_fires f SET converted_at = x.resolved_at WHERE f.fire_id = x.fire_id;
-		converted := converted + 1;
-	END LOOP;
-
 	IF fired > 0 THEN
 		PERFORM pg_notify('cdp_outbox', fired::text);
 	END IF;
 	UPDATE cdp.trigger_progress SET last_batch_id = GREATEST(upto, last_batch_id),
-	       breaks_seen = coalesce(journeys_ran, breaks_seen), ran_at = now();
+	       breaks_seen = GREATEST(coalesce(jp.ran_at, breaks_seen), breaks_seen),
+	       journeys_batch = GREATEST(coalesce(jp.last_batch_id, journeys_batch), journeys_batch), ran_at = now();
 	-- the next moment due; now when due ones are left (beyond max_fires)
+	-- or a fact trigger's pass over every profile goes on
 	next_due := CASE WHEN EXISTS (SELECT FROM cdp.trigger_fires f JOIN cdp.triggers t ON t.trigger_id = f.trigger_id
 	                              WHERE f.status = 'waiting' AND f.due_at <= now()
-	                                AND (t.on_break IS NULL OR f.due_at <= journeys_as_of))
+	                                AND (t.on_break IS NULL OR f.due_at <= jp.as_of))
+	                      OR EXISTS (SELECT FROM cdp.trigger_scans s JOIN cdp.triggers t ON t.trigger_id = s.trigger_id
+	                                 WHERE t.enabled AND s.next_profile IS NOT NULL)
 	                 THEN now()
 	                 ELSE (SELECT min(f.due_at) FROM cdp.trigger_fires f WHERE f.status = 'waiting' AND f.due_at > now()) END;
 END
 $$;
-COMMENT ON FUNCTION cdp.run_triggers(integer) IS 'One unit of the triggers (the background worker runs it after the profile store and journeys; by hand when no worker runs): takes the moments of the batches the profile store has folded in since the last run, of the breaks detected since, and the crossings of fact triggers; drops the waiting moments whose break completed or whose exit condition holds; decides for up to max_fires due moments and writes their messages to cdp.outbox (NOTIFY cdp_outbox); records conversions of recovered journeys; all in one transaction with its progress marker. Returns what it did and when the next waiting moment is due';
+COMMENT ON FUNCTION cdp.run_triggers(integer) IS 'One unit of the triggers (the background worker runs it after the profile store and journeys; by hand when no worker runs): takes the moments of the batches the profile store has folded in since the last run, of the breaks detected since, and the crossings of fact triggers; drops at once the waiting moments whose break completed or whose exit condition holds; locks the people concerned in stripe order, records the conversions of journeys completed after a message or holdout, decides for up to max_fires due moments and writes their messages to cdp.outbox (NOTIFY cdp_outbox); all in one transaction with its progress marker. Returns what it did and when the next waiting moment is due';
 
 -- ---------------------------------------------------------------------------
 -- The sender side.
@@ -3466,34 +3560,56 @@ END
 $$;
 COMMENT ON FUNCTION cdp.outbox_message(bigint) IS 'Internal: an outbox message, locked, or an error';
 
-CREATE FUNCTION cdp.mark_delivered(message_id bigint) RETURNS cdp.outbox
+-- The message a sender settles: its claim must be the sender's (attempt,
+-- when given, is the attempts that cdp.claim_messages returned).
+CREATE FUNCTION cdp.outbox_claimed(message_id bigint, attempt integer) RETURNS cdp.outbox
 LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	m cdp.outbox := cdp.outbox_message(message_id);
 BEGIN
+	IF attempt IS NOT NULL AND attempt <> m.attempts THEN
+		RAISE EXCEPTION 'message % was handed out again after attempt % (now attempt %, %)', message_id, attempt, m.attempts, m.status
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+			      HINT = 'The claim ran out before the result came: another sender has it now; give a longer lease to cdp.claim_messages.';
+	END IF;
+	RETURN m;
+END
+$$;
+COMMENT ON FUNCTION cdp.outbox_claimed(bigint, integer) IS 'Internal: an outbox message, locked, when attempt (if given) is still its current attempt, or an error';
+
+CREATE FUNCTION cdp.mark_delivered(message_id bigint, attempt integer DEFAULT NULL) RETURNS cdp.outbox
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	m cdp.outbox;
+BEGIN
+	SELECT * INTO m FROM cdp.outbox_message(message_id);
 	IF m.status = 'delivered' THEN
 		RETURN m;		-- said twice: once is enough
 	END IF;
+	m := cdp.outbox_claimed(message_id, attempt);
 	UPDATE cdp.outbox o SET status = 'delivered', delivered_at = now(), claimed_until = NULL
 	WHERE o.message_id = m.message_id RETURNING * INTO m;
 	RETURN m;
 END
 $$;
-COMMENT ON FUNCTION cdp.mark_delivered(bigint) IS 'Records that a message was delivered (idempotent: a second call changes nothing; a message declared dead that was delivered after all becomes delivered)';
+COMMENT ON FUNCTION cdp.mark_delivered(bigint, integer) IS 'Records that a message was delivered (idempotent: a second call changes nothing; a message declared dead that was delivered after all becomes delivered); with attempt (the attempts cdp.claim_messages returned), refuses with 55000 a claim that ran out and was handed out again';
 
-CREATE FUNCTION cdp.mark_failed(message_id bigint, error text, retry boolean DEFAULT true) RETURNS cdp.outbox
+CREATE FUNCTION cdp.mark_failed(message_id bigint, error text, retry boolean DEFAULT true, attempt integer DEFAULT NULL)
+RETURNS cdp.outbox
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	m cdp.outbox := cdp.outbox_message(message_id);
+	m cdp.outbox := cdp.outbox_claimed(message_id, attempt);
 	wait float8;
 BEGIN
-	IF m.status = 'delivered' THEN
-		RAISE EXCEPTION 'message % was already delivered', message_id
-			USING ERRCODE = 'object_not_in_prerequisite_state', HINT = 'A delivered message is settled; a failure after it is not recorded.';
+	IF m.status <> 'claimed' THEN
+		RAISE EXCEPTION 'message % is %, not claimed', message_id, m.status
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+			      HINT = 'Only a message handed out by cdp.claim_messages and not yet settled can fail.';
 	END IF;
 	wait := LEAST(extract(epoch FROM current_setting('cdp.outbox_retry_delay')::interval)
 	              * power(2, GREATEST(m.attempts - 1, 0)), 86400);
@@ -3506,7 +3622,7 @@ BEGIN
 	RETURN m;
 END
 $$;
-COMMENT ON FUNCTION cdp.mark_failed(bigint, text, boolean) IS 'Records a failed delivery: the message is pending again after cdp.outbox_retry_delay (doubled at each attempt, at most a day), or dead (dead-letter) after cdp.outbox_max_attempts attempts or when retry is false';
+COMMENT ON FUNCTION cdp.mark_failed(bigint, text, boolean, integer) IS 'Records a failed delivery of a claimed message: pending again after cdp.outbox_retry_delay (doubled at each attempt, at most a day), or dead (dead-letter) after cdp.outbox_max_attempts attempts or when retry is false; 55000 for a message not claimed (pending, delivered, dead) or, with attempt, claimed again since';
 
 CREATE FUNCTION cdp.purge_outbox() RETURNS bigint
 LANGUAGE sql

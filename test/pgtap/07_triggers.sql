@@ -9,7 +9,7 @@
 -- fire on a crossing, not on the baseline; the sender's functions (claim,
 -- delivered, failed with retry and dead-letter, purge).
 BEGIN;
-SELECT plan(74);
+SELECT plan(82);
 SET LOCAL timezone = 'UTC';
 SET LOCAL client_min_messages = warning;
 SET LOCAL cdp.offer_seed = 7;
@@ -20,8 +20,8 @@ SELECT has_table('cdp', 'trigger_fires', 'the firings');
 SELECT has_table('cdp', 'outbox', 'the outbox');
 SELECT has_view('cdp', 'trigger_stats', 'trigger statistics');
 SELECT has_function('cdp', 'claim_messages', ARRAY['integer', 'interval', 'text']);
-SELECT has_function('cdp', 'mark_delivered', ARRAY['bigint']);
-SELECT has_function('cdp', 'mark_failed', ARRAY['bigint', 'text', 'boolean']);
+SELECT has_function('cdp', 'mark_delivered', ARRAY['bigint', 'integer']);
+SELECT has_function('cdp', 'mark_failed', ARRAY['bigint', 'text', 'boolean', 'integer']);
 
 -- ---------------------------------------------------------------------------
 -- Validation when written.
@@ -140,11 +140,25 @@ SELECT is((SELECT converted FROM cdp.run_triggers()), 1, 'a cart recovered after
 SELECT results_eq($$SELECT c.outcome, c.reward FROM cdp.contacts c JOIN cdp.outbox o USING (contact_id) WHERE o.trigger_id = 'cart_reminder'$$,
 	$$VALUES ('converted'::text, 70::numeric)$$, '... to the contact, with the order''s amount as reward');
 SELECT is((SELECT converted FROM cdp.run_triggers()), 0, '... once');
+-- a merge during the delay keeps the moment: flo's cart was anonymous,
+-- then she logs in (her cookie's profile merges into her e-mail's)
+SELECT cdp.track(now() - interval '40 minutes', 'web', 'page_view', '{"email": "flo@x.org"}');
+SELECT cdp.track(now() - interval '20 minutes', 'web', 'add_to_cart', '{"cookie": "flo-c"}', '{"product_id": "p4", "cart_value": 25}');
+SELECT cdp.detect_journey_breaks();
+SELECT is((SELECT entered FROM cdp.run_triggers()), 1, 'an anonymous cart enters');
+SELECT cdp.track(now() - interval '1 minute', 'web', 'page_view', '{"cookie": "flo-c", "email": "flo@x.org"}');
+SELECT is((SELECT dropped FROM cdp.run_triggers()), 0, 'a merge during the delay does not drop the moment');
+-- its delay ends before the journeys have moved the break to the survivor
+UPDATE cdp.trigger_fires SET due_at = now() - interval '1 second'
+WHERE moment = 'break:' || (SELECT min(event_id) FROM cdp.events WHERE identifiers->>'cookie' = 'flo-c');
+SELECT results_eq('SELECT fired, dropped FROM cdp.run_triggers()', 'VALUES (1, 0)',
+	'... and it fires when due, though the journeys have not yet moved the break to the survivor');
+SELECT is((SELECT payload #>> '{to,value}' FROM cdp.outbox WHERE payload #>> '{context,products,0}' = 'p4'), 'flo@x.org',
+	'... to the e-mail address she logged in with');
 -- disabling a trigger drops its waiting moments at once
 UPDATE cdp.triggers SET enabled = false WHERE trigger_id = 'cart_reminder';
-SELECT is((SELECT dropped FROM cdp.run_triggers()), 1, 'a disabled trigger drops what waits');
 SELECT is((SELECT reason FROM cdp.trigger_fires f JOIN cdp.identifiers i ON i.profile_id = f.profile_id
-	WHERE i.value = 'fay@x.org'), 'trigger disabled or deleted', '... with the reason');
+	WHERE i.value = 'fay@x.org'), 'trigger disabled', 'disabling a trigger drops what waits, at once, with the reason');
 
 -- an exit condition
 INSERT INTO cdp.triggers (trigger_id, on_event, delay, channel, offers, exit_condition) VALUES
@@ -170,6 +184,8 @@ SELECT cdp.track(now(), 'call_center', 'complaint', '{"email": "ivy@x.org"}', '{
 SELECT is((SELECT fired FROM cdp.run_triggers()), 1, 'in quiet hours the message is still written');
 SELECT is((SELECT date_trunc('minute', not_before) FROM cdp.outbox o JOIN cdp.identifiers i ON i.profile_id = o.profile_id WHERE i.value = 'ivy@x.org'),
 	date_trunc('minute', now() + interval '2 hours'), '... to be sent when they end (not_before)');
+SELECT results_eq($$SELECT c.status, date_trunc('minute', c.decided_at) FROM cdp.contacts c JOIN cdp.identifiers i ON i.profile_id = c.profile_id WHERE i.value = 'ivy@x.org'$$,
+	$$VALUES ('sent'::text, date_trunc('minute', now() + interval '2 hours'))$$, '... one contact, decided for then (no suppressed one beside it)');
 DELETE FROM cdp.contact_policies WHERE channel = 'email';
 
 SELECT cdp.track(now() - interval '1 minute', 'web', 'purchase', '{"email": "joe@x.org"}', '{}', 10);
@@ -187,13 +203,16 @@ SELECT cdp.track(now(), 'web', 'purchase', '{"email": "joe@x.org"}', '{}', 10);
 SELECT results_eq('SELECT entered, fired FROM cdp.run_triggers()', 'VALUES (1, 1)', 'kim''s second order crosses the threshold; joe''s third does not');
 SELECT is((SELECT payload->'context' FROM cdp.outbox WHERE trigger_id = 'second_order'), '{"fact": "orders", "value": 2}'::jsonb,
 	'the message says which fact crossed, and its value');
+UPDATE cdp.triggers SET condition = '{"fact": "orders", "gte": 3}' WHERE trigger_id = 'second_order';
+SELECT is((SELECT count(*) FROM cdp.trigger_states WHERE trigger_id = 'second_order'), 0::bigint, 'a changed condition forgets who met the old one');
+SELECT is((SELECT entered FROM cdp.run_triggers()), 0, '... and starts from a new baseline: joe, with three orders, does not fire');
 
 -- ---------------------------------------------------------------------------
 -- The sender side.
 -- ---------------------------------------------------------------------------
 SELECT throws_ok('SELECT * FROM cdp.claim_messages(0)', '22023', 'n must be at least 1 and lease positive', 'a claim of nothing');
-CREATE TEMP TABLE claimed AS SELECT * FROM cdp.claim_messages(2);
-SELECT is((SELECT count(*) FROM claimed WHERE status = 'claimed' AND attempts = 1), 2::bigint, 'two messages claimed, first attempt');
+CREATE TEMP TABLE claimed AS SELECT * FROM cdp.claim_messages(3);
+SELECT is((SELECT count(*) FROM claimed WHERE status = 'claimed' AND attempts = 1), 3::bigint, 'three messages claimed, first attempt');
 SELECT is((SELECT count(*) FROM cdp.claim_messages(100) c JOIN claimed USING (message_id)), 0::bigint, 'a claimed message is not handed out twice');
 SELECT is((SELECT status FROM cdp.mark_delivered((SELECT min(message_id) FROM claimed))), 'delivered', 'delivered');
 SELECT is((SELECT status FROM cdp.mark_delivered((SELECT min(message_id) FROM claimed))), 'delivered', '... twice is harmless');
@@ -201,13 +220,18 @@ SELECT throws_ok($$SELECT cdp.mark_failed((SELECT min(message_id) FROM claimed),
 	NULL, 'a failure after delivery is refused');
 SELECT results_eq($$SELECT status, not_before > now() + interval '59 seconds', last_error FROM cdp.mark_failed((SELECT max(message_id) FROM claimed), 'smtp 451')$$,
 	$$VALUES ('pending', true, 'smtp 451')$$, 'a failure makes it pending again after the retry delay');
-SELECT is((SELECT status FROM cdp.mark_failed((SELECT max(message_id) FROM claimed), 'mailbox gone', false)), 'dead', 'without retry it is dead');
+SELECT throws_ok($$SELECT cdp.mark_failed((SELECT max(message_id) FROM claimed), 'again')$$, '55000',
+	NULL, 'a pending message cannot fail (it is not claimed)');
+SELECT throws_ok($$SELECT cdp.mark_delivered((SELECT m FROM (SELECT min(message_id) AS m FROM claimed WHERE message_id > (SELECT min(message_id) FROM claimed)) x), attempt => 2)$$,
+	'55000', NULL, 'a result for an attempt that is not the current one is refused (the claim was handed out again)');
+SELECT is((SELECT status FROM cdp.mark_failed((SELECT m FROM (SELECT min(message_id) AS m FROM claimed WHERE message_id > (SELECT min(message_id) FROM claimed)) x),
+	'mailbox gone', false, attempt => 1)), 'dead', 'without retry it is dead');
 SELECT throws_ok('SELECT cdp.mark_delivered(-1)', 'P0002', 'message -1 is not in the outbox', 'an unknown message');
 SELECT is((SELECT count(*) FROM cdp.claim_messages(100) WHERE payload #>> '{to,value}' = 'ivy@x.org'), 0::bigint,
 	'a message held for the end of quiet hours is handed out to no sender before');
 SELECT is(cdp.purge_outbox(), 0::bigint, 'nothing settled long enough ago to purge');
 SELECT results_eq($$SELECT sent, exited, sent_converted FROM cdp.trigger_stats WHERE trigger_id = 'cart_reminder'$$,
-	$$VALUES (1::bigint, 2::bigint, 1::bigint)$$, 'trigger_stats counts the firings');
+	$$VALUES (2::bigint, 2::bigint, 1::bigint)$$, 'trigger_stats counts the firings');
 
 SELECT * FROM finish();
 ROLLBACK;
