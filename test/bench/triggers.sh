@@ -21,13 +21,24 @@
 #    row trigger writes an outbox row in the inserting transaction (no
 #    identity, no decision, no caps): client latency against cdp.ingest's.
 #
-#   bash test/bench/triggers.sh [SECONDS [BASE]]
+#   bash test/bench/triggers.sh [SECONDS [BASE [heavy|light]]]
+#
+# heavy (the default): 10 % carts and 5 % complaints (about 280 decisions
+# a second); light: 3 % carts, 1 % complaints (about 60).
 set -euo pipefail
 . "$(dirname "$0")/../lib.sh"
 cd "$CDP_ROOT"
 
 seconds=${1:-60}
 base=${2:-200000}
+mix=${3:-heavy}
+# event mix, thresholds on r in 1..100: page views up to a, product views
+# up to b, carts up to c, purchases up to d, complaints above
+case $mix in
+	heavy) a=60 b=80 c=90 d=95 ;;	# 10 % carts, 5 % complaints: about 280 decisions a second
+	light) a=70 b=95 c=98 d=99 ;;	# 3 % carts, 1 % complaints: about 60 decisions a second
+	*) echo "usage: $0 [SECONDS [BASE [heavy|light]]]" >&2; exit 2 ;;
+esac
 port=${CDP_BENCH_PORT:-54337}
 
 cdp_bench_start bench-triggers "$port"
@@ -58,12 +69,12 @@ cdp_set_worker on
 # 4 clients sending batches of 20 events (as an SDK batches them: one
 # cdp.track per event tops out near 1,000 a second, see "Real time"), 100
 # batches a second
-rows="SELECT now() AS occurred_at, CASE WHEN r <= 90 THEN 'web' ELSE 'call_center' END AS channel,
-	CASE WHEN r <= 60 THEN 'page_view' WHEN r <= 80 THEN 'product_view' WHEN r <= 90 THEN 'add_to_cart'
-	     WHEN r <= 95 THEN 'purchase' ELSE 'complaint' END AS type,
+rows="SELECT now() AS occurred_at, CASE WHEN r <= $d THEN 'web' ELSE 'call_center' END AS channel,
+	CASE WHEN r <= $a THEN 'page_view' WHEN r <= $b THEN 'product_view' WHEN r <= $c THEN 'add_to_cart'
+	     WHEN r <= $d THEN 'purchase' ELSE 'complaint' END AS type,
 	jsonb_build_object('email', 'bench' || p || '@benchmail.com') AS identifiers,
 	jsonb_build_object('product_id', 'P' || r, 'cart_value', r, 'severity', 3) AS properties,
-	CASE WHEN r > 90 AND r <= 95 THEN 30 END AS amount
+	CASE WHEN r > $c AND r <= $d THEN 30 END AS amount
 	FROM (SELECT 1 + floor(random() * 100)::int AS r, 1 + floor(random() * 50000)::int AS p FROM generate_series(1, 20)) g"
 echo "SELECT cdp.ingest((SELECT jsonb_agg(to_jsonb(x)) FROM ($rows) x));" >"$dir/track.sql"
 echo "INSERT INTO plain_events (occurred_at, channel, type, identifiers, properties, amount) $rows;" >"$dir/plain.sql"
@@ -87,7 +98,7 @@ $$;
 SQL
 poller=$!
 start=$(count "SELECT now()")
-echo "== 4 clients sending 2,000 events a second (100 batches of 20) for $seconds s (worker and sender running)"
+echo "== 4 clients sending 2,000 events a second (100 batches of 20, mix $mix) for $seconds s (worker and sender running)"
 out=$("$PGBIN/pgbench" -n -c 4 -j 2 -R 100 -T "$seconds" -f "$dir/track.sql" 2>&1)
 grep -E "^(number of transactions actually|latency average|rate limit schedule lag|tps)" <<<"$out" | sed 's/^/pgbench cdp: /'
 lat_cdp=$(sed -n 's/^latency average = \([0-9.]*\) ms/\1/p' <<<"$out")
