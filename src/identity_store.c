@@ -31,6 +31,7 @@
 
 PG_FUNCTION_INFO_V1(cdp_store_hand_merge);
 PG_FUNCTION_INFO_V1(cdp_store_forget_anchors);
+PG_FUNCTION_INFO_V1(cdp_store_forget_profiles);
 
 /* Grows the array of a CDP_ROWS (see CDP_PUSH). */
 void
@@ -491,4 +492,53 @@ cdp_store_forget_anchors(PG_FUNCTION_ARGS)
 					2, types, args, SPI_OK_DELETE);
 	SPI_finish();
 	PG_RETURN_INT64((int64) n);
+}
+
+/*
+ * cdp.store_forget_profiles(profiles, events): erasure (cdp.forget) of the
+ * identity graph of a person: the identifiers of these profiles and
+ * everything that names them or the profiles (links, anchors, conflicts,
+ * overrides, moves, merges), and the rejected identifiers of these events
+ * or of the person's values.  Returns the rows deleted per table, as
+ * jsonb.  Takes the stitching lock.
+ */
+Datum
+cdp_store_forget_profiles(PG_FUNCTION_ARGS)
+{
+	static const char *const steps[][2] = {
+		{"identifier_rejections", "DELETE FROM cdp.identifier_rejections r WHERE r.event_id = ANY ($2) "
+		 "OR (r.kind, r.value) IN (SELECT i.kind, i.value FROM cdp.identifiers i WHERE i.profile_id = ANY ($1))"},
+		{"event_anchors", "DELETE FROM cdp.event_anchors a WHERE a.event_id = ANY ($2) "
+		 "OR a.anchor_id IN (SELECT i.identifier_id FROM cdp.identifiers i WHERE i.profile_id = ANY ($1))"},
+		{"identity_links", "DELETE FROM cdp.identity_links l USING cdp.identifiers i "
+		 "WHERE i.profile_id = ANY ($1) AND (l.anchor_id = i.identifier_id OR l.identifier_id = i.identifier_id)"},
+		{"identity_conflicts", "DELETE FROM cdp.identity_conflicts c WHERE c.profile_id = ANY ($1) OR c.other_profile = ANY ($1) "
+		 "OR c.identifier_id IN (SELECT i.identifier_id FROM cdp.identifiers i WHERE i.profile_id = ANY ($1)) "
+		 "OR c.anchor_id IN (SELECT i.identifier_id FROM cdp.identifiers i WHERE i.profile_id = ANY ($1))"},
+		{"identity_overrides", "DELETE FROM cdp.identity_overrides o USING cdp.identifiers i "
+		 "WHERE i.profile_id = ANY ($1) AND (o.identifier_a = i.identifier_id OR o.identifier_b = i.identifier_id)"},
+		{"identifier_moves", "DELETE FROM cdp.identifier_moves m WHERE m.from_profile = ANY ($1) OR m.to_profile = ANY ($1) "
+		 "OR m.identifier_id IN (SELECT i.identifier_id FROM cdp.identifiers i WHERE i.profile_id = ANY ($1))"},
+		{"profile_merges", "DELETE FROM cdp.profile_merges m WHERE m.survivor = ANY ($1) OR m.absorbed = ANY ($1)"},
+		{"identifiers", "DELETE FROM cdp.identifiers i WHERE i.profile_id = ANY ($1)"},
+		{"profiles", "DELETE FROM cdp.profiles p WHERE p.profile_id = ANY ($1)"},
+	};
+	Oid			types[2] = {INT8ARRAYOID, INT8ARRAYOID};
+	Datum		args[2] = {PG_GETARG_DATUM(0), PG_GETARG_DATUM(1)};
+	StringInfoData out;
+	int			i;
+
+	cdp_spi_connect();
+	cdp_store_lock();
+	initStringInfo(&out);
+	appendStringInfoChar(&out, '{');
+	for (i = 0; i < (int) lengthof(steps); i++)
+	{
+		uint64		n = cdp_spi_run(steps[i][1], 2, types, args, SPI_OK_DELETE);
+
+		appendStringInfo(&out, "%s\"%s\": " UINT64_FORMAT, i > 0 ? ", " : "", steps[i][0], n);
+	}
+	appendStringInfoChar(&out, '}');
+	SPI_finish();
+	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(out.data)));
 }

@@ -58,7 +58,8 @@ SELECT set_eq($$SELECT unnest(extconfig)::regclass::text FROM pg_extension WHERE
 	      'cdp.consents_consent_id_seq', 'cdp.contacts', 'cdp.contacts_contact_id_seq', 'cdp.offer_stats',
 	      'cdp.campaigns', 'cdp.campaigns_campaign_id_seq',
 	      'cdp.triggers', 'cdp.trigger_fires', 'cdp.trigger_fires_fire_id_seq', 'cdp.trigger_states', 'cdp.trigger_scans',
-	      'cdp.trigger_progress', 'cdp.outbox', 'cdp.outbox_message_id_seq'],
+	      'cdp.trigger_progress', 'cdp.outbox', 'cdp.outbox_message_id_seq',
+	      'cdp.erasure_key', 'cdp.erasures', 'cdp.erasures_erasure_id_seq', 'cdp.tombstones'],
 	'user data and configuration are kept by pg_dump');
 SELECT is((SELECT count(*)::int FROM cdp.channels WHERE builtin), 8, 'eight built-in channels');
 SELECT ok((SELECT bool_and(builtin) FROM cdp.event_types), 'standard event types are marked built-in');

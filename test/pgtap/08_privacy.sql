@@ -1,0 +1,95 @@
+-- Erasure (cdp.forget): a person known through three identifiers, with
+-- events on several channels, a quarantined row, a consent, scores,
+-- journeys, a decision and a trigger's message; after the erasure, a scan
+-- of every text, json, jsonb and array column of every cdp table finds
+-- none of their values, raw or normalized; cdp.resolve finds nothing;
+-- another person is untouched; the audit row holds no personal data;
+-- tombstones; the dry run changes nothing; errors.
+BEGIN;
+SELECT plan(20);
+SET LOCAL timezone = 'UTC';
+SET LOCAL client_min_messages = warning;
+
+SELECT has_function('cdp', 'forget', ARRAY['text', 'text', 'text']);
+SELECT has_function('cdp', 'forget_dry_run', ARRAY['text', 'text']);
+SELECT has_table('cdp', 'erasures', 'the audit of erasures');
+SELECT has_table('cdp', 'tombstones', 'the tombstones');
+
+SELECT cdp.ensure_partitions(now() - interval '3 months', now() + interval '1 month');
+SELECT cdp.run_triggers();
+INSERT INTO cdp.offers (offer_id, name, channels, value) VALUES ('p_sorry', 'Sorry', '{sms}', 5);
+INSERT INTO cdp.triggers (trigger_id, on_event, channel, offers) VALUES ('p_apology', 'complaint', 'sms', '{p_sorry}');
+-- Ann: raw forms differ from the normalized ones
+SELECT cdp.track(now() - interval '40 days', 'web', 'page_view', '{"cookie": "ann-cookie-77"}', '{"page": "/"}');
+SELECT cdp.track(now() - interval '39 days', 'web', 'add_to_cart', '{"cookie": "ann-cookie-77", "email": " Ann.Privacy@Shop.FR "}', '{"product_id": "P1"}');
+SELECT cdp.track(now() - interval '39 days', 'store', 'purchase', '{"email": "ann.privacy@shop.fr", "phone": "+33 6 12 34 56 78"}', '{"traits": {"first_name": "Ann"}}', 80);
+SELECT cdp.track(now() - interval '10 days', 'store', 'purchase', '{"phone": "+33612345678"}', '{}', 40);
+SELECT cdp.track(now() - interval '1 minute', 'call_center', 'complaint', '{"phone": "+33612345678"}', '{"severity": 3}');
+SELECT cdp.track(now(), 'email', 'unsubscribe', '{"email": "ann.privacy@shop.fr"}');
+SELECT * FROM cdp.ingest('[{"occurred_at": "2020-13-01", "channel": "web", "type": "page_view", "identifiers": {"email": "ANN.PRIVACY@shop.fr"}}]');
+-- Bob
+SELECT cdp.track(now() - interval '20 days', 'store', 'purchase', '{"email": "bob.kept@shop.fr"}', '{}', 30);
+SELECT cdp.detect_journey_breaks();
+SET LOCAL client_min_messages = error;
+SELECT cdp.refresh_scores(now());
+SET LOCAL client_min_messages = warning;
+SELECT cdp.run_triggers();
+SELECT cdp.decide(cdp.resolve('email', 'bob.kept@shop.fr'), 'email');
+
+SELECT ok((SELECT count(*) FROM cdp.rejected_events WHERE raw::text ILIKE '%ann.privacy%') = 1, 'Ann has a quarantined row');
+SELECT ok((SELECT count(*) FROM cdp.outbox o WHERE o.payload::text LIKE '%+33612345678%') = 1, 'and a text message in the outbox');
+
+-- the dry run says what would go, and changes nothing
+CREATE TEMP TABLE dry AS SELECT cdp.forget_dry_run('phone', '+33 6 12 34 56 78') AS r;
+SELECT results_eq($$SELECT (r->>'profiles')::int >= 1, (r->>'identifiers')::int, (r #>> '{rows,events}')::int FROM dry$$,
+	$$VALUES (true, 3, 6)$$, 'the dry run: 3 identifiers and 6 events would go');
+SELECT isnt(cdp.resolve('email', 'ann.privacy@shop.fr'), NULL, '... and nothing went');
+
+SELECT throws_ok($$SELECT cdp.forget('email', 'ann.privacy@shop.fr', ' ')$$, '22023', 'an erasure needs a reason', 'a reason is required');
+SELECT throws_ok($$SELECT cdp.forget('email', 'not an address', 'GDPR 1')$$, '22023', NULL, 'an invalid identifier is refused');
+SELECT throws_ok($$SELECT cdp.forget('email', 'nobody@shop.fr', 'GDPR 1')$$, 'P0002', 'no profile holds identifier of kind "email"', 'an unknown one too');
+
+CREATE TEMP TABLE erased AS SELECT cdp.forget('phone', '+33 6 12 34 56 78', 'GDPR request 2026-118') AS r;
+SELECT is((SELECT (r->>'identifiers')::int FROM erased), 3, 'the whole person went: cookie, e-mail, phone');
+SELECT is(cdp.resolve('email', 'ann.privacy@shop.fr'), NULL, 'cdp.resolve finds nothing');
+SELECT is(cdp.resolve('cookie', 'ann-cookie-77'), NULL, '... by any identifier');
+
+-- every text, json, jsonb and array column of every table of cdp
+CREATE TEMP TABLE needles (v text);
+INSERT INTO needles VALUES ('ann.privacy@shop.fr'), ('Ann.Privacy@Shop.FR'), ('ann-cookie-77'), ('+33612345678'), ('+33 6 12 34 56 78'), ('612345678');
+CREATE TEMP TABLE found (tbl text, col text, hits bigint);
+DO $$
+DECLARE
+	c record;
+	n bigint;
+BEGIN
+	FOR c IN SELECT cl.oid::regclass AS tbl, a.attname AS col
+	         FROM pg_class cl JOIN pg_namespace ns ON ns.oid = cl.relnamespace
+	         JOIN pg_attribute a ON a.attrelid = cl.oid AND a.attnum > 0 AND NOT a.attisdropped
+	         JOIN pg_type t ON t.oid = a.atttypid
+	         WHERE ns.nspname = 'cdp' AND cl.relkind IN ('r', 'p') AND NOT cl.relispartition
+	           AND (t.typcategory IN ('S', 'A') OR t.typname IN ('json', 'jsonb')) LOOP
+		EXECUTE format('SELECT count(*) FROM %s x WHERE EXISTS (SELECT FROM needles WHERE strpos(lower(x.%I::text), lower(needles.v)) > 0)',
+		               c.tbl, c.col) INTO n;
+		IF n > 0 THEN
+			INSERT INTO found VALUES (c.tbl::text, c.col, n);
+		END IF;
+	END LOOP;
+END
+$$;
+SELECT is((SELECT string_agg(tbl || '.' || col || ': ' || hits, ', ') FROM found), NULL,
+	'no column of any cdp table holds one of the person''s values, raw or normalized');
+SELECT ok((SELECT count(*) FROM found) = 0 AND (SELECT count(*) FROM pg_class WHERE relname = 'needles') = 1, '... (the scan ran)');
+
+SELECT results_eq($$SELECT reason, erased_by = current_user, identifiers, rows ? 'events' FROM cdp.erasures$$,
+	$$VALUES ('GDPR request 2026-118'::text, true, 3, true)$$, 'the audit row: why, who, how many');
+SELECT is((SELECT count(*) FROM cdp.tombstones WHERE hash = cdp.erasure_hash('email', 'ann.privacy@shop.fr')), 1::bigint,
+	'a tombstone per identifier: its keyed hash');
+SELECT throws_ok($$SELECT cdp.forget('email', 'ann.privacy@shop.fr', 'again')$$, 'P0002',
+	'identifier of kind "email" was already erased', 'erasing again says it was done');
+SELECT results_eq($$SELECT (SELECT count(*) FROM cdp.events e JOIN cdp.event_anchors a USING (event_id, occurred_at)
+	JOIN cdp.identifiers i ON i.identifier_id = a.anchor_id WHERE i.value = 'bob.kept@shop.fr'), (SELECT count(*) FROM cdp.contacts
+	WHERE profile_id = cdp.resolve('email', 'bob.kept@shop.fr'))$$, $$VALUES (1::bigint, 1::bigint)$$, 'Bob keeps his event and his contact');
+
+SELECT * FROM finish();
+ROLLBACK;
