@@ -13,9 +13,7 @@ CREATE TABLE cdp.erasure_key (
 	singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
 	key       bytea   NOT NULL
 );
-INSERT INTO cdp.erasure_key (key)
-VALUES (sha256(convert_to(gen_random_uuid()::text || gen_random_uuid()::text || clock_timestamp()::text, 'UTF8')));
-COMMENT ON TABLE cdp.erasure_key IS 'The secret key of the tombstones'' hashes (one row, random at install; kept by pg_dump, so that a restored database recognizes erased identifiers)';
+COMMENT ON TABLE cdp.erasure_key IS 'The secret key of the tombstones'' hashes (one row, random, made at the first erasure; kept by pg_dump, so that a restored database recognizes erased identifiers)';
 COMMENT ON COLUMN cdp.erasure_key.singleton IS 'Always true: there is one row';
 COMMENT ON COLUMN cdp.erasure_key.key IS '32 random bytes';
 SELECT pg_catalog.pg_extension_config_dump('cdp.erasure_key', '');
@@ -55,12 +53,23 @@ COMMENT ON COLUMN cdp.tombstones.erased_at IS 'When';
 SELECT pg_catalog.pg_extension_config_dump('cdp.tombstones', '');
 
 CREATE FUNCTION cdp.erasure_hash(kind text, value text) RETURNS text
-LANGUAGE sql STABLE
+LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
-SELECT encode(sha256(k.key || convert_to(kind || ':' || value, 'UTF8')), 'hex') FROM cdp.erasure_key k
+DECLARE
+	k bytea := (SELECT e.key FROM cdp.erasure_key e);
+BEGIN
+	IF k IS NULL THEN
+		-- the first erasure makes the key
+		INSERT INTO cdp.erasure_key (key)
+		VALUES (sha256(convert_to(gen_random_uuid()::text || gen_random_uuid()::text || clock_timestamp()::text, 'UTF8')))
+		ON CONFLICT (singleton) DO NOTHING;
+		k := (SELECT e.key FROM cdp.erasure_key e);
+	END IF;
+	RETURN encode(sha256(k || convert_to(kind || ':' || value, 'UTF8')), 'hex');
+END
 $$;
-COMMENT ON FUNCTION cdp.erasure_hash(text, text) IS 'Internal: the keyed SHA-256 of an identifier (kind and normalized value), as the tombstones keep it';
+COMMENT ON FUNCTION cdp.erasure_hash(text, text) IS 'Internal: the keyed SHA-256 of an identifier (kind and normalized value), as the tombstones keep it (the key is made at the first call)';
 
 CREATE FUNCTION cdp.store_forget_profiles(profiles bigint[], events bigint[]) RETURNS jsonb
 	AS 'MODULE_PATHNAME', 'cdp_store_forget_profiles' LANGUAGE C VOLATILE STRICT;
