@@ -34,8 +34,13 @@ extern void cdp_worker_want_stitching(void);
 #define CDP_UNKNOWN_TYPES_WARN			1
 #define CDP_UNKNOWN_TYPES_QUARANTINE	2
 
-/* Checked SPI helpers, array arguments, advisory locks held (spi.c). */
+/*
+ * Checked SPI helpers, array arguments, advisory locks held (spi.c).  Every
+ * cdp_spi_connect is paired with a cdp_spi_finish: between them the
+ * search_path is pg_catalog, pg_temp.
+ */
 extern void cdp_spi_connect(void);
+extern void cdp_spi_finish(void);
 extern uint64 cdp_spi_exec(const char *sql, int nargs, const Oid *types, Datum *values,
 						   const char *nulls, int expect);
 extern uint64 cdp_spi_run(const char *sql, int nargs, const Oid *types, Datum *values, int expect);

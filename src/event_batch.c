@@ -381,7 +381,7 @@ record_consents(void)
 	values[1] = cdp_int64_array(times, n, TIMESTAMPTZOID);
 	cdp_spi_connect();
 	(void) cdp_spi_run("SELECT cdp.consent_events($1, $2)", 2, types, values, SPI_OK_SELECT);
-	SPI_finish();
+	cdp_spi_finish();
 	consenting.n = start;
 }
 
@@ -528,7 +528,7 @@ claim_messages(void)
 
 		won[i] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
 	}
-	SPI_finish();
+	cdp_spi_finish();
 	qsort(won, n_won, sizeof(int64), cdp_compare_int64);
 
 	to_claim.n = 0;				/* taken, even if what follows fails */
@@ -633,7 +633,7 @@ purge_rejected(void)
 		return;
 	cdp_spi_connect();
 	deleted = delete_rows(&rejected, start, false);
-	SPI_finish();
+	cdp_spi_finish();
 	ereport(NOTICE,
 			(errmsg_plural("%d event was rejected and moved to cdp.rejected_events",
 						   "%d events were rejected and moved to cdp.rejected_events", n, n),
@@ -703,7 +703,7 @@ purge_duplicates(void)
 		cdp_spi_connect();
 		deleted += delete_rows(&duplicates, Max(start, duplicates.n - PURGE_CHUNK), true);
 		quarantine_retries();
-		SPI_finish();
+		cdp_spi_finish();
 		CHECK_FOR_INTERRUPTS();
 	}
 	ereport(NOTICE,

@@ -145,7 +145,7 @@ load_registry(Registry *r)
 		}
 		r->n = (int) SPI_processed;
 		r->list = MemoryContextStrdup(r->cxt, list.data);
-		SPI_finish();
+		cdp_spi_finish();
 	}
 	PG_CATCH();
 	{
@@ -598,7 +598,7 @@ cdp_quarantine(const Problem *p, text *source, Jsonb *raw)
 	ret = SPI_execute_plan(reject_plan, values, nulls, false, 0);
 	if (ret != SPI_OK_INSERT)
 		elog(ERROR, "could not quarantine an event: %s", SPI_result_code_string(ret));
-	SPI_finish();
+	cdp_spi_finish();
 }
 
 /*
@@ -656,7 +656,7 @@ cdp_insert_event(const Event *ev)
 	if (ret != SPI_OK_INSERT_RETURNING || SPI_processed != 1)
 		elog(ERROR, "could not insert an event: %s", SPI_result_code_string(ret));
 	id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	SPI_finish();
+	cdp_spi_finish();
 	return id;
 }
 
@@ -908,7 +908,7 @@ cdp_move_default_events(PG_FUNCTION_ARGS)
 		moving_events = false;
 	}
 	PG_END_TRY();
-	SPI_finish();
+	cdp_spi_finish();
 	PG_RETURN_INT64((int64) moved);
 }
 
@@ -959,7 +959,7 @@ stored_message(text *message_id, int64 id)
 	if (cdp_spi_run("SELECT event_id FROM cdp.event_messages WHERE message_id = $1",
 					1, types, values, SPI_OK_SELECT) == 1)
 		original = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	SPI_finish();
+	cdp_spi_finish();
 	if (original != id)
 		ereport(NOTICE,
 				(errmsg("message_id \"%s\" was already stored as event " INT64_FORMAT "; this retry was not stored again",

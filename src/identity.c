@@ -157,7 +157,7 @@ load_config(void)
 			MemoryContextSwitchTo(old);
 		}
 		n_blocks = (int) SPI_processed;
-		SPI_finish();
+		cdp_spi_finish();
 	}
 	PG_CATCH();
 	{
@@ -188,7 +188,7 @@ cdp_identity_has_unmerges(void)
 			cdp_spi_read("SELECT EXISTS (SELECT FROM cdp.identity_overrides "
 						 "WHERE action = 'unmerge' AND lifted_at IS NULL)", 0, NULL, NULL, NULL);
 			has_unmerges = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-			SPI_finish();
+			cdp_spi_finish();
 		}
 		PG_CATCH();
 		{
@@ -465,7 +465,7 @@ cdp_resolve(PG_FUNCTION_ARGS)
 		profile = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 		found = !isnull;
 	}
-	SPI_finish();
+	cdp_spi_finish();
 	if (!found)
 		PG_RETURN_NULL();
 	PG_RETURN_INT64(profile);

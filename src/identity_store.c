@@ -469,7 +469,7 @@ cdp_store_hand_merge(PG_FUNCTION_ARGS)
 				5, types, args, SPI_OK_INSERT_RETURNING);
 	merge_id = cdp_spi_int64(0, 1);
 	forward_profiles(cdp_int64_array(&absorbed, 1, INT8OID), cdp_int64_array(&survivor, 1, INT8OID));
-	SPI_finish();
+	cdp_spi_finish();
 	PG_RETURN_INT64(merge_id);
 }
 
@@ -490,7 +490,7 @@ cdp_store_forget_anchors(PG_FUNCTION_ARGS)
 	cdp_store_lock();
 	n = cdp_spi_run("DELETE FROM cdp.event_anchors WHERE occurred_at >= $1 AND occurred_at < $2",
 					2, types, args, SPI_OK_DELETE);
-	SPI_finish();
+	cdp_spi_finish();
 	PG_RETURN_INT64((int64) n);
 }
 

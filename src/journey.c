@@ -1502,6 +1502,6 @@ cdp_journeys(PG_FUNCTION_ARGS)
 	setup = cdp_journey_load_setup(funnel, CurrentMemoryContext);
 	cdp_journey_replay_init(&rp, setup, as_of, false, true, list_journey, NULL, &l);
 	cdp_journey_replay_read(&rp, profiles, false);
-	SPI_finish();
+	cdp_spi_finish();
 	return (Datum) 0;
 }

@@ -68,7 +68,7 @@ funnel_setup(FunctionCallInfo fcinfo, const char *funnel, const Setup **setup)
 	{
 		cdp_spi_connect();
 		s = cdp_journey_load_setup(NULL, fcinfo->flinfo->fn_mcxt);
-		SPI_finish();
+		cdp_spi_finish();
 		fcinfo->flinfo->fn_extra = s;
 	}
 	k = cdp_journey_setup_funnel(s, funnel);

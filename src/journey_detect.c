@@ -749,7 +749,7 @@ cdp_detect_journey_breaks(PG_FUNCTION_ARGS)
 	result[2] = Int64GetDatum(rp.n_journeys);
 	result[3] = Int64GetDatum(d.n_breaks);
 	result[4] = Int64GetDatum(d.n_open);
-	SPI_finish();
+	cdp_spi_finish();
 	/* after SPI_finish: in the caller's memory */
 	result[0] = CStringGetTextDatum(w.full ? "full" : "incremental");
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), result, rnulls)));
@@ -780,6 +780,6 @@ cdp_events_deleted(PG_FUNCTION_ARGS)
 	cdp_spi_run("UPDATE cdp.journey_progress SET needs_full = true WHERE NOT needs_full",
 				0, NULL, NULL, SPI_OK_UPDATE);
 	cdp_store_needs_rebuild();
-	SPI_finish();
+	cdp_spi_finish();
 	return PointerGetDatum(NULL);
 }

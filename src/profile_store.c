@@ -428,7 +428,7 @@ cdp_store_after_stitching(void)
 		return;
 	cdp_spi_connect();
 	(void) store_sync(0, false);
-	SPI_finish();
+	cdp_spi_finish();
 }
 
 /*
@@ -472,7 +472,7 @@ cdp_sync(PG_FUNCTION_ARGS)
 	/* bulk loads' events first: what the session committed is in the store */
 	(void) cdp_stitch_queue_settle(0, &more);
 	r = cdp_store_sync_locked(PG_ARGISNULL(0) ? 0 : PG_GETARG_INT64(0));
-	SPI_finish();
+	cdp_spi_finish();
 	v[0] = Int64GetDatum(r.batches);
 	v[1] = Int64GetDatum(r.events);
 	v[2] = BoolGetDatum(r.rebuilt);
@@ -499,7 +499,7 @@ cdp_rebuild_profile_store(PG_FUNCTION_ARGS)
 				0, NULL, NULL, SPI_OK_SELECT);
 	v[0] = Int64GetDatum(cdp_spi_int64(0, 1));
 	v[1] = Int64GetDatum(events);
-	SPI_finish();
+	cdp_spi_finish();
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), v, nulls)));
 }
 

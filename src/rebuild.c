@@ -538,7 +538,7 @@ cdp_rebuild_identities(PG_FUNCTION_ARGS)
 	cdp_spi_connect();
 	(void) cdp_stitch_queue_run(0, 0, &more);	/* bulk loads' links first */
 	r = rebuild("rebuild");
-	SPI_finish();
+	cdp_spi_finish();
 
 	result[0] = Int64GetDatum(r.identifiers);
 	result[1] = Int64GetDatum(r.links);
@@ -662,6 +662,6 @@ cdp_unmerge(PG_FUNCTION_ARGS)
 	result[0] = Int64GetDatum(pi == m.survivor || pa == m.absorbed ? pi : pa);
 	result[1] = Int64GetDatum(pi == m.survivor || pa == m.absorbed ? pa : pi);
 	result[2] = Int64GetDatum(r.changed);
-	SPI_finish();
+	cdp_spi_finish();
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), result, nulls)));
 }

@@ -1,12 +1,14 @@
 /*
  * spi.c
- *	  The checked SPI helpers that the glue shares: connect, run a statement
- *	  with arguments and check its result code, and build the array
- *	  arguments that set-based statements take; and whether this
- *	  transaction holds one of cdp's advisory locks.
+ *	  The checked SPI helpers that the glue shares: connect (with the
+ *	  search_path pinned) and finish, run a statement with arguments and
+ *	  check its result code, and build the array arguments that set-based
+ *	  statements take; and whether this transaction holds one of cdp's
+ *	  advisory locks.
  */
 #include "cdp.h"
 
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
@@ -14,15 +16,64 @@
 #include "storage/lock.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 
-/* Connects to SPI or fails. */
+/*
+ * The search_path of every statement cdp runs through SPI: a function or
+ * operator that the caller (or a role setting, for the worker) put earlier
+ * on the path can never stand in for a built-in one (lower(), =, ||...).
+ * cdp's own objects are always written cdp.x; pg_temp last, so that no
+ * temporary object is found either.
+ */
+#define CDP_SEARCH_PATH "pg_catalog, pg_temp"
+
+/*
+ * The GUC nest levels of the open connections, innermost last.  A level
+ * left here by an error is stale: the abort of its (sub)transaction
+ * unwound the level, so the next one handed out is not above it.
+ */
+#define MAX_PINS 64
+static int	pins[MAX_PINS];
+static int	n_pins = 0;
+
+/*
+ * Connects to SPI or fails, and pins the search_path to CDP_SEARCH_PATH
+ * until cdp_spi_finish, as a function's SET search_path clause does (a
+ * GUC nest level of its own: an error unwinds it with its transaction or
+ * subtransaction).
+ */
 void
 cdp_spi_connect(void)
 {
 	int			ret = SPI_connect();
+	int			level;
 
 	if (ret != SPI_OK_CONNECT)
 		elog(ERROR, "cdp could not connect to SPI: %s", SPI_result_code_string(ret));
+	level = NewGUCNestLevel();
+	while (n_pins > 0 && pins[n_pins - 1] >= level)
+		n_pins--;
+	if (n_pins == MAX_PINS)
+		elog(ERROR, "cdp: SPI connections nested more than %d deep", MAX_PINS);
+	pins[n_pins++] = level;
+	/* already pinned (a nested connection): nothing to save */
+	if (namespace_search_path == NULL || strcmp(namespace_search_path, CDP_SEARCH_PATH) != 0)
+		(void) set_config_option("search_path", CDP_SEARCH_PATH, PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
+}
+
+/* Finishes the innermost connection and restores the caller's search_path. */
+void
+cdp_spi_finish(void)
+{
+	int			ret;
+
+	if (n_pins == 0)
+		elog(ERROR, "cdp_spi_finish without cdp_spi_connect");
+	ret = SPI_finish();
+	if (ret != SPI_OK_FINISH)
+		elog(ERROR, "cdp could not finish SPI: %s", SPI_result_code_string(ret));
+	AtEOXact_GUC(true, pins[--n_pins]);
 }
 
 /*

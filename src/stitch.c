@@ -786,7 +786,7 @@ cdp_stitch_events(int n, const int64 *event_ids, const TimestampTz *occurred,
 		record_anchors(&b);
 	}
 	cdp_store_write(&b.changes);
-	SPI_finish();
+	cdp_spi_finish();
 	cdp_worker_wake_at_commit();
 	log_times(&b);
 	MemoryContextSwitchTo(old);

@@ -140,7 +140,7 @@ cdp_stitch_enqueue(int n, const int64 *ids, const TimestampTz *times, Jsonb *con
 	cdp_spi_connect();
 	for (i = 0; i < n; i += QUEUE_ROW)
 		enqueue_row(Min(QUEUE_ROW, n - i), ids + i, times + i, docs + i);
-	SPI_finish();
+	cdp_spi_finish();
 	cdp_worker_wake_at_commit();
 }
 
@@ -173,12 +173,12 @@ stitch_oldest(int64 upto, int64 done, int64 max_events)
 	if (cdp_spi_run_kept("SELECT queue_id, events FROM cdp.stitch_queue WHERE queue_id <= $1 "
 						 "ORDER BY queue_id LIMIT 1", 1, types, values, SPI_OK_SELECT) == 0)
 	{
-		SPI_finish();
+		cdp_spi_finish();
 		return -1;
 	}
 	if (max_events > 0 && done > 0 && done + cdp_spi_int64(0, 2) > max_events)
 	{
-		SPI_finish();
+		cdp_spi_finish();
 		return -2;
 	}
 	values[0] = Int64GetDatum(cdp_spi_int64(0, 1));
@@ -204,7 +204,7 @@ stitch_oldest(int64 upto, int64 done, int64 max_events)
 	cdp_stitch_events(n, event_ids, occurred, identifiers);
 	cdp_spi_run_kept("DELETE FROM cdp.stitch_queue WHERE queue_id = $1",
 					 1, types, values, SPI_OK_DELETE);
-	SPI_finish();
+	cdp_spi_finish();
 	return n;
 }
 
@@ -311,7 +311,7 @@ cdp_stitch_queue_strays(void)
 	cdp_spi_connect();
 	if (cdp_stitch_queue_pending())
 		(void) cdp_stitch_queue_run(0, 0, &more);
-	SPI_finish();
+	cdp_spi_finish();
 }
 
 /*
@@ -413,7 +413,7 @@ cdp_stitch_queued(PG_FUNCTION_ARGS)
 	queue_setup();
 	cdp_spi_connect();
 	events = cdp_stitch_queue_settle(own_only ? upto : 0, &more);
-	SPI_finish();
+	cdp_spi_finish();
 	if (own_only && !more)
 		xact_settled_upto = Max(xact_settled_upto, upto);
 	PG_RETURN_INT64(events);

@@ -461,7 +461,7 @@ run_unit(Unit unit, bool *more)
 			triggers_unit();
 		else if (installed)
 			journey_unit();
-		SPI_finish();
+		cdp_spi_finish();
 		PopActiveSnapshot();
 		CommitTransactionCommand();
 		INSTR_TIME_SET_CURRENT(t1);

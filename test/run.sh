@@ -102,6 +102,9 @@ tally pgtap $(( ${t:-0} - f > 0 ? ${t:-0} - f : 0 )) "$f"
 echo "== NULL, empty and extreme arguments to every function (generated from pg_proc)"
 script_suite null_sweep test/null_sweep.sh
 
+echo "== search_path: planted built-ins never run by any cdp function (generated from pg_proc)"
+script_suite search_path test/search_path.sh
+
 if [ "$sanitize" = 1 ]; then
 	echo "== sanitizer reports"
 	cdp_stop_cluster "$cluster"

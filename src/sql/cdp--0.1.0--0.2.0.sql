@@ -1406,6 +1406,19 @@ COMMENT ON COLUMN cdp.worker_status.last_error_at IS 'When it happened';
 
 
 -- ---------------------------------------------------------------------------
+-- search_path (issue 14): no cdp function can be hijacked through the
+-- caller's search_path.  The C functions pin it themselves (every statement
+-- they run through SPI runs with search_path = pg_catalog, pg_temp: src/spi.c);
+-- every SQL and PL/pgSQL function pins it with a SET clause, or, when it must
+-- stay inlinable, qualifies every function and operator with pg_catalog.  The
+-- functions of 0.1.0 that had no SET clause get it here; those of
+-- src/sql/offers.sql, triggers.sql and jobs.sql come with their sections below.
+-- ---------------------------------------------------------------------------
+
+ALTER FUNCTION cdp.events_append_only() SET search_path = pg_catalog, pg_temp;
+
+
+-- ---------------------------------------------------------------------------
 -- Offers (issue 12): the catalogue, contact policies, consents (subscribe and
 -- unsubscribe events record them), the contact history, decisions, outcomes,
 -- measurement and campaigns: src/sql/offers.sql as a whole, new in 0.2.0.
@@ -1797,6 +1810,7 @@ COMMENT ON FUNCTION cdp.consent_events(bigint[], timestamptz[]) IS 'Internal, ca
 CREATE FUNCTION cdp.consent_state(profile_id bigint, at timestamptz DEFAULT now())
 RETURNS TABLE (channel text, purpose text, granted boolean, recorded_at timestamptz, source text)
 LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 BEGIN
@@ -1825,6 +1839,7 @@ CREATE FUNCTION cdp.consent_flags(profile_id bigint, at timestamptz DEFAULT now(
 	OUT channel text, OUT marketing boolean, OUT transactional boolean, OUT mandatory boolean, OUT revoked boolean)
 RETURNS SETOF record
 LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 BEGIN
@@ -1872,13 +1887,19 @@ COMMENT ON FUNCTION cdp.evaluate_thompson(integer[], integer[], float8[], float8
 -- 1,024 locks (PostgreSQL's lock table holds a few thousand) while it
 -- takes them in stripe order; two decisions for people of one stripe wait
 -- for each other, which is rare and short.
+--
+-- No SET search_path: it would stop the planner from inlining the function
+-- (it orders campaigns and the triggers' locks by stripe).  An inlined body
+-- is parsed under the caller's search_path, so every function and operator
+-- in it is qualified with pg_catalog: none can be shadowed.
 CREATE FUNCTION cdp.person_stripe(profile_id bigint) RETURNS integer
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
-AS $$ SELECT (hashint8(profile_id) & 1023)::integer $$;
+AS $$ SELECT (pg_catalog.hashint8(profile_id) OPERATOR(pg_catalog.&) 1023)::integer $$;
 COMMENT ON FUNCTION cdp.person_stripe(bigint) IS 'Internal: the lock stripe (0 to 1023) of a live profile''s decisions';
 
 CREATE FUNCTION cdp.lock_person(profile_id bigint) RETURNS void
 LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
 	PERFORM pg_advisory_xact_lock(6513775, cdp.person_stripe(profile_id));
@@ -1968,6 +1989,7 @@ COMMENT ON FUNCTION cdp.offer_facts(bigint, timestamptz, text[]) IS 'The facts a
 -- quiet hours (the person's time zone is a trait).
 CREATE FUNCTION cdp.offer_fact_names() RETURNS text[]
 LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
 AS $$
 SELECT coalesce(array_agg(DISTINCT n), '{}')
 FROM (SELECT jsonb_path_query(o.eligibility, 'strict $.**.fact') #>> '{}' AS n FROM cdp.offers o WHERE o.active
@@ -1979,6 +2001,7 @@ COMMENT ON FUNCTION cdp.offer_fact_names() IS 'Internal: the facts the active of
 -- The identifier that reaches a person on a channel (NULL: unreachable).
 CREATE FUNCTION cdp.contact_point(profile_id bigint, channel text) RETURNS bigint
 LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
 RETURN (SELECT i.identifier_id
@@ -1997,6 +2020,7 @@ COMMENT ON FUNCTION cdp.contact_point(bigint, text) IS 'The identifier through w
 -- hold a time in a time zone: the end of those quiet hours, else NULL.
 CREATE FUNCTION cdp.quiet_until(t timestamptz, time_zone text, quiet_start time, quiet_end time) RETURNS timestamptz
 LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	local_t time := (t AT TIME ZONE time_zone)::time;
@@ -2021,6 +2045,7 @@ COMMENT ON FUNCTION cdp.quiet_until(timestamptz, text, time, time) IS 'Internal:
 CREATE FUNCTION cdp.contact_pressure(profile_id bigint, channel text, at timestamptz, time_zone text,
 	OUT reason text, OUT next_allowed_at timestamptz)
 LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	p record;
@@ -2093,6 +2118,7 @@ COMMENT ON FUNCTION cdp.known_time_zone(text) IS 'Whether PostgreSQL knows a tim
 -- else cdp.default_timezone.
 CREATE FUNCTION cdp.person_time_zone(facts jsonb) RETURNS text
 LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
 RETURN CASE WHEN cdp.known_time_zone(facts->'traits'->>'timezone') THEN facts->'traits'->>'timezone'
@@ -2109,6 +2135,7 @@ CREATE FUNCTION cdp.offer_arms(profile_id bigint, channel text, at timestamptz, 
 	OUT message_class text, OUT holdout float8, OUT budget bigint, OUT payload jsonb, OUT identifier_id bigint)
 RETURNS SETOF record
 LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	point bigint := cdp.contact_point(profile_id, channel);
@@ -2178,6 +2205,7 @@ CREATE FUNCTION cdp.offer_ranking(profile_id bigint, channel text, at timestampt
 	OUT next_allowed_at timestamptz, OUT rule_holds boolean, OUT cost float8, OUT worth boolean)
 RETURNS SETOF record
 LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 BEGIN
@@ -2203,6 +2231,7 @@ COMMENT ON FUNCTION cdp.offer_ranking(bigint, text, timestamptz, jsonb, bigint, 
 -- The live profile of an id, or an error.
 CREATE FUNCTION cdp.live_profile(profile_id bigint) RETURNS bigint
 LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	live bigint;
@@ -2220,6 +2249,7 @@ COMMENT ON FUNCTION cdp.live_profile(bigint) IS 'Internal: the live profile of a
 -- The seed of one decision: reproducible when cdp.offer_seed is set.
 CREATE FUNCTION cdp.decision_seed(profile_id bigint, channel text, at timestamptz) RETURNS bigint
 LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
 RETURN CASE WHEN current_setting('cdp.offer_seed')::bigint >= 0
@@ -2230,6 +2260,7 @@ COMMENT ON FUNCTION cdp.decision_seed(bigint, text, timestamptz) IS 'Internal: t
 
 CREATE FUNCTION cdp.channel_check(channel text) RETURNS void
 LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
 	IF channel IS NOT NULL AND NOT EXISTS (SELECT FROM cdp.channels c WHERE c.channel = channel_check.channel) THEN
@@ -2244,6 +2275,7 @@ COMMENT ON FUNCTION cdp.channel_check(text) IS 'Internal: an error unless the ch
 -- (NULL) those where an active offer may go and the person can be reached.
 CREATE FUNCTION cdp.decision_channels(profile_id bigint, channel text) RETURNS SETOF text
 LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
 	RETURN QUERY
@@ -2330,6 +2362,7 @@ COMMENT ON TYPE cdp.decision IS 'What cdp.decide decided: the contact recorded, 
 -- taken; readers sum them.
 CREATE FUNCTION cdp.learn(offer_id text, variant text, segment text, trials bigint, successes bigint) RETURNS void
 LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_variable
 DECLARE
@@ -2364,6 +2397,7 @@ COMMENT ON FUNCTION cdp.learn(text, text, text, bigint, bigint) IS 'Internal: ad
 -- before the lock and could break a cap.
 CREATE FUNCTION cdp.decision_isolation_check() RETURNS void
 LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
 	IF current_setting('transaction_isolation') = 'repeatable read' THEN
@@ -2383,6 +2417,7 @@ CREATE FUNCTION cdp.decide_locked(live bigint, channel text, at timestamptz, fac
 	only_offers text[] DEFAULT NULL)
 RETURNS cdp.decision
 LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_variable
 DECLARE
@@ -2829,6 +2864,7 @@ SELECT pg_catalog.pg_extension_config_dump('cdp.triggers', '');
 -- The facts a trigger's rules may test (the offers' facts, and event).
 CREATE FUNCTION cdp.trigger_fact_names(rule jsonb) RETURNS text[]
 LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
 AS $$ SELECT ARRAY(SELECT DISTINCT x #>> '{}' FROM jsonb_path_query(coalesce(rule, '{}'), 'strict $.**.fact') x ORDER BY 1) $$;
 COMMENT ON FUNCTION cdp.trigger_fact_names(jsonb) IS 'Internal: the facts a rule tests';
 
@@ -3063,27 +3099,33 @@ SELECT pg_catalog.pg_extension_config_dump('cdp.outbox_message_id_seq', '');
 -- The events of types of batches (from_batch, to_batch], with their live
 -- profile (events are found through their anchors' batch ids, as the
 -- profile store finds them).
+--
+-- No SET search_path, so that the planner can inline it into its callers'
+-- queries; an inlined body is parsed under the caller's search_path, so
+-- every function and operator in it is qualified with pg_catalog.
 CREATE FUNCTION cdp.batch_events(from_batch bigint, to_batch bigint, types text[])
 RETURNS TABLE (event_id bigint, occurred_at timestamptz, profile_id bigint, type text, channel text,
                amount numeric, properties jsonb, stitched_at timestamptz)
 LANGUAGE sql STABLE
 AS $$
 WITH b AS (SELECT s.batch_id, s.first_event_id AS f, s.last_event_id AS l, s.stitched_at FROM cdp.stitch_batches s
-           WHERE s.batch_id > from_batch AND s.batch_id <= to_batch)
+           WHERE s.batch_id OPERATOR(pg_catalog.>) from_batch AND s.batch_id OPERATOR(pg_catalog.<=) to_batch)
 SELECT e.event_id, e.occurred_at, coalesce(p.merged_into, p.profile_id), e.type, e.channel, e.amount, e.properties,
-       (SELECT b.stitched_at FROM b WHERE b.batch_id = a.batch_id)
-FROM (SELECT min(b.f) AS f, max(b.l) AS l FROM b) r
-JOIN cdp.event_anchors a ON a.event_id BETWEEN r.f AND r.l
-JOIN cdp.events e ON e.event_id = a.event_id AND e.occurred_at = a.occurred_at
-JOIN cdp.identifiers i ON i.identifier_id = a.anchor_id
-JOIN cdp.profiles p ON p.profile_id = i.profile_id
-WHERE a.batch_id > from_batch AND a.batch_id <= to_batch AND (types IS NULL OR e.type = ANY (types))
+       (SELECT b.stitched_at FROM b WHERE b.batch_id OPERATOR(pg_catalog.=) a.batch_id)
+FROM (SELECT pg_catalog.min(b.f) AS f, pg_catalog.max(b.l) AS l FROM b) r
+JOIN cdp.event_anchors a ON a.event_id OPERATOR(pg_catalog.>=) r.f AND a.event_id OPERATOR(pg_catalog.<=) r.l
+JOIN cdp.events e ON e.event_id OPERATOR(pg_catalog.=) a.event_id AND e.occurred_at OPERATOR(pg_catalog.=) a.occurred_at
+JOIN cdp.identifiers i ON i.identifier_id OPERATOR(pg_catalog.=) a.anchor_id
+JOIN cdp.profiles p ON p.profile_id OPERATOR(pg_catalog.=) i.profile_id
+WHERE a.batch_id OPERATOR(pg_catalog.>) from_batch AND a.batch_id OPERATOR(pg_catalog.<=) to_batch
+  AND (types IS NULL OR e.type OPERATOR(pg_catalog.=) ANY (types))
 $$;
 COMMENT ON FUNCTION cdp.batch_events(bigint, bigint, text[]) IS 'Internal: the events stitched in batches (from_batch, to_batch] (of the given types, or all when NULL), with their live profile and when their batch was stitched';
 
 -- Why a person may not enter a trigger again now (re-entry), or NULL.
 CREATE FUNCTION cdp.trigger_reentry(t cdp.triggers, live bigint, at timestamptz) RETURNS text
 LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	last_at timestamptz;
@@ -3111,6 +3153,7 @@ COMMENT ON FUNCTION cdp.trigger_reentry(cdp.triggers, bigint, timestamptz) IS 'I
 CREATE FUNCTION cdp.trigger_enter(t cdp.triggers, live bigint, moment text, moment_at timestamptz,
 	context jsonb, break_event bigint DEFAULT NULL) RETURNS boolean
 LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	why text;
@@ -3131,14 +3174,17 @@ $$;
 COMMENT ON FUNCTION cdp.trigger_enter(cdp.triggers, bigint, text, timestamptz, jsonb, bigint) IS 'Internal: when the trigger''s condition holds for the moment, records it for the person, waiting until moment_at + delay, or skipped when re-entry forbids it; a moment already recorded is left as it is (never twice)';
 
 -- The facts a rule of a trigger reads for a person, with the moment's.
+-- No SET search_path, so that it can be inlined: qualified throughout.
 CREATE FUNCTION cdp.trigger_facts(live bigint, rule jsonb, context jsonb) RETURNS jsonb
 LANGUAGE sql STABLE
-AS $$ SELECT cdp.offer_facts(live, now(), cdp.trigger_fact_names(rule)) || jsonb_build_object('event', context) $$;
+AS $$ SELECT cdp.offer_facts(live, pg_catalog.now(), cdp.trigger_fact_names(rule))
+             OPERATOR(pg_catalog.||) pg_catalog.jsonb_build_object('event', context) $$;
 COMMENT ON FUNCTION cdp.trigger_facts(bigint, jsonb, jsonb) IS 'Internal: the facts a rule reads for a live profile now, with event set to the moment''s context';
 
 -- Why a waiting moment must be dropped now, or NULL.
 CREATE FUNCTION cdp.trigger_exit(f cdp.trigger_fires, t cdp.triggers, live bigint) RETURNS text
 LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	b record;
@@ -3185,12 +3231,14 @@ COMMENT ON FUNCTION cdp.trigger_exit(cdp.trigger_fires, cdp.triggers, bigint) IS
 -- Drops a waiting moment.
 CREATE FUNCTION cdp.trigger_drop(fire_id bigint, why text) RETURNS void
 LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
 AS $$ UPDATE cdp.trigger_fires f SET status = 'exited', reason = why, fired_at = now() WHERE f.fire_id = trigger_drop.fire_id $$;
 COMMENT ON FUNCTION cdp.trigger_drop(bigint, text) IS 'Internal: drops a waiting moment with the reason';
 
 -- Decides for a due moment (the person's lock held) and writes the message.
 CREATE FUNCTION cdp.trigger_fire(f cdp.trigger_fires, t cdp.triggers, live bigint) RETURNS boolean
 LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	facts jsonb := cdp.offer_facts(live, now(), cdp.offer_fact_names()) || jsonb_build_object('event', f.context);
@@ -3227,6 +3275,7 @@ COMMENT ON FUNCTION cdp.trigger_fire(cdp.trigger_fires, cdp.triggers, bigint) IS
 -- The moments of new events.
 CREATE FUNCTION cdp.trigger_events(from_batch bigint, to_batch bigint) RETURNS integer
 LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	t cdp.triggers;
@@ -3254,6 +3303,7 @@ COMMENT ON FUNCTION cdp.trigger_events(bigint, bigint) IS 'Internal: the moments
 -- The moments of breaks detected since about a time.
 CREATE FUNCTION cdp.trigger_breaks(since timestamptz) RETURNS integer
 LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	t cdp.triggers;
@@ -3283,6 +3333,7 @@ COMMENT ON FUNCTION cdp.trigger_breaks(timestamptz) IS 'Internal: the moments of
 -- Fact triggers: the crossings among some people.
 CREATE FUNCTION cdp.trigger_crossings(t cdp.triggers, people bigint[], fire boolean) RETURNS integer
 LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	p bigint;
@@ -3315,6 +3366,7 @@ COMMENT ON FUNCTION cdp.trigger_crossings(cdp.triggers, bigint[], boolean) IS 'I
 -- over everyone after a scores refresh (the first pass only records).
 CREATE FUNCTION cdp.trigger_facts_run(touched bigint[], slice integer) RETURNS integer
 LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	t cdp.triggers;
@@ -3348,6 +3400,7 @@ COMMENT ON FUNCTION cdp.trigger_facts_run(bigint[], integer) IS 'Internal: the c
 -- profiles merged into them (moments keep the profile they were seen with).
 CREATE FUNCTION cdp.batch_people(from_batch bigint, to_batch bigint) RETURNS bigint[]
 LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
 AS $$
 WITH live AS (SELECT DISTINCT e.profile_id FROM cdp.batch_events(from_batch, to_batch, NULL) e)
 SELECT ARRAY(SELECT profile_id FROM live
@@ -3358,6 +3411,7 @@ COMMENT ON FUNCTION cdp.batch_people(bigint, bigint) IS 'Internal: the live prof
 -- Drops the waiting moments of some people that must end now.
 CREATE FUNCTION cdp.trigger_exits(touched bigint[], journeyed bigint[]) RETURNS integer
 LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	x record;
@@ -3385,6 +3439,7 @@ COMMENT ON FUNCTION cdp.trigger_exits(bigint[], bigint[]) IS 'Internal: drops at
 -- holdout (the people's locks held).
 CREATE FUNCTION cdp.trigger_conversions(fires bigint[]) RETURNS integer
 LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	x record;
@@ -3546,6 +3601,7 @@ COMMENT ON FUNCTION cdp.claim_messages(integer, interval, text) IS 'Hands out up
 
 CREATE FUNCTION cdp.outbox_message(message_id bigint) RETURNS cdp.outbox
 LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	m cdp.outbox;
@@ -3564,6 +3620,7 @@ COMMENT ON FUNCTION cdp.outbox_message(bigint) IS 'Internal: an outbox message, 
 -- when given, is the attempts that cdp.claim_messages returned).
 CREATE FUNCTION cdp.outbox_claimed(message_id bigint, attempt integer) RETURNS cdp.outbox
 LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	m cdp.outbox := cdp.outbox_message(message_id);

@@ -186,7 +186,9 @@ CREATE TRIGGER events_after_insert AFTER INSERT ON cdp.events_default
 	FOR EACH STATEMENT EXECUTE FUNCTION cdp.events_after_insert();
 
 CREATE FUNCTION cdp.events_append_only() RETURNS trigger
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
 BEGIN
 	RAISE EXCEPTION 'cdp.events is append-only'
 		USING ERRCODE = 'feature_not_supported',

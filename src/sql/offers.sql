@@ -399,6 +399,7 @@ COMMENT ON FUNCTION cdp.consent_events(bigint[], timestamptz[]) IS 'Internal, ca
 CREATE FUNCTION cdp.consent_state(profile_id bigint, at timestamptz DEFAULT now())
 RETURNS TABLE (channel text, purpose text, granted boolean, recorded_at timestamptz, source text)
 LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 BEGIN
@@ -427,6 +428,7 @@ CREATE FUNCTION cdp.consent_flags(profile_id bigint, at timestamptz DEFAULT now(
 	OUT channel text, OUT marketing boolean, OUT transactional boolean, OUT mandatory boolean, OUT revoked boolean)
 RETURNS SETOF record
 LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 BEGIN
@@ -474,13 +476,19 @@ COMMENT ON FUNCTION cdp.evaluate_thompson(integer[], integer[], float8[], float8
 -- 1,024 locks (PostgreSQL's lock table holds a few thousand) while it
 -- takes them in stripe order; two decisions for people of one stripe wait
 -- for each other, which is rare and short.
+--
+-- No SET search_path: it would stop the planner from inlining the function
+-- (it orders campaigns and the triggers' locks by stripe).  An inlined body
+-- is parsed under the caller's search_path, so every function and operator
+-- in it is qualified with pg_catalog: none can be shadowed.
 CREATE FUNCTION cdp.person_stripe(profile_id bigint) RETURNS integer
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
-AS $$ SELECT (hashint8(profile_id) & 1023)::integer $$;
+AS $$ SELECT (pg_catalog.hashint8(profile_id) OPERATOR(pg_catalog.&) 1023)::integer $$;
 COMMENT ON FUNCTION cdp.person_stripe(bigint) IS 'Internal: the lock stripe (0 to 1023) of a live profile''s decisions';
 
 CREATE FUNCTION cdp.lock_person(profile_id bigint) RETURNS void
 LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
 	PERFORM pg_advisory_xact_lock(6513775, cdp.person_stripe(profile_id));
@@ -570,6 +578,7 @@ COMMENT ON FUNCTION cdp.offer_facts(bigint, timestamptz, text[]) IS 'The facts a
 -- quiet hours (the person's time zone is a trait).
 CREATE FUNCTION cdp.offer_fact_names() RETURNS text[]
 LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
 AS $$
 SELECT coalesce(array_agg(DISTINCT n), '{}')
 FROM (SELECT jsonb_path_query(o.eligibility, 'strict $.**.fact') #>> '{}' AS n FROM cdp.offers o WHERE o.active
@@ -581,6 +590,7 @@ COMMENT ON FUNCTION cdp.offer_fact_names() IS 'Internal: the facts the active of
 -- The identifier that reaches a person on a channel (NULL: unreachable).
 CREATE FUNCTION cdp.contact_point(profile_id bigint, channel text) RETURNS bigint
 LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
 RETURN (SELECT i.identifier_id
@@ -599,6 +609,7 @@ COMMENT ON FUNCTION cdp.contact_point(bigint, text) IS 'The identifier through w
 -- hold a time in a time zone: the end of those quiet hours, else NULL.
 CREATE FUNCTION cdp.quiet_until(t timestamptz, time_zone text, quiet_start time, quiet_end time) RETURNS timestamptz
 LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	local_t time := (t AT TIME ZONE time_zone)::time;
@@ -623,6 +634,7 @@ COMMENT ON FUNCTION cdp.quiet_until(timestamptz, text, time, time) IS 'Internal:
 CREATE FUNCTION cdp.contact_pressure(profile_id bigint, channel text, at timestamptz, time_zone text,
 	OUT reason text, OUT next_allowed_at timestamptz)
 LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	p record;
@@ -695,6 +707,7 @@ COMMENT ON FUNCTION cdp.known_time_zone(text) IS 'Whether PostgreSQL knows a tim
 -- else cdp.default_timezone.
 CREATE FUNCTION cdp.person_time_zone(facts jsonb) RETURNS text
 LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
 RETURN CASE WHEN cdp.known_time_zone(facts->'traits'->>'timezone') THEN facts->'traits'->>'timezone'
@@ -711,6 +724,7 @@ CREATE FUNCTION cdp.offer_arms(profile_id bigint, channel text, at timestamptz, 
 	OUT message_class text, OUT holdout float8, OUT budget bigint, OUT payload jsonb, OUT identifier_id bigint)
 RETURNS SETOF record
 LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	point bigint := cdp.contact_point(profile_id, channel);
@@ -780,6 +794,7 @@ CREATE FUNCTION cdp.offer_ranking(profile_id bigint, channel text, at timestampt
 	OUT next_allowed_at timestamptz, OUT rule_holds boolean, OUT cost float8, OUT worth boolean)
 RETURNS SETOF record
 LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 BEGIN
@@ -805,6 +820,7 @@ COMMENT ON FUNCTION cdp.offer_ranking(bigint, text, timestamptz, jsonb, bigint, 
 -- The live profile of an id, or an error.
 CREATE FUNCTION cdp.live_profile(profile_id bigint) RETURNS bigint
 LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	live bigint;
@@ -822,6 +838,7 @@ COMMENT ON FUNCTION cdp.live_profile(bigint) IS 'Internal: the live profile of a
 -- The seed of one decision: reproducible when cdp.offer_seed is set.
 CREATE FUNCTION cdp.decision_seed(profile_id bigint, channel text, at timestamptz) RETURNS bigint
 LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
 RETURN CASE WHEN current_setting('cdp.offer_seed')::bigint >= 0
@@ -832,6 +849,7 @@ COMMENT ON FUNCTION cdp.decision_seed(bigint, text, timestamptz) IS 'Internal: t
 
 CREATE FUNCTION cdp.channel_check(channel text) RETURNS void
 LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
 	IF channel IS NOT NULL AND NOT EXISTS (SELECT FROM cdp.channels c WHERE c.channel = channel_check.channel) THEN
@@ -846,6 +864,7 @@ COMMENT ON FUNCTION cdp.channel_check(text) IS 'Internal: an error unless the ch
 -- (NULL) those where an active offer may go and the person can be reached.
 CREATE FUNCTION cdp.decision_channels(profile_id bigint, channel text) RETURNS SETOF text
 LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
 	RETURN QUERY
@@ -932,6 +951,7 @@ COMMENT ON TYPE cdp.decision IS 'What cdp.decide decided: the contact recorded, 
 -- taken; readers sum them.
 CREATE FUNCTION cdp.learn(offer_id text, variant text, segment text, trials bigint, successes bigint) RETURNS void
 LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_variable
 DECLARE
@@ -966,6 +986,7 @@ COMMENT ON FUNCTION cdp.learn(text, text, text, bigint, bigint) IS 'Internal: ad
 -- before the lock and could break a cap.
 CREATE FUNCTION cdp.decision_isolation_check() RETURNS void
 LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
 	IF current_setting('transaction_isolation') = 'repeatable read' THEN
@@ -985,6 +1006,7 @@ CREATE FUNCTION cdp.decide_locked(live bigint, channel text, at timestamptz, fac
 	only_offers text[] DEFAULT NULL)
 RETURNS cdp.decision
 LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_variable
 DECLARE

@@ -59,6 +59,7 @@ SELECT pg_catalog.pg_extension_config_dump('cdp.triggers', '');
 -- The facts a trigger's rules may test (the offers' facts, and event).
 CREATE FUNCTION cdp.trigger_fact_names(rule jsonb) RETURNS text[]
 LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
 AS $$ SELECT ARRAY(SELECT DISTINCT x #>> '{}' FROM jsonb_path_query(coalesce(rule, '{}'), 'strict $.**.fact') x ORDER BY 1) $$;
 COMMENT ON FUNCTION cdp.trigger_fact_names(jsonb) IS 'Internal: the facts a rule tests';
 
@@ -293,27 +294,33 @@ SELECT pg_catalog.pg_extension_config_dump('cdp.outbox_message_id_seq', '');
 -- The events of types of batches (from_batch, to_batch], with their live
 -- profile (events are found through their anchors' batch ids, as the
 -- profile store finds them).
+--
+-- No SET search_path, so that the planner can inline it into its callers'
+-- queries; an inlined body is parsed under the caller's search_path, so
+-- every function and operator in it is qualified with pg_catalog.
 CREATE FUNCTION cdp.batch_events(from_batch bigint, to_batch bigint, types text[])
 RETURNS TABLE (event_id bigint, occurred_at timestamptz, profile_id bigint, type text, channel text,
                amount numeric, properties jsonb, stitched_at timestamptz)
 LANGUAGE sql STABLE
 AS $$
 WITH b AS (SELECT s.batch_id, s.first_event_id AS f, s.last_event_id AS l, s.stitched_at FROM cdp.stitch_batches s
-           WHERE s.batch_id > from_batch AND s.batch_id <= to_batch)
+           WHERE s.batch_id OPERATOR(pg_catalog.>) from_batch AND s.batch_id OPERATOR(pg_catalog.<=) to_batch)
 SELECT e.event_id, e.occurred_at, coalesce(p.merged_into, p.profile_id), e.type, e.channel, e.amount, e.properties,
-       (SELECT b.stitched_at FROM b WHERE b.batch_id = a.batch_id)
-FROM (SELECT min(b.f) AS f, max(b.l) AS l FROM b) r
-JOIN cdp.event_anchors a ON a.event_id BETWEEN r.f AND r.l
-JOIN cdp.events e ON e.event_id = a.event_id AND e.occurred_at = a.occurred_at
-JOIN cdp.identifiers i ON i.identifier_id = a.anchor_id
-JOIN cdp.profiles p ON p.profile_id = i.profile_id
-WHERE a.batch_id > from_batch AND a.batch_id <= to_batch AND (types IS NULL OR e.type = ANY (types))
+       (SELECT b.stitched_at FROM b WHERE b.batch_id OPERATOR(pg_catalog.=) a.batch_id)
+FROM (SELECT pg_catalog.min(b.f) AS f, pg_catalog.max(b.l) AS l FROM b) r
+JOIN cdp.event_anchors a ON a.event_id OPERATOR(pg_catalog.>=) r.f AND a.event_id OPERATOR(pg_catalog.<=) r.l
+JOIN cdp.events e ON e.event_id OPERATOR(pg_catalog.=) a.event_id AND e.occurred_at OPERATOR(pg_catalog.=) a.occurred_at
+JOIN cdp.identifiers i ON i.identifier_id OPERATOR(pg_catalog.=) a.anchor_id
+JOIN cdp.profiles p ON p.profile_id OPERATOR(pg_catalog.=) i.profile_id
+WHERE a.batch_id OPERATOR(pg_catalog.>) from_batch AND a.batch_id OPERATOR(pg_catalog.<=) to_batch
+  AND (types IS NULL OR e.type OPERATOR(pg_catalog.=) ANY (types))
 $$;
 COMMENT ON FUNCTION cdp.batch_events(bigint, bigint, text[]) IS 'Internal: the events stitched in batches (from_batch, to_batch] (of the given types, or all when NULL), with their live profile and when their batch was stitched';
 
 -- Why a person may not enter a trigger again now (re-entry), or NULL.
 CREATE FUNCTION cdp.trigger_reentry(t cdp.triggers, live bigint, at timestamptz) RETURNS text
 LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	last_at timestamptz;
@@ -341,6 +348,7 @@ COMMENT ON FUNCTION cdp.trigger_reentry(cdp.triggers, bigint, timestamptz) IS 'I
 CREATE FUNCTION cdp.trigger_enter(t cdp.triggers, live bigint, moment text, moment_at timestamptz,
 	context jsonb, break_event bigint DEFAULT NULL) RETURNS boolean
 LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	why text;
@@ -361,14 +369,17 @@ $$;
 COMMENT ON FUNCTION cdp.trigger_enter(cdp.triggers, bigint, text, timestamptz, jsonb, bigint) IS 'Internal: when the trigger''s condition holds for the moment, records it for the person, waiting until moment_at + delay, or skipped when re-entry forbids it; a moment already recorded is left as it is (never twice)';
 
 -- The facts a rule of a trigger reads for a person, with the moment's.
+-- No SET search_path, so that it can be inlined: qualified throughout.
 CREATE FUNCTION cdp.trigger_facts(live bigint, rule jsonb, context jsonb) RETURNS jsonb
 LANGUAGE sql STABLE
-AS $$ SELECT cdp.offer_facts(live, now(), cdp.trigger_fact_names(rule)) || jsonb_build_object('event', context) $$;
+AS $$ SELECT cdp.offer_facts(live, pg_catalog.now(), cdp.trigger_fact_names(rule))
+             OPERATOR(pg_catalog.||) pg_catalog.jsonb_build_object('event', context) $$;
 COMMENT ON FUNCTION cdp.trigger_facts(bigint, jsonb, jsonb) IS 'Internal: the facts a rule reads for a live profile now, with event set to the moment''s context';
 
 -- Why a waiting moment must be dropped now, or NULL.
 CREATE FUNCTION cdp.trigger_exit(f cdp.trigger_fires, t cdp.triggers, live bigint) RETURNS text
 LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	b record;
@@ -415,12 +426,14 @@ COMMENT ON FUNCTION cdp.trigger_exit(cdp.trigger_fires, cdp.triggers, bigint) IS
 -- Drops a waiting moment.
 CREATE FUNCTION cdp.trigger_drop(fire_id bigint, why text) RETURNS void
 LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
 AS $$ UPDATE cdp.trigger_fires f SET status = 'exited', reason = why, fired_at = now() WHERE f.fire_id = trigger_drop.fire_id $$;
 COMMENT ON FUNCTION cdp.trigger_drop(bigint, text) IS 'Internal: drops a waiting moment with the reason';
 
 -- Decides for a due moment (the person's lock held) and writes the message.
 CREATE FUNCTION cdp.trigger_fire(f cdp.trigger_fires, t cdp.triggers, live bigint) RETURNS boolean
 LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	facts jsonb := cdp.offer_facts(live, now(), cdp.offer_fact_names()) || jsonb_build_object('event', f.context);
@@ -457,6 +470,7 @@ COMMENT ON FUNCTION cdp.trigger_fire(cdp.trigger_fires, cdp.triggers, bigint) IS
 -- The moments of new events.
 CREATE FUNCTION cdp.trigger_events(from_batch bigint, to_batch bigint) RETURNS integer
 LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	t cdp.triggers;
@@ -484,6 +498,7 @@ COMMENT ON FUNCTION cdp.trigger_events(bigint, bigint) IS 'Internal: the moments
 -- The moments of breaks detected since about a time.
 CREATE FUNCTION cdp.trigger_breaks(since timestamptz) RETURNS integer
 LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	t cdp.triggers;
@@ -513,6 +528,7 @@ COMMENT ON FUNCTION cdp.trigger_breaks(timestamptz) IS 'Internal: the moments of
 -- Fact triggers: the crossings among some people.
 CREATE FUNCTION cdp.trigger_crossings(t cdp.triggers, people bigint[], fire boolean) RETURNS integer
 LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	p bigint;
@@ -545,6 +561,7 @@ COMMENT ON FUNCTION cdp.trigger_crossings(cdp.triggers, bigint[], boolean) IS 'I
 -- over everyone after a scores refresh (the first pass only records).
 CREATE FUNCTION cdp.trigger_facts_run(touched bigint[], slice integer) RETURNS integer
 LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	t cdp.triggers;
@@ -578,6 +595,7 @@ COMMENT ON FUNCTION cdp.trigger_facts_run(bigint[], integer) IS 'Internal: the c
 -- profiles merged into them (moments keep the profile they were seen with).
 CREATE FUNCTION cdp.batch_people(from_batch bigint, to_batch bigint) RETURNS bigint[]
 LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
 AS $$
 WITH live AS (SELECT DISTINCT e.profile_id FROM cdp.batch_events(from_batch, to_batch, NULL) e)
 SELECT ARRAY(SELECT profile_id FROM live
@@ -588,6 +606,7 @@ COMMENT ON FUNCTION cdp.batch_people(bigint, bigint) IS 'Internal: the live prof
 -- Drops the waiting moments of some people that must end now.
 CREATE FUNCTION cdp.trigger_exits(touched bigint[], journeyed bigint[]) RETURNS integer
 LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	x record;
@@ -615,6 +634,7 @@ COMMENT ON FUNCTION cdp.trigger_exits(bigint[], bigint[]) IS 'Internal: drops at
 -- holdout (the people's locks held).
 CREATE FUNCTION cdp.trigger_conversions(fires bigint[]) RETURNS integer
 LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	x record;
@@ -776,6 +796,7 @@ COMMENT ON FUNCTION cdp.claim_messages(integer, interval, text) IS 'Hands out up
 
 CREATE FUNCTION cdp.outbox_message(message_id bigint) RETURNS cdp.outbox
 LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	m cdp.outbox;
@@ -794,6 +815,7 @@ COMMENT ON FUNCTION cdp.outbox_message(bigint) IS 'Internal: an outbox message, 
 -- when given, is the attempts that cdp.claim_messages returned).
 CREATE FUNCTION cdp.outbox_claimed(message_id bigint, attempt integer) RETURNS cdp.outbox
 LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	m cdp.outbox := cdp.outbox_message(message_id);
