@@ -539,6 +539,6 @@ cdp_store_forget_profiles(PG_FUNCTION_ARGS)
 		appendStringInfo(&out, "%s\"%s\": " UINT64_FORMAT, i > 0 ? ", " : "", steps[i][0], n);
 	}
 	appendStringInfoChar(&out, '}');
-	SPI_finish();
+	cdp_spi_finish();
 	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(out.data)));
 }

@@ -4030,6 +4030,7 @@ COMMENT ON FUNCTION cdp.store_forget_profiles(bigint[], bigint[]) IS 'Internal, 
 -- events, $4 the identifiers' kinds and values).
 CREATE FUNCTION cdp.forget_rows(profiles bigint[], ids bigint[], events bigint[], who jsonb) RETURNS jsonb
 LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	n jsonb := '{}';
