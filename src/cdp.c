@@ -28,6 +28,7 @@ static int			cdp_offer_success = 0;
 static int			cdp_propensity_draws = 32;
 int			cdp_session_timeout = 1800;
 bool		cdp_stitch_on_ingest = true;
+bool		cdp_refuse_erased = true;
 static int			cdp_outbox_retention = 7 * 86400;
 static int			cdp_outbox_max_attempts = 5;
 static int			cdp_outbox_retry_delay = 60;
@@ -246,6 +247,15 @@ _PG_init(void)
 							PGC_USERSET,
 							0,
 							NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("cdp.refuse_erased",
+							 gettext_noop("Quarantine events that carry an identifier erased by cdp.forget."),
+							 gettext_noop("Their reason_code is erased. Off, such events are stored and the person is collected again: only after new consent."),
+							 &cdp_refuse_erased,
+							 true,
+							 PGC_SUSET,
+							 0,
+							 NULL, NULL, NULL);
 
 	DefineCustomIntVariable("cdp.outbox_retention",
 							gettext_noop("How long delivered and dead messages stay in cdp.outbox."),

@@ -13,6 +13,7 @@ extern double cdp_max_amount;		/* largest absolute amount an event may carry */
 extern int	cdp_max_clock_skew;		/* seconds an event may lie in the future */
 extern int	cdp_session_timeout;	/* seconds of inactivity that end a session */
 extern bool cdp_stitch_on_ingest;	/* stitch identities as events are stored */
+extern bool cdp_refuse_erased;		/* quarantine events carrying an erased identifier */
 extern int	cdp_unknown_event_types;	/* CDP_UNKNOWN_TYPES_* */
 extern bool cdp_worker_enabled;		/* the background worker does its work */
 extern char *cdp_worker_database;	/* the database it works in */

@@ -323,6 +323,12 @@ check_identifiers(Jsonb *ids, Problem *p)
 						"invalid value \"%s\" for identifier \"%s\": it %s",
 						cdp_shown(val.val.string.val, val.val.string.len),
 						cdp_shown(key.val.string.val, key.val.string.len), why);
+		if (cdp_refuse_erased &&
+			cdp_identity_erased(key.val.string.val, key.val.string.len, val.val.string.val, val.val.string.len))
+			return cdp_fail(p, CDP_ERASED,
+						"The person was erased on request (cdp.forget, cdp.erasures); an administrator may set cdp.refuse_erased = off to collect it again after new consent.",
+						"identifier \"%s\" was erased on request",
+						cdp_shown(key.val.string.val, key.val.string.len));
 	}
 	return true;
 }

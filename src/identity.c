@@ -32,6 +32,8 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_collation.h"
 #include "catalog/pg_type.h"
+#include "common/cryptohash.h"
+#include "common/sha2.h"
 #include "executor/spi.h"
 #include "funcapi.h"
 #include "miscadmin.h"
@@ -39,6 +41,9 @@
 #include "utils/builtins.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
+#include "common/hashfn.h"
+#include "lib/stringinfo.h"
+#include "utils/hsearch.h"
 #include "utils/memutils.h"
 
 PG_FUNCTION_INFO_V1(cdp_email_sql);
@@ -71,10 +76,27 @@ static Oid	overrides_relid = InvalidOid;
 static bool unmerges_valid = false;
 static bool has_unmerges = false;
 
+/*
+ * The tombstones of erased identifiers (cdp.forget): their keyed hashes,
+ * cached with the key; stale when cdp.tombstones changes (its statement
+ * trigger sends a relcache invalidation).
+ */
+#define TOMB_HEX 65
+static MemoryContext tombs_cxt = NULL;
+static HTAB *tombs = NULL;
+static HTAB *tombs_quick = NULL;	/* their 64-bit hashes, tested first */
+static uint64 tombs_seed = 0;
+static bytea *tombs_key = NULL;
+static long n_tombs = 0;
+static bool tombs_valid = false;
+static Oid	tombs_relid = InvalidOid;
+
 /* Marks the configuration stale when one of its tables is invalidated. */
 static void
 config_invalidated(Datum arg, Oid relid)
 {
+	if (relid == InvalidOid || relid == tombs_relid)
+		tombs_valid = false;
 	if (relid == InvalidOid || relid == rules_relid || relid == blocklist_relid)
 		config_valid = false;
 	if (relid == InvalidOid || relid == overrides_relid)
@@ -245,6 +267,133 @@ cdp_identity_graph(CdpNewLabel new_label, void *arg)
 	return g;
 }
 
+static char *normalize_value(const CdpRule *rule, const char *raw, int len, const char **why);
+
+/* Reads the tombstones and their key if stale. */
+static void
+load_tombstones(void)
+{
+	HASHCTL		ctl;
+	uint64		i;
+
+	load_config();				/* registers the invalidation callback */
+	if (tombs_valid)
+		return;
+	if (tombs_cxt == NULL)
+		tombs_cxt = AllocSetContextCreate(TopMemoryContext, "cdp tombstones", ALLOCSET_SMALL_SIZES);
+	else
+		MemoryContextReset(tombs_cxt);
+	tombs = NULL;
+	tombs_quick = NULL;
+	tombs_key = NULL;
+	n_tombs = 0;
+	tombs_relid = get_relname_relid("tombstones", get_namespace_oid("cdp", false));
+	tombs_valid = true;			/* an invalidation while reading clears it */
+	if (!OidIsValid(tombs_relid))
+		return;					/* a schema not updated yet */
+	PG_TRY();
+	{
+		cdp_spi_connect();
+		cdp_spi_read("SELECT k.key, t.hash, t.quick, ('x' || encode(substr(k.key, 1, 8), 'hex'))::bit(64)::bigint "
+					 "FROM cdp.tombstones t CROSS JOIN cdp.erasure_key k",
+					 0, NULL, NULL, NULL);
+		memset(&ctl, 0, sizeof(ctl));
+		ctl.keysize = TOMB_HEX;
+		ctl.entrysize = TOMB_HEX;
+		ctl.hcxt = tombs_cxt;
+		tombs = hash_create("cdp tombstones", Max(SPI_processed, 16), &ctl, HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+		memset(&ctl, 0, sizeof(ctl));
+		ctl.keysize = sizeof(uint64);
+		ctl.entrysize = sizeof(uint64);
+		ctl.hcxt = tombs_cxt;
+		tombs_quick = hash_create("cdp tombstones quick", Max(SPI_processed, 16), &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+		for (i = 0; i < SPI_processed; i++)
+		{
+			bool		isnull;
+			Datum		key = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
+			char	   *hex = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2);
+			char		entry[TOMB_HEX];
+			uint64		quick = (uint64) DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 3, &isnull));
+
+			if (tombs_key == NULL)
+			{
+				MemoryContext old = MemoryContextSwitchTo(tombs_cxt);
+
+				tombs_key = DatumGetByteaPCopy(key);
+				MemoryContextSwitchTo(old);
+			}
+			tombs_seed = (uint64) DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 4, &isnull));
+			(void) hash_search(tombs_quick, &quick, HASH_ENTER, NULL);
+			strlcpy(entry, hex, sizeof(entry));
+			(void) hash_search(tombs, entry, HASH_ENTER, NULL);
+			n_tombs++;
+		}
+		cdp_spi_finish();
+	}
+	PG_CATCH();
+	{
+		tombs_valid = false;
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+}
+
+/*
+ * Whether an identifier (kind, raw value) was erased by cdp.forget: its
+ * normalized value's keyed SHA-256 (as cdp.erasure_hash computes it) is a
+ * tombstone.  Costs nothing while there is no tombstone.
+ */
+bool
+cdp_identity_erased(const char *kind, int kind_len, const char *raw, int len)
+{
+	pg_cryptohash_ctx *ctx;
+	uint8		digest[PG_SHA256_DIGEST_LENGTH];
+	char		hex[TOMB_HEX];
+	const char *why;
+	char	   *norm;
+	int			r;
+	int			i;
+	bool		found;
+
+	load_tombstones();
+	if (n_tombs == 0 || tombs_key == NULL)
+		return false;
+	r = cdp_identity_find_rule(kind, kind_len);
+	if (r < 0)
+		return false;
+	norm = normalize_value(&rules[r], raw, len, &why);	/* (a blocked value was never in the graph) */
+	if (norm == NULL)
+		return false;
+	{
+		/* the 64-bit hash first: the SHA-256 only for a likely match */
+		StringInfoData buf;
+		uint64		quick;
+
+		initStringInfo(&buf);
+		appendBinaryStringInfo(&buf, kind, kind_len);
+		appendStringInfoChar(&buf, ':');
+		appendStringInfoString(&buf, norm);
+		quick = DatumGetUInt64(hash_any_extended((const unsigned char *) buf.data, buf.len, tombs_seed));
+		pfree(buf.data);
+		(void) hash_search(tombs_quick, &quick, HASH_FIND, &found);
+		if (!found)
+			return false;
+	}
+	ctx = pg_cryptohash_create(PG_SHA256);
+	if (pg_cryptohash_init(ctx) < 0 ||
+		pg_cryptohash_update(ctx, (const uint8 *) VARDATA_ANY(tombs_key), VARSIZE_ANY_EXHDR(tombs_key)) < 0 ||
+		pg_cryptohash_update(ctx, (const uint8 *) kind, kind_len) < 0 ||
+		pg_cryptohash_update(ctx, (const uint8 *) ":", 1) < 0 ||
+		pg_cryptohash_update(ctx, (const uint8 *) norm, strlen(norm)) < 0 ||
+		pg_cryptohash_final(ctx, digest, sizeof(digest)) < 0)
+		elog(ERROR, "cdp could not compute a SHA-256: %s", pg_cryptohash_error(ctx));
+	pg_cryptohash_free(ctx);
+	for (i = 0; i < PG_SHA256_DIGEST_LENGTH; i++)
+		snprintf(hex + 2 * i, 3, "%02x", digest[i]);
+	(void) hash_search(tombs, hex, HASH_FIND, &found);
+	return found;
+}
+
 /* Index of the rule of a kind, or -1. */
 int
 cdp_identity_find_rule(const char *kind, int len)
@@ -300,6 +449,36 @@ raw_key(const char *s, int len)
 	return out;
 }
 
+/* A value normalized by its rule's normalizer (no blocklist), or NULL. */
+static char *
+normalize_value(const CdpRule *rule, const char *raw, int len, const char **why)
+{
+	char		buf[CDP_MAX_NORMALIZED];
+	int			n;
+
+	switch (rule->normalizer)
+	{
+		case CDP_NORM_EMAIL:
+			n = cdp_normalize_email(raw, len, buf, sizeof(buf), why);
+			break;
+		case CDP_NORM_PHONE:
+			n = cdp_normalize_phone(raw, len, cdp_default_country, buf, sizeof(buf), why);
+			break;
+		default:
+			n = cdp_normalize_trim(raw, len, buf, sizeof(buf), why);
+			if (n >= 0 && rule->normalizer == CDP_NORM_LOWER)
+			{
+				int			i;
+
+				for (i = 0; i < n; i++)
+					if (buf[i] >= 'A' && buf[i] <= 'Z')
+						buf[i] += 'a' - 'A';
+			}
+			break;
+	}
+	return n < 0 ? NULL : pnstrdup(buf, n);
+}
+
 /*
  * Normalizes one identifier under its rule: the normalized value, or NULL
  * with *why saying why it stays out of the graph.
@@ -308,8 +487,6 @@ char *
 cdp_identity_normalize(int rule_index, const char *raw, int len, const char **why)
 {
 	const CdpRule *rule = &rules[rule_index];
-	char		buf[CDP_MAX_NORMALIZED];
-	int			n;
 	const BlockEntry *b;
 	char	   *value;
 
@@ -317,29 +494,9 @@ cdp_identity_normalize(int rule_index, const char *raw, int len, const char **wh
 	b = blocked(rule, raw_key(raw, len));
 	if (b == NULL)
 	{
-		switch (rule->normalizer)
-		{
-			case CDP_NORM_EMAIL:
-				n = cdp_normalize_email(raw, len, buf, sizeof(buf), why);
-				break;
-			case CDP_NORM_PHONE:
-				n = cdp_normalize_phone(raw, len, cdp_default_country, buf, sizeof(buf), why);
-				break;
-			default:
-				n = cdp_normalize_trim(raw, len, buf, sizeof(buf), why);
-				if (n >= 0 && rule->normalizer == CDP_NORM_LOWER)
-				{
-					int			i;
-
-					for (i = 0; i < n; i++)
-						if (buf[i] >= 'A' && buf[i] <= 'Z')
-							buf[i] += 'a' - 'A';
-				}
-				break;
-		}
-		if (n < 0)
+		value = normalize_value(rule, raw, len, why);
+		if (value == NULL)
 			return NULL;
-		value = pnstrdup(buf, n);
 		b = blocked(rule, value);
 	}
 	if (b != NULL)

@@ -46,6 +46,7 @@ extern int	cdp_identity_find_rule(const char *kind, int len);
 
 /* Normalized value of an identifier under its rule, or NULL with *why. */
 extern char *cdp_identity_normalize(int rule_index, const char *raw, int len, const char **why);
+extern bool cdp_identity_erased(const char *kind, int kind_len, const char *raw, int len);
 
 /* An empty graph under the current rules, freed with the memory context. */
 extern CdpIdGraph *cdp_identity_graph(CdpNewLabel new_label, void *arg);

@@ -32,6 +32,7 @@ static const char *const problem_codes[CDP_N_PROBLEMS] = {
 	[CDP_DUPLICATE_MESSAGE_ID] = "duplicate_message_id",
 	[CDP_AMOUNT_OUT_OF_RANGE] = "amount_out_of_range",
 	[CDP_UNKNOWN_TYPE] = "unknown_type",
+	[CDP_ERASED] = "erased",
 };
 
 /* Machine-readable code of a problem. */

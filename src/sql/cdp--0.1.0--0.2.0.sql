@@ -42,7 +42,7 @@ ALTER TABLE cdp.events ADD CONSTRAINT events_accept
 	CHECK (cdp.accept_event(event_id, occurred_at, channel, type, identifiers, properties,
 	                        amount, source, message_id)) NOT VALID;
 
-COMMENT ON COLUMN cdp.rejected_events.reason_code IS 'Machine-readable reason: missing_occurred_at, invalid_occurred_at, future_occurred_at, ancient_occurred_at, missing_channel, unknown_channel, missing_type, invalid_type, unknown_type, missing_identifiers, invalid_identifiers, invalid_identifier_kind, invalid_identifier_value, invalid_properties, invalid_amount, amount_out_of_range, invalid_source, invalid_message_id, duplicate_message_id, invalid_event, unknown_field';
+COMMENT ON COLUMN cdp.rejected_events.reason_code IS 'Machine-readable reason: missing_occurred_at, invalid_occurred_at, future_occurred_at, ancient_occurred_at, missing_channel, unknown_channel, missing_type, invalid_type, unknown_type, missing_identifiers, invalid_identifiers, invalid_identifier_kind, invalid_identifier_value, invalid_properties, invalid_amount, amount_out_of_range, invalid_source, invalid_message_id, duplicate_message_id, invalid_event, unknown_field, erased (an identifier erased by cdp.forget)';
 COMMENT ON COLUMN cdp.rejected_events.raw IS 'The row as it was received; one of more than 64 kB keeps its first 64 kB as {"truncated": true, "bytes": N, "head": text}';
 
 CREATE TABLE cdp.event_messages (
@@ -3991,18 +3991,23 @@ SELECT pg_catalog.pg_extension_config_dump('cdp.erasures_erasure_id_seq', '');
 
 CREATE TABLE cdp.tombstones (
 	hash       text        PRIMARY KEY,
+	quick      bigint      NOT NULL,
 	kind       text        NOT NULL,
 	erasure_id bigint      NOT NULL,
 	erased_at  timestamptz NOT NULL
 );
-COMMENT ON TABLE cdp.tombstones IS 'The erased identifiers, as keyed hashes (cdp.erasure_hash): which identifier was erased can be checked, not read';
+COMMENT ON TABLE cdp.tombstones IS 'The erased identifiers, as keyed hashes (cdp.erasure_hash): which identifier was erased can be checked, not read; an event that carries one is quarantined as erased (cdp.refuse_erased)';
 COMMENT ON COLUMN cdp.tombstones.hash IS 'Keyed SHA-256 of the kind and the normalized value, hex';
+COMMENT ON COLUMN cdp.tombstones.quick IS 'A 64-bit hash of the same, seeded by the key: the row check of each event tests it first, and computes the SHA-256 only when it matches';
 COMMENT ON COLUMN cdp.tombstones.kind IS 'Identifier kind';
 COMMENT ON COLUMN cdp.tombstones.erasure_id IS 'The erasure (cdp.erasures)';
 COMMENT ON COLUMN cdp.tombstones.erased_at IS 'When';
 SELECT pg_catalog.pg_extension_config_dump('cdp.tombstones', '');
+-- every session's cached copy (the row check of cdp.events) is dropped at commit
+CREATE TRIGGER tombstones_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON cdp.tombstones
+	FOR EACH STATEMENT EXECUTE FUNCTION cdp.config_changed();
 
-CREATE FUNCTION cdp.erasure_hash(kind text, value text) RETURNS text
+CREATE FUNCTION cdp.erasure_key() RETURNS bytea
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -4016,10 +4021,24 @@ BEGIN
 		ON CONFLICT (singleton) DO NOTHING;
 		k := (SELECT e.key FROM cdp.erasure_key e);
 	END IF;
-	RETURN encode(sha256(k || convert_to(kind || ':' || value, 'UTF8')), 'hex');
+	RETURN k;
 END
 $$;
-COMMENT ON FUNCTION cdp.erasure_hash(text, text) IS 'Internal: the keyed SHA-256 of an identifier (kind and normalized value), as the tombstones keep it (the key is made at the first call)';
+COMMENT ON FUNCTION cdp.erasure_key() IS 'Internal: the tombstones'' key, made at the first call';
+
+CREATE FUNCTION cdp.erasure_hash(kind text, value text) RETURNS text
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT encode(sha256(cdp.erasure_key() || convert_to(kind || ':' || value, 'UTF8')), 'hex') $$;
+COMMENT ON FUNCTION cdp.erasure_hash(text, text) IS 'Internal: the keyed SHA-256 of an identifier (kind and normalized value), as the tombstones keep it';
+
+-- The seed is the key's first 8 bytes; the C row check hashes the same
+-- bytes with hash_any_extended (src/identity.c).
+CREATE FUNCTION cdp.erasure_quick_hash(kind text, value text) RETURNS bigint
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT hashtextextended(kind || ':' || value, ('x' || encode(substr(cdp.erasure_key(), 1, 8), 'hex'))::bit(64)::bigint) $$;
+COMMENT ON FUNCTION cdp.erasure_quick_hash(text, text) IS 'Internal: the 64-bit keyed hash of an identifier that the row check tests before the SHA-256';
 
 CREATE FUNCTION cdp.store_forget_profiles(profiles bigint[], events bigint[]) RETURNS jsonb
 	AS 'MODULE_PATHNAME', 'cdp_store_forget_profiles' LANGUAGE C VOLATILE STRICT;
@@ -4126,8 +4145,9 @@ BEGIN
 	counts := counts || cdp.store_forget_profiles(profiles, events);
 	INSERT INTO cdp.erasures (reason, profiles, identifiers, rows)
 	VALUES (reason, cardinality(profiles), cardinality(ids), counts) RETURNING erasure_id INTO eid;
-	INSERT INTO cdp.tombstones (hash, kind, erasure_id, erased_at)
-	SELECT cdp.erasure_hash(p.kind, p.value), p.kind, eid, now() FROM jsonb_to_recordset(who) AS p(kind text, value text)
+	INSERT INTO cdp.tombstones (hash, quick, kind, erasure_id, erased_at)
+	SELECT cdp.erasure_hash(p.kind, p.value), cdp.erasure_quick_hash(p.kind, p.value), p.kind, eid, now()
+	FROM jsonb_to_recordset(who) AS p(kind text, value text)
 	ON CONFLICT (hash) DO NOTHING;
 	RETURN jsonb_build_object('erasure_id', eid, 'profiles', cardinality(profiles), 'identifiers', cardinality(ids), 'rows', counts);
 END

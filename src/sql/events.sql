@@ -136,7 +136,7 @@ CREATE TABLE cdp.rejected_events (
 COMMENT ON TABLE cdp.rejected_events IS 'Quarantine: events refused by a bulk load, with the raw row and the reason';
 COMMENT ON COLUMN cdp.rejected_events.reject_id IS 'Unique id of the rejected row';
 COMMENT ON COLUMN cdp.rejected_events.received_at IS 'When the row was refused';
-COMMENT ON COLUMN cdp.rejected_events.reason_code IS 'Machine-readable reason: missing_occurred_at, invalid_occurred_at, future_occurred_at, ancient_occurred_at, missing_channel, unknown_channel, missing_type, invalid_type, unknown_type, missing_identifiers, invalid_identifiers, invalid_identifier_kind, invalid_identifier_value, invalid_properties, invalid_amount, amount_out_of_range, invalid_source, invalid_message_id, duplicate_message_id, invalid_event, unknown_field';
+COMMENT ON COLUMN cdp.rejected_events.reason_code IS 'Machine-readable reason: missing_occurred_at, invalid_occurred_at, future_occurred_at, ancient_occurred_at, missing_channel, unknown_channel, missing_type, invalid_type, unknown_type, missing_identifiers, invalid_identifiers, invalid_identifier_kind, invalid_identifier_value, invalid_properties, invalid_amount, amount_out_of_range, invalid_source, invalid_message_id, duplicate_message_id, invalid_event, unknown_field, erased (an identifier erased by cdp.forget)';
 COMMENT ON COLUMN cdp.rejected_events.reason IS 'Human-readable reason naming the field and the value';
 COMMENT ON COLUMN cdp.rejected_events.source IS 'Source of the row when it was readable';
 COMMENT ON COLUMN cdp.rejected_events.raw IS 'The row as it was received; one of more than 64 kB keeps its first 64 kB as {"truncated": true, "bytes": N, "head": text}';

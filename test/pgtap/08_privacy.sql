@@ -6,7 +6,7 @@
 -- another person is untouched; the audit row holds no personal data;
 -- tombstones; the dry run changes nothing; errors.
 BEGIN;
-SELECT plan(20);
+SELECT plan(25);
 SET LOCAL timezone = 'UTC';
 SET LOCAL client_min_messages = warning;
 
@@ -87,6 +87,20 @@ SELECT is((SELECT count(*) FROM cdp.tombstones WHERE hash = cdp.erasure_hash('em
 	'a tombstone per identifier: its keyed hash');
 SELECT throws_ok($$SELECT cdp.forget('email', 'ann.privacy@shop.fr', 'again')$$, 'P0002',
 	'identifier of kind "email" was already erased', 'erasing again says it was done');
+-- a later event carrying an erased identifier is refused, in any form
+SELECT throws_like($$SELECT cdp.track(now(), 'web', 'page_view', '{"email": " ANN.privacy@shop.fr"}')$$,
+	'%identifier "email" was erased on request%', 'cdp.track refuses an erased identifier, written in another form');
+SELECT is((SELECT reason_code FROM cdp.check_event(now(), 'store', 'purchase', '{"cookie": "x-1", "phone": "+33 (0)6 12 34 56 78"}')),
+	'erased', 'cdp.check_event says why');
+SELECT results_eq($$SELECT accepted, rejected FROM cdp.ingest('[{"occurred_at": "2026-12-01T10:00:00Z", "channel": "web", "type": "page_view",
+	"identifiers": {"cookie": "ann-cookie-77"}}, {"occurred_at": "2026-12-01T10:00:00Z", "channel": "web", "type": "page_view",
+	"identifiers": {"cookie": "someone-else"}}]')$$, $$VALUES (1::bigint, 1::bigint)$$, 'a load quarantines the erased person''s event, and keeps the other');
+SELECT is((SELECT count(*) FROM cdp.rejected_events WHERE reason_code = 'erased' AND raw #>> '{identifiers,cookie}' = 'ann-cookie-77'), 1::bigint,
+	'... with reason_code erased');
+SET LOCAL cdp.refuse_erased = off;
+SELECT isnt(cdp.track(now(), 'web', 'page_view', '{"email": "ann.privacy@shop.fr"}'), NULL,
+	'with cdp.refuse_erased off (after new consent) the person is collected again');
+RESET cdp.refuse_erased;
 SELECT results_eq($$SELECT (SELECT count(*) FROM cdp.events e JOIN cdp.event_anchors a USING (event_id, occurred_at)
 	JOIN cdp.identifiers i ON i.identifier_id = a.anchor_id WHERE i.value = 'bob.kept@shop.fr'), (SELECT count(*) FROM cdp.contacts
 	WHERE profile_id = cdp.resolve('email', 'bob.kept@shop.fr'))$$, $$VALUES (1::bigint, 1::bigint)$$, 'Bob keeps his event and his contact');
