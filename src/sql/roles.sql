@@ -42,7 +42,7 @@ ALTER TABLE cdp.erasures ALTER COLUMN erased_by SET DEFAULT session_user;
 
 -- Masking of identifiers in the views that show them.
 CREATE FUNCTION cdp.contact_points_visible() RETURNS boolean
-	AS 'MODULE_PATHNAME', 'cdp_contact_points_visible' LANGUAGE C STABLE PARALLEL SAFE;
+	AS 'MODULE_PATHNAME', 'cdp_contact_points_visible' LANGUAGE C STABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION cdp.contact_points_visible() IS 'Whether the views that show identifiers show them raw to the current role: cdp.mask_contact_points is off, or the role is a superuser or has the privileges of cdp_admin or cdp_app';
 
 -- No SET search_path, so that the planner inlines it: every function and
