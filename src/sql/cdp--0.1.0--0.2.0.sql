@@ -4333,7 +4333,19 @@ SELECT cdp.grant_functions('cdp_app', ARRAY['contact_points_visible', 'mask_iden
 -- cdp_admin: configuration, merges by hand, erasure, refreshes, rebuilds
 -- and jobs; reads every table; can do what the other roles can.
 GRANT cdp_tracker, cdp_analyst, cdp_app TO cdp_admin;
-GRANT SELECT ON ALL TABLES IN SCHEMA cdp TO cdp_admin;
+-- every table but the partitions of cdp.events (read through cdp.events;
+-- those made before an upgrade would otherwise differ from later ones)
+DO $$
+DECLARE
+	t regclass;
+BEGIN
+	FOR t IN SELECT c.oid FROM pg_catalog.pg_class c
+	         WHERE c.relnamespace = 'cdp'::regnamespace AND c.relkind IN ('r', 'p', 'v') AND NOT c.relispartition
+	         ORDER BY c.oid LOOP
+		EXECUTE pg_catalog.format('GRANT SELECT ON %s TO cdp_admin', t);
+	END LOOP;
+END
+$$;
 GRANT INSERT, UPDATE, DELETE ON cdp.channels, cdp.event_types, cdp.identity_rules, cdp.identifier_blocklist,
 	cdp.trait_rules, cdp.funnels, cdp.offers, cdp.offer_variants, cdp.contact_policies, cdp.triggers,
 	cdp.rfm_segments, cdp.campaigns
