@@ -10,9 +10,11 @@ CORE_SRCS = $(sort $(wildcard src/core/*.c))
 OBJS = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c))) $(CORE_SRCS:.c=.o)
 
 # The install script is built from one SQL file per area: the foundation and
-# identity in this order, then the other areas (which build on them) by name.
+# identity in this order, then the other areas (which build on them) by name,
+# then the roles and their grants, when every object exists.
 SQL_FIRST = src/sql/header.sql src/sql/events.sql src/sql/partitions.sql src/sql/identity.sql
-SQL_PARTS = $(SQL_FIRST) $(filter-out $(SQL_FIRST) src/sql/cdp--%,$(sort $(wildcard src/sql/*.sql)))
+SQL_LAST = src/sql/roles.sql
+SQL_PARTS = $(SQL_FIRST) $(filter-out $(SQL_FIRST) $(SQL_LAST) src/sql/cdp--%,$(sort $(wildcard src/sql/*.sql))) $(SQL_LAST)
 DATA_built = cdp--$(EXTVERSION).sql
 # Released versions: the frozen install script of each earlier release
 # (src/sql/cdp--X.sql, so that CREATE EXTENSION cdp VERSION 'X' works) and

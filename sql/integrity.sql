@@ -188,7 +188,7 @@ ORDER BY 1;
 -- Turning check_function_bodies off (any role may) does not switch the row
 -- check off: only a superuser or the owner of cdp.events restoring a dump
 -- copies events unjudged.
-CREATE ROLE cdp_integrity_loader;
+CREATE ROLE cdp_integrity_loader IN ROLE cdp_tracker;
 GRANT USAGE ON SCHEMA cdp TO cdp_integrity_loader;
 GRANT SELECT, INSERT, DELETE ON cdp.events, cdp.events_default TO cdp_integrity_loader;
 GRANT INSERT ON cdp.rejected_events TO cdp_integrity_loader;

@@ -12,6 +12,7 @@
 #include "miscadmin.h"
 #include "normalize.h"
 #include "pgtime.h"
+#include "utils/acl.h"
 #include "utils/guc.h"
 
 PG_MODULE_MAGIC;
@@ -19,6 +20,7 @@ PG_MODULE_MAGIC;
 static bool		cdp_consent_required = false;
 char	   *cdp_default_country = NULL;
 static char	   *cdp_default_timezone = NULL;
+static bool		cdp_mask_contact_points = true;
 double		cdp_max_amount = 1e12;
 int			cdp_max_clock_skew = 86400;
 static double		cdp_offer_prior_alpha = 1;
@@ -101,6 +103,15 @@ _PG_init(void)
 							   PGC_USERSET,
 							   0,
 							   check_default_timezone, NULL, NULL);
+
+	DefineCustomBoolVariable("cdp.mask_contact_points",
+							 gettext_noop("Views that show identifiers mask them for roles other than cdp_admin and cdp_app."),
+							 gettext_noop("As a***@orange.fr or +33*******78, for a caller who is not a superuser and not a member of cdp_admin or cdp_app (an analyst). Off: every caller sees them raw. Only a superuser may change it, for a role with ALTER ROLE ... SET."),
+							 &cdp_mask_contact_points,
+							 true,
+							 PGC_SUSET,
+							 0,
+							 NULL, NULL, NULL);
 
 	DefineCustomRealVariable("cdp.max_amount",
 							 gettext_noop("Largest absolute amount an event may carry."),
@@ -288,4 +299,29 @@ _PG_init(void)
 
 	if (process_shared_preload_libraries_in_progress)
 		cdp_worker_register();
+}
+
+/* Whether the calling role is a member (with its privileges) of a role
+ * named name; false when no such role exists. */
+static bool
+has_privs_of_named_role(const char *name)
+{
+	Oid			role = get_role_oid(name, true);
+
+	return OidIsValid(role) && has_privs_of_role(GetUserId(), role);
+}
+
+PG_FUNCTION_INFO_V1(cdp_contact_points_visible);
+
+/*
+ * cdp.contact_points_visible(): whether the views that show identifiers
+ * show them raw to the current role.  In C so that calling it loads the
+ * library, which defines cdp.mask_contact_points (PGC_SUSET) and drops a
+ * value an unprivileged role set before the load.
+ */
+Datum
+cdp_contact_points_visible(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(!cdp_mask_contact_points || superuser() ||
+				   has_privs_of_named_role("cdp_admin") || has_privs_of_named_role("cdp_app"));
 }

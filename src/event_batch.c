@@ -36,13 +36,17 @@
 #include "identity.h"
 
 #include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
+#include "utils/lsyscache.h"
 #include "utils/resowner.h"
+#include "utils/syscache.h"
 
 #define CLAIM_BATCH 50000
 #define STITCH_BATCH 50000
@@ -330,6 +334,60 @@ keep_for_stitching(int64 event_id, const Event *ev, int nest_level)
 }
 
 /*
+ * The owner of cdp.events (the extension's owner), who owns the internal
+ * tables a load writes.
+ */
+static Oid
+events_owner(void)
+{
+	Oid			relid = get_relname_relid("events", get_namespace_oid("cdp", false));
+	HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	Oid			owner;
+
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for relation %u", relid);
+	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
+	ReleaseSysCache(tup);
+	return owner;
+}
+
+/*
+ * Runs work for the whole statement (claims of message ids, stitching or
+ * queueing) as the owner of cdp.events, as a SECURITY DEFINER function
+ * runs: a loader (cdp_tracker) may insert events but not write the
+ * identity graph or the queues.  The row check, which calls this inside a
+ * long load, runs as the loader; the trigger at the end of the statement
+ * is SECURITY DEFINER already.  Statements run through SPI with the pinned
+ * search_path (cdp_spi_connect).
+ */
+static void
+as_events_owner(void (*work) (void))
+{
+	Oid			save_userid;
+	int			save_sec;
+
+	GetUserIdAndSecContext(&save_userid, &save_sec);
+	SetUserIdAndSecContext(events_owner(), save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	PG_TRY();
+	{
+		work();
+	}
+	PG_FINALLY();
+	{
+		SetUserIdAndSecContext(save_userid, save_sec);
+	}
+	PG_END_TRY();
+}
+
+/* Claims the message ids waiting, then stitches (or queues) the rows kept. */
+static void
+claim_and_stitch(void)
+{
+	claim_messages();
+	stitch_rows();
+}
+
+/*
  * Inside a long load, every STITCH_BATCH rows: claims the message ids
  * waiting, so that earlier rows are not left behind, then stitches.
  */
@@ -338,8 +396,7 @@ stitch_if_full(void)
 {
 	if (to_stitch.n < STITCH_BATCH)
 		return;
-	claim_messages();
-	stitch_rows();
+	as_events_owner(claim_and_stitch);
 }
 
 /* Whether an event type records consent (subscribe, unsubscribe). */
@@ -396,7 +453,7 @@ cdp_batch_accept(int64 event_id, const Event *ev)
 	{
 		(void) list_push(&to_claim, event_id, ev, KEEP_MESSAGE_ID | KEEP_IDENTIFIERS);
 		if (to_claim.n >= CLAIM_BATCH)
-			claim_messages();
+			as_events_owner(claim_messages);
 	}
 	else
 		keep_for_stitching(event_id, ev, GetCurrentTransactionNestLevel());

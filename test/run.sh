@@ -125,6 +125,9 @@ if [ "$sanitize" = 1 ]; then
 	exit
 fi
 
+echo "== roles: each cdp role does its work and is refused the rest"
+script_suite roles test/roles.sh
+
 echo "== pg_dump and restore"
 script_suite dump_restore test/dump_restore.sh
 
