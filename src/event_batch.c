@@ -360,8 +360,8 @@ events_owner(void)
  * is SECURITY DEFINER already.  Statements run through SPI with the pinned
  * search_path (cdp_spi_connect).
  */
-static void
-as_events_owner(void (*work) (void))
+void
+cdp_as_events_owner(void (*work) (void))
 {
 	Oid			save_userid;
 	int			save_sec;
@@ -396,7 +396,7 @@ stitch_if_full(void)
 {
 	if (to_stitch.n < STITCH_BATCH)
 		return;
-	as_events_owner(claim_and_stitch);
+	cdp_as_events_owner(claim_and_stitch);
 }
 
 /* Whether an event type records consent (subscribe, unsubscribe). */
@@ -453,7 +453,7 @@ cdp_batch_accept(int64 event_id, const Event *ev)
 	{
 		(void) list_push(&to_claim, event_id, ev, KEEP_MESSAGE_ID | KEEP_IDENTIFIERS);
 		if (to_claim.n >= CLAIM_BATCH)
-			as_events_owner(claim_messages);
+			cdp_as_events_owner(claim_messages);
 	}
 	else
 		keep_for_stitching(event_id, ev, GetCurrentTransactionNestLevel());

@@ -71,3 +71,6 @@ extern bool cdp_batch_purging(void);
 extern bool cdp_events_moving(void);
 
 #endif							/* CDP_EVENTS_H */
+
+/* Runs work as the owner of cdp.events (a loader may not read or write cdp's other tables). */
+extern void cdp_as_events_owner(void (*work) (void));

@@ -24,6 +24,7 @@
  */
 #include "cdp.h"
 #include "event_rules.h"
+#include "events.h"
 #include "identity.h"
 #include "idgraph.h"
 #include "normalize.h"
@@ -269,13 +270,56 @@ cdp_identity_graph(CdpNewLabel new_label, void *arg)
 
 static char *normalize_value(const CdpRule *rule, const char *raw, int len, const char **why);
 
-/* Reads the tombstones and their key if stale. */
+/* Reads the tombstones and their key (as the owner of cdp.events: a loader
+ * may not read them). */
 static void
-load_tombstones(void)
+read_tombstones(void)
 {
 	HASHCTL		ctl;
 	uint64		i;
 
+	cdp_spi_connect();
+	cdp_spi_read("SELECT k.key, t.hash, t.quick, ('x' || encode(substr(k.key, 1, 8), 'hex'))::bit(64)::bigint "
+				 "FROM cdp.tombstones t CROSS JOIN cdp.erasure_key k",
+				 0, NULL, NULL, NULL);
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = TOMB_HEX;
+	ctl.entrysize = TOMB_HEX;
+	ctl.hcxt = tombs_cxt;
+	tombs = hash_create("cdp tombstones", Max(SPI_processed, 16), &ctl, HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(uint64);
+	ctl.entrysize = sizeof(uint64);
+	ctl.hcxt = tombs_cxt;
+	tombs_quick = hash_create("cdp tombstones quick", Max(SPI_processed, 16), &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	for (i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		Datum		key = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
+		char	   *hex = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2);
+		char		entry[TOMB_HEX];
+		uint64		quick = (uint64) DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 3, &isnull));
+
+		if (tombs_key == NULL)
+		{
+			MemoryContext old = MemoryContextSwitchTo(tombs_cxt);
+
+			tombs_key = DatumGetByteaPCopy(key);
+			MemoryContextSwitchTo(old);
+		}
+		tombs_seed = (uint64) DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 4, &isnull));
+		(void) hash_search(tombs_quick, &quick, HASH_ENTER, NULL);
+		strlcpy(entry, hex, sizeof(entry));
+		(void) hash_search(tombs, entry, HASH_ENTER, NULL);
+		n_tombs++;
+	}
+	cdp_spi_finish();
+}
+
+/* Reads the tombstones and their key if stale. */
+static void
+load_tombstones(void)
+{
 	load_config();				/* registers the invalidation callback */
 	if (tombs_valid)
 		return;
@@ -293,42 +337,7 @@ load_tombstones(void)
 		return;					/* a schema not updated yet */
 	PG_TRY();
 	{
-		cdp_spi_connect();
-		cdp_spi_read("SELECT k.key, t.hash, t.quick, ('x' || encode(substr(k.key, 1, 8), 'hex'))::bit(64)::bigint "
-					 "FROM cdp.tombstones t CROSS JOIN cdp.erasure_key k",
-					 0, NULL, NULL, NULL);
-		memset(&ctl, 0, sizeof(ctl));
-		ctl.keysize = TOMB_HEX;
-		ctl.entrysize = TOMB_HEX;
-		ctl.hcxt = tombs_cxt;
-		tombs = hash_create("cdp tombstones", Max(SPI_processed, 16), &ctl, HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
-		memset(&ctl, 0, sizeof(ctl));
-		ctl.keysize = sizeof(uint64);
-		ctl.entrysize = sizeof(uint64);
-		ctl.hcxt = tombs_cxt;
-		tombs_quick = hash_create("cdp tombstones quick", Max(SPI_processed, 16), &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-		for (i = 0; i < SPI_processed; i++)
-		{
-			bool		isnull;
-			Datum		key = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
-			char	   *hex = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2);
-			char		entry[TOMB_HEX];
-			uint64		quick = (uint64) DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 3, &isnull));
-
-			if (tombs_key == NULL)
-			{
-				MemoryContext old = MemoryContextSwitchTo(tombs_cxt);
-
-				tombs_key = DatumGetByteaPCopy(key);
-				MemoryContextSwitchTo(old);
-			}
-			tombs_seed = (uint64) DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 4, &isnull));
-			(void) hash_search(tombs_quick, &quick, HASH_ENTER, NULL);
-			strlcpy(entry, hex, sizeof(entry));
-			(void) hash_search(tombs, entry, HASH_ENTER, NULL);
-			n_tombs++;
-		}
-		cdp_spi_finish();
+		cdp_as_events_owner(read_tombstones);
 	}
 	PG_CATCH();
 	{

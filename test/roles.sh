@@ -170,6 +170,11 @@ allowed admin "dry-run and erase a person" \
 got=$(su_q "SELECT (SELECT erased_by FROM cdp.erasures), cdp.resolve('email', 'ann.doe@orange.fr') IS NULL")
 [ "$got" = 'roles_admin|t' ] && st=0 || st=1
 cdp_tally $st "the erasure is done and audited under the admin's login" "$got"
+out=$(as tracker -v VERBOSITY=verbose -c "SELECT cdp.track('2025-06-02 10:00+00', 'web', 'page_view', '{\"email\": \" ANN.Doe@orange.fr\"}')") || true
+grep -q 'was erased on request' <<<"$out" && st=0 || st=1
+cdp_tally $st "the tracker's later event with the erased address is refused (the tombstones read as the owner)" "$(head -2 <<<"$out")"
+refused tracker "read the tombstones" "SELECT count(*) FROM cdp.tombstones"
+refused tracker "read the tombstones' key" "SELECT count(*) FROM cdp.erasure_key"
 allowed admin "refresh, rebuild and detect" \
 	"SELECT cdp.sync();
 	 SELECT cdp.refresh_scores('2026-01-01');
