@@ -1417,6 +1417,64 @@ COMMENT ON COLUMN cdp.worker_status.last_error_at IS 'When it happened';
 
 ALTER FUNCTION cdp.events_append_only() SET search_path = pg_catalog, pg_temp;
 
+-- ---------------------------------------------------------------------------
+-- Masking (issue 14): cdp.customer_360 shows identifiers masked to a role
+-- that may not see them raw (cdp.mask_contact_points,
+-- cdp.contact_points_visible, cdp.mask_identifier; src/sql/views.sql).
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION cdp.contact_points_visible() RETURNS boolean
+	AS 'MODULE_PATHNAME', 'cdp_contact_points_visible' LANGUAGE C STABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION cdp.contact_points_visible() IS 'Whether the views that show identifiers show them raw to the current role: cdp.mask_contact_points is off, or the role is a superuser or has the privileges of cdp_admin or cdp_app';
+
+-- No SET search_path, so that the planner inlines it: every function and
+-- operator is written with its schema.
+CREATE FUNCTION cdp.mask_identifier(kind text, value text) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+SELECT CASE
+	WHEN kind OPERATOR(pg_catalog.=) 'email' AND pg_catalog.strpos(value, '@') OPERATOR(pg_catalog.>) 1
+		THEN pg_catalog.left(value, 1) OPERATOR(pg_catalog.||) '***'
+		     OPERATOR(pg_catalog.||) pg_catalog.substr(value, pg_catalog.strpos(value, '@'))
+	WHEN kind OPERATOR(pg_catalog.=) 'phone' AND pg_catalog.length(value) OPERATOR(pg_catalog.>) 5
+		THEN pg_catalog.left(value, 3) OPERATOR(pg_catalog.||) pg_catalog.repeat('*', pg_catalog.length(value) OPERATOR(pg_catalog.-) 5)
+		     OPERATOR(pg_catalog.||) pg_catalog.right(value, 2)
+	WHEN pg_catalog.length(value) OPERATOR(pg_catalog.>) 4
+		THEN pg_catalog.left(value, 2) OPERATOR(pg_catalog.||) pg_catalog.repeat('*', pg_catalog.length(value) OPERATOR(pg_catalog.-) 4)
+		     OPERATOR(pg_catalog.||) pg_catalog.right(value, 2)
+	ELSE pg_catalog.repeat('*', pg_catalog.length(value))
+END
+$$;
+COMMENT ON FUNCTION cdp.mask_identifier(text, text) IS 'An identifier as an analyst sees it: ann.doe@orange.fr as a***@orange.fr, +33612345678 as +33*******78, other kinds with their first and last two characters (all stars up to 4 characters)';
+
+CREATE OR REPLACE VIEW cdp.customer_360 AS
+WITH ids AS (
+	SELECT profile_id, pg_catalog.jsonb_object_agg(kind, vals ORDER BY kind) AS identifiers
+	FROM (SELECT profile_id, kind,
+	             pg_catalog.jsonb_agg(CASE WHEN (SELECT cdp.contact_points_visible()) THEN value
+	                                       ELSE cdp.mask_identifier(kind, value) END ORDER BY value) AS vals
+	      FROM cdp.identifiers GROUP BY profile_id, kind) k
+	GROUP BY profile_id),
+breaks AS (
+	SELECT profile_id, pg_catalog.count(*) AS open_breaks,
+	       pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object('funnel', funnel_id, 'step', break_step, 'channel', channel,
+	                                    'broken_at', broken_at, 'context', context) ORDER BY broken_at) AS breaks
+	FROM cdp.journey_breaks WHERE status = 'open' GROUP BY profile_id)
+SELECT s.profile_id, s.created_at, ids.identifiers, s.traits,
+       s.first_seen, s.last_seen, s.events, s.channels, s.orders, s.revenue,
+       rfm.segment AS rfm_segment, rfm.rfm_code, clv.p_alive, clv.expected_purchases, clv.clv,
+       coalesce(breaks.open_breaks, 0) AS open_breaks, breaks.breaks AS open_journey_breaks,
+       s.first_source, s.first_medium, s.last_source, s.last_medium,
+       s.by_channel, s.by_category, s.last_purchase_at, s.last_purchase_channel, s.last_purchase_amount,
+       s.products, s.interest, s.first_campaign, s.first_channel, s.first_touch_at,
+       s.last_campaign, s.last_channel, s.last_touch_at, s.touches
+FROM cdp.profile_store s
+LEFT JOIN ids USING (profile_id)
+LEFT JOIN cdp.rfm rfm USING (profile_id)
+LEFT JOIN cdp.clv clv USING (profile_id)
+LEFT JOIN breaks USING (profile_id);
+COMMENT ON COLUMN cdp.customer_360.identifiers IS 'Its identifiers by kind: {"email": ["ann@x.org"], "cookie": [...], ...}; masked ({"email": ["a***@x.org"]}) for a role that may not see them raw (cdp.contact_points_visible)';
+
+
 
 -- ---------------------------------------------------------------------------
 -- Offers (issue 12): the catalogue, contact policies, consents (subscribe and
@@ -4218,62 +4276,6 @@ $$;
 -- so the decisions by hand and the erasures record the session's login.
 ALTER TABLE cdp.identity_overrides ALTER COLUMN made_by SET DEFAULT session_user;
 ALTER TABLE cdp.erasures ALTER COLUMN erased_by SET DEFAULT session_user;
-
--- Masking of identifiers in the views that show them.
-CREATE FUNCTION cdp.contact_points_visible() RETURNS boolean
-	AS 'MODULE_PATHNAME', 'cdp_contact_points_visible' LANGUAGE C STABLE STRICT PARALLEL SAFE;
-COMMENT ON FUNCTION cdp.contact_points_visible() IS 'Whether the views that show identifiers show them raw to the current role: cdp.mask_contact_points is off, or the role is a superuser or has the privileges of cdp_admin or cdp_app';
-
--- No SET search_path, so that the planner inlines it: every function and
--- operator is written with its schema.
-CREATE FUNCTION cdp.mask_identifier(kind text, value text) RETURNS text
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-AS $$
-SELECT CASE
-	WHEN kind OPERATOR(pg_catalog.=) 'email' AND pg_catalog.strpos(value, '@') OPERATOR(pg_catalog.>) 1
-		THEN pg_catalog.left(value, 1) OPERATOR(pg_catalog.||) '***'
-		     OPERATOR(pg_catalog.||) pg_catalog.substr(value, pg_catalog.strpos(value, '@'))
-	WHEN kind OPERATOR(pg_catalog.=) 'phone' AND pg_catalog.length(value) OPERATOR(pg_catalog.>) 5
-		THEN pg_catalog.left(value, 3) OPERATOR(pg_catalog.||) pg_catalog.repeat('*', pg_catalog.length(value) OPERATOR(pg_catalog.-) 5)
-		     OPERATOR(pg_catalog.||) pg_catalog.right(value, 2)
-	WHEN pg_catalog.length(value) OPERATOR(pg_catalog.>) 4
-		THEN pg_catalog.left(value, 2) OPERATOR(pg_catalog.||) pg_catalog.repeat('*', pg_catalog.length(value) OPERATOR(pg_catalog.-) 4)
-		     OPERATOR(pg_catalog.||) pg_catalog.right(value, 2)
-	ELSE pg_catalog.repeat('*', pg_catalog.length(value))
-END
-$$;
-COMMENT ON FUNCTION cdp.mask_identifier(text, text) IS 'An identifier as an analyst sees it: ann.doe@orange.fr as a***@orange.fr, +33612345678 as +33*******78, other kinds with their first and last two characters (all stars up to 4 characters)';
-
--- The single customer view of src/sql/views.sql, its identifiers masked
--- for a caller who may not see them raw (cdp.contact_points_visible, once
--- per query).  Keep the two definitions alike.
-CREATE OR REPLACE VIEW cdp.customer_360 AS
-WITH ids AS (
-	SELECT profile_id, pg_catalog.jsonb_object_agg(kind, vals ORDER BY kind) AS identifiers
-	FROM (SELECT profile_id, kind,
-	             pg_catalog.jsonb_agg(CASE WHEN (SELECT cdp.contact_points_visible()) THEN value
-	                                       ELSE cdp.mask_identifier(kind, value) END ORDER BY value) AS vals
-	      FROM cdp.identifiers GROUP BY profile_id, kind) k
-	GROUP BY profile_id),
-breaks AS (
-	SELECT profile_id, pg_catalog.count(*) AS open_breaks,
-	       pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object('funnel', funnel_id, 'step', break_step, 'channel', channel,
-	                                    'broken_at', broken_at, 'context', context) ORDER BY broken_at) AS breaks
-	FROM cdp.journey_breaks WHERE status = 'open' GROUP BY profile_id)
-SELECT s.profile_id, s.created_at, ids.identifiers, s.traits,
-       s.first_seen, s.last_seen, s.events, s.channels, s.orders, s.revenue,
-       rfm.segment AS rfm_segment, rfm.rfm_code, clv.p_alive, clv.expected_purchases, clv.clv,
-       coalesce(breaks.open_breaks, 0) AS open_breaks, breaks.breaks AS open_journey_breaks,
-       s.first_source, s.first_medium, s.last_source, s.last_medium,
-       s.by_channel, s.by_category, s.last_purchase_at, s.last_purchase_channel, s.last_purchase_amount,
-       s.products, s.interest, s.first_campaign, s.first_channel, s.first_touch_at,
-       s.last_campaign, s.last_channel, s.last_touch_at, s.touches
-FROM cdp.profile_store s
-LEFT JOIN ids USING (profile_id)
-LEFT JOIN cdp.rfm rfm USING (profile_id)
-LEFT JOIN cdp.clv clv USING (profile_id)
-LEFT JOIN breaks USING (profile_id);
-COMMENT ON COLUMN cdp.customer_360.identifiers IS 'Its identifiers by kind: {"email": ["ann@x.org"], "cookie": [...], ...}; masked ({"email": ["a***@x.org"]}) for a role that may not see them raw (cdp.contact_points_visible)';
 
 -- ---------------------------------------------------------------------------
 -- Grants.  No function of schema cdp runs for PUBLIC; each role gets its

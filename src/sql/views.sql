@@ -119,6 +119,31 @@ COMMENT ON COLUMN cdp.profile_store.last_channel IS 'Last-touch channel';
 COMMENT ON COLUMN cdp.profile_store.last_touch_at IS 'When the last touch happened';
 COMMENT ON COLUMN cdp.profile_store.touches IS 'Events with a utm_source or a referrer';
 
+-- Masking of identifiers in the views that show them.
+CREATE FUNCTION cdp.contact_points_visible() RETURNS boolean
+	AS 'MODULE_PATHNAME', 'cdp_contact_points_visible' LANGUAGE C STABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION cdp.contact_points_visible() IS 'Whether the views that show identifiers show them raw to the current role: cdp.mask_contact_points is off, or the role is a superuser or has the privileges of cdp_admin or cdp_app';
+
+-- No SET search_path, so that the planner inlines it: every function and
+-- operator is written with its schema.
+CREATE FUNCTION cdp.mask_identifier(kind text, value text) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+SELECT CASE
+	WHEN kind OPERATOR(pg_catalog.=) 'email' AND pg_catalog.strpos(value, '@') OPERATOR(pg_catalog.>) 1
+		THEN pg_catalog.left(value, 1) OPERATOR(pg_catalog.||) '***'
+		     OPERATOR(pg_catalog.||) pg_catalog.substr(value, pg_catalog.strpos(value, '@'))
+	WHEN kind OPERATOR(pg_catalog.=) 'phone' AND pg_catalog.length(value) OPERATOR(pg_catalog.>) 5
+		THEN pg_catalog.left(value, 3) OPERATOR(pg_catalog.||) pg_catalog.repeat('*', pg_catalog.length(value) OPERATOR(pg_catalog.-) 5)
+		     OPERATOR(pg_catalog.||) pg_catalog.right(value, 2)
+	WHEN pg_catalog.length(value) OPERATOR(pg_catalog.>) 4
+		THEN pg_catalog.left(value, 2) OPERATOR(pg_catalog.||) pg_catalog.repeat('*', pg_catalog.length(value) OPERATOR(pg_catalog.-) 4)
+		     OPERATOR(pg_catalog.||) pg_catalog.right(value, 2)
+	ELSE pg_catalog.repeat('*', pg_catalog.length(value))
+END
+$$;
+COMMENT ON FUNCTION cdp.mask_identifier(text, text) IS 'An identifier as an analyst sees it: ann.doe@orange.fr as a***@orange.fr, +33612345678 as +33*******78, other kinds with their first and last two characters (all stars up to 4 characters)';
+
 -- The single customer view: the profile store, the identifiers, the scores
 -- and the open breaks; it never reads the event store.  Every live profile
 -- holds an identifier, so the identifiers join LEFT, like the rest: a
@@ -127,7 +152,9 @@ COMMENT ON COLUMN cdp.profile_store.touches IS 'Events with a utm_source or a re
 CREATE VIEW cdp.customer_360 AS
 WITH ids AS (
 	SELECT profile_id, pg_catalog.jsonb_object_agg(kind, vals ORDER BY kind) AS identifiers
-	FROM (SELECT profile_id, kind, pg_catalog.jsonb_agg(value ORDER BY value) AS vals
+	FROM (SELECT profile_id, kind,
+	             pg_catalog.jsonb_agg(CASE WHEN (SELECT cdp.contact_points_visible()) THEN value
+	                                       ELSE cdp.mask_identifier(kind, value) END ORDER BY value) AS vals
 	      FROM cdp.identifiers GROUP BY profile_id, kind) k
 	GROUP BY profile_id),
 breaks AS (
@@ -151,7 +178,7 @@ LEFT JOIN breaks USING (profile_id);
 COMMENT ON VIEW cdp.customer_360 IS 'The single customer view: one row per live profile with its identifiers, its facts from the profile store (traits, activity, orders and revenue across every channel, last purchase, recent products, interest, acquisition; as of the last cdp.sync), its scores and open journey breaks';
 COMMENT ON COLUMN cdp.customer_360.profile_id IS 'Live profile';
 COMMENT ON COLUMN cdp.customer_360.created_at IS 'When the profile was made';
-COMMENT ON COLUMN cdp.customer_360.identifiers IS 'Its identifiers by kind: {"email": ["ann@x.org"], "cookie": [...], ...}';
+COMMENT ON COLUMN cdp.customer_360.identifiers IS 'Its identifiers by kind: {"email": ["ann@x.org"], "cookie": [...], ...}; masked ({"email": ["a***@x.org"]}) for a role that may not see them raw (cdp.contact_points_visible)';
 COMMENT ON COLUMN cdp.customer_360.traits IS 'Golden record: its traits as kept by cdp.trait_rules';
 COMMENT ON COLUMN cdp.customer_360.first_seen IS 'First event of the profile';
 COMMENT ON COLUMN cdp.customer_360.last_seen IS 'Last event of the profile';
