@@ -588,8 +588,12 @@ cdp_quarantine(const Problem *p, text *source, Jsonb *raw)
 	if (reject_plan == NULL)
 	{
 		Oid			types[4] = {TEXTOID, TEXTOID, TEXTOID, JSONBOID};
+		/* an event of an erased person keeps none of its personal data */
 		SPIPlanPtr	plan = SPI_prepare("INSERT INTO cdp.rejected_events (reason_code, reason, source, raw) "
-									   "VALUES ($1, $2, $3, $4)", 4, types);
+									   "VALUES ($1, $2, $3, CASE WHEN $1 = 'erased' THEN "
+									   "jsonb_build_object('redacted', 'it carried an identifier erased on request', "
+									   "'occurred_at', $4->'occurred_at', 'channel', $4->'channel', 'type', $4->'type') "
+									   "ELSE $4 END)", 4, types);
 
 		if (plan == NULL)
 			elog(ERROR, "could not prepare the quarantine insert: %s", SPI_result_code_string(SPI_result));
@@ -820,9 +824,16 @@ take_issued(int64 id)
 static bool
 copying_stored_events(void)
 {
+	/*
+	 * The role outside any SECURITY DEFINER function: cdp.track and
+	 * cdp.ingest run as the owner, and a loader calling them must not
+	 * switch the check off.
+	 */
+	Oid			role = GetOuterUserId();
+
 	return (!check_function_bodies || SessionReplicationRole == SESSION_REPLICATION_ROLE_REPLICA) &&
-		(superuser() ||
-		 pg_class_ownercheck(get_relname_relid("events", get_namespace_oid("cdp", false)), GetUserId()));
+		(superuser_arg(role) ||
+		 pg_class_ownercheck(get_relname_relid("events", get_namespace_oid("cdp", false)), role));
 }
 
 /*

@@ -173,6 +173,10 @@ cdp_tally $st "the erasure is done and audited under the admin's login" "$got"
 out=$(as tracker -v VERBOSITY=verbose -c "SELECT cdp.track('2025-06-02 10:00+00', 'web', 'page_view', '{\"email\": \" ANN.Doe@orange.fr\"}')") || true
 grep -q 'was erased on request' <<<"$out" && st=0 || st=1
 cdp_tally $st "the tracker's later event with the erased address is refused (the tombstones read as the owner)" "$(head -2 <<<"$out")"
+out=$(as tracker -c "SET check_function_bodies = off" -c "SELECT rejected FROM cdp.ingest('[{\"occurred_at\": \"2025-06-02T11:00:00Z\", \"channel\": \"Web\", \"type\": \"page_view\", \"identifiers\": {\"cookie\": \"c-x\"}}]')") || true
+[ "$(tail -1 <<<"$out")" = 1 ] && st=0 || st=1
+cdp_tally $st "the tracker cannot switch the row check off (check_function_bodies off, through cdp.ingest)" "$out"
+refused tracker "choose the id of a quarantined row" "INSERT INTO cdp.rejected_events (reject_id, reason_code, reason, raw) VALUES (999999999, 'x', 'x', '{}')"
 refused tracker "read the tombstones" "SELECT count(*) FROM cdp.tombstones"
 refused tracker "read the tombstones' key" "SELECT count(*) FROM cdp.erasure_key"
 allowed admin "refresh, rebuild and detect" \

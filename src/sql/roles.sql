@@ -91,7 +91,9 @@ SELECT cdp.grant_functions('cdp_tracker', ARRAY['accept_event', 'issue_event_id'
 GRANT INSERT ON cdp.events, cdp.event_load TO cdp_tracker;
 -- cdp.event_load stores each row with INSERT ... RETURNING event_id
 GRANT SELECT (event_id) ON cdp.events TO cdp_tracker;
-GRANT INSERT ON cdp.rejected_events TO cdp_tracker;
+-- (the columns a quarantine writes: not reject_id, so that a loader cannot
+-- take ids ahead of the sequence and make later quarantines fail)
+GRANT INSERT (reason_code, reason, source, raw) ON cdp.rejected_events TO cdp_tracker;
 GRANT USAGE ON SEQUENCE cdp.events_event_id_seq TO cdp_tracker;
 GRANT SELECT ON cdp.channels, cdp.event_types, cdp.identity_rules, cdp.identifier_blocklist TO cdp_tracker;
 
