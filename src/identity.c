@@ -279,7 +279,7 @@ read_tombstones(void)
 	uint64		i;
 
 	cdp_spi_connect();
-	cdp_spi_read("SELECT k.key, t.hash, t.quick, ('x' || encode(substr(k.key, 1, 8), 'hex'))::bit(64)::bigint "
+	cdp_spi_read("SELECT k.key, t.hash, t.quick, cdp.erasure_seed(k.key) "
 				 "FROM cdp.tombstones t CROSS JOIN cdp.erasure_key k",
 				 0, NULL, NULL, NULL);
 	memset(&ctl, 0, sizeof(ctl));

@@ -82,12 +82,19 @@ SET search_path = pg_catalog, pg_temp
 AS $$ SELECT encode(sha256(cdp.erasure_key() || convert_to(kind || ':' || value, 'UTF8')), 'hex') $$;
 COMMENT ON FUNCTION cdp.erasure_hash(text, text) IS 'Internal: the keyed SHA-256 of an identifier (kind and normalized value), as the tombstones keep it';
 
--- The seed is the key's first 8 bytes; the C row check hashes the same
--- bytes with hash_any_extended (src/identity.c).
+-- The seed of the 64-bit hash: the key's first 8 bytes (the C row check
+-- reads it with the tombstones and hashes the same bytes with
+-- hash_any_extended, src/identity.c).
+CREATE FUNCTION cdp.erasure_seed(key bytea) RETURNS bigint
+LANGUAGE sql IMMUTABLE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT ('x' || encode(substr(key, 1, 8), 'hex'))::bit(64)::bigint $$;
+COMMENT ON FUNCTION cdp.erasure_seed(bytea) IS 'Internal: the seed of the tombstones'' 64-bit hash, from their key';
+
 CREATE FUNCTION cdp.erasure_quick_hash(kind text, value text) RETURNS bigint
 LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, pg_temp
-AS $$ SELECT hashtextextended(kind || ':' || value, ('x' || encode(substr(cdp.erasure_key(), 1, 8), 'hex'))::bit(64)::bigint) $$;
+AS $$ SELECT hashtextextended(kind || ':' || value, cdp.erasure_seed(cdp.erasure_key())) $$;
 COMMENT ON FUNCTION cdp.erasure_quick_hash(text, text) IS 'Internal: the 64-bit keyed hash of an identifier that the row check tests before the SHA-256';
 
 CREATE FUNCTION cdp.store_forget_profiles(profiles bigint[], events bigint[]) RETURNS jsonb

@@ -178,7 +178,6 @@ ALTER SEQUENCE cdp.trigger_fires_fire_id_seq OWNED BY cdp.trigger_fires.fire_id;
 COMMENT ON SEQUENCE cdp.trigger_fires_fire_id_seq IS 'Firing ids';
 CREATE INDEX ON cdp.trigger_fires (due_at) WHERE status = 'waiting';
 CREATE INDEX ON cdp.trigger_fires (profile_id, trigger_id);
-CREATE INDEX ON cdp.trigger_fires (fired_at) WHERE converted_at IS NULL AND break_event IS NOT NULL AND status IN ('sent', 'holdout');
 COMMENT ON TABLE cdp.trigger_fires IS 'Every moment a trigger acted on (one row per trigger and moment: never twice): waiting out its delay, then what the decision was, or why it was dropped';
 COMMENT ON COLUMN cdp.trigger_fires.fire_id IS 'Firing id';
 COMMENT ON COLUMN cdp.trigger_fires.trigger_id IS 'Trigger (cdp.triggers)';
@@ -235,7 +234,7 @@ COMMENT ON COLUMN cdp.trigger_progress.singleton IS 'Always true: there is one r
 COMMENT ON COLUMN cdp.trigger_progress.last_batch_id IS 'Last cdp.stitch_batches batch whose events were taken (at most the profile store''s: conditions read its facts)';
 COMMENT ON COLUMN cdp.trigger_progress.breaks_seen IS 'Breaks detected from about then on are looked at for break triggers';
 COMMENT ON COLUMN cdp.trigger_progress.journeys_batch IS 'Last batch the journeys had taken at the last run: the people of later batches the journeys took are checked for completed breaks';
-COMMENT ON COLUMN cdp.trigger_progress.ran_at IS 'When the last run committed';
+COMMENT ON COLUMN cdp.trigger_progress.ran_at IS 'When the last run that took or did anything committed';
 SELECT pg_catalog.pg_extension_config_dump('cdp.trigger_progress', '');
 
 -- new breaks are found by when they were detected, a moment's break by its
@@ -743,9 +742,13 @@ BEGIN
 	IF fired > 0 THEN
 		PERFORM pg_notify('cdp_outbox', fired::text);
 	END IF;
-	UPDATE cdp.trigger_progress SET last_batch_id = GREATEST(upto, last_batch_id),
-	       breaks_seen = GREATEST(coalesce(jp.ran_at, breaks_seen), breaks_seen),
-	       journeys_batch = GREATEST(coalesce(jp.last_batch_id, journeys_batch), journeys_batch), ran_at = now();
+	-- (an idle unit writes nothing: the worker runs one on every wake-up)
+	IF upto > prog.last_batch_id OR jp.ran_at > prog.breaks_seen OR jp.last_batch_id > prog.journeys_batch
+	   OR entered + fired + dropped + converted > 0 THEN
+		UPDATE cdp.trigger_progress SET last_batch_id = GREATEST(upto, last_batch_id),
+		       breaks_seen = GREATEST(coalesce(jp.ran_at, breaks_seen), breaks_seen),
+		       journeys_batch = GREATEST(coalesce(jp.last_batch_id, journeys_batch), journeys_batch), ran_at = now();
+	END IF;
 	-- the next moment due; now when due ones are left (beyond max_fires)
 	-- or a fact trigger's pass over every profile goes on
 	next_due := CASE WHEN EXISTS (SELECT FROM cdp.trigger_fires f JOIN cdp.triggers t ON t.trigger_id = f.trigger_id
@@ -813,35 +816,31 @@ COMMENT ON FUNCTION cdp.outbox_message(bigint) IS 'Internal: an outbox message, 
 
 -- The message a sender settles: its claim must be the sender's (attempt,
 -- when given, is the attempts that cdp.claim_messages returned).
-CREATE FUNCTION cdp.outbox_claimed(message_id bigint, attempt integer) RETURNS cdp.outbox
+CREATE FUNCTION cdp.outbox_claim_check(m cdp.outbox, attempt integer) RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-	m cdp.outbox := cdp.outbox_message(message_id);
 BEGIN
 	IF attempt IS NOT NULL AND attempt <> m.attempts THEN
-		RAISE EXCEPTION 'message % was handed out again after attempt % (now attempt %, %)', message_id, attempt, m.attempts, m.status
+		RAISE EXCEPTION 'message % was handed out again after attempt % (now attempt %, %)', m.message_id, attempt, m.attempts, m.status
 			USING ERRCODE = 'object_not_in_prerequisite_state',
 			      HINT = 'The claim ran out before the result came: another sender has it now; give a longer lease to cdp.claim_messages.';
 	END IF;
-	RETURN m;
 END
 $$;
-COMMENT ON FUNCTION cdp.outbox_claimed(bigint, integer) IS 'Internal: an outbox message, locked, when attempt (if given) is still its current attempt, or an error';
+COMMENT ON FUNCTION cdp.outbox_claim_check(cdp.outbox, integer) IS 'Internal: an error unless attempt (if given) is still the message''s current attempt';
 
 CREATE FUNCTION cdp.mark_delivered(message_id bigint, attempt integer DEFAULT NULL) RETURNS cdp.outbox
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	m cdp.outbox;
+	m cdp.outbox := cdp.outbox_message(message_id);
 BEGIN
-	SELECT * INTO m FROM cdp.outbox_message(message_id);
 	IF m.status = 'delivered' THEN
 		RETURN m;		-- said twice: once is enough
 	END IF;
-	m := cdp.outbox_claimed(message_id, attempt);
+	PERFORM cdp.outbox_claim_check(m, attempt);
 	UPDATE cdp.outbox o SET status = 'delivered', delivered_at = now(), claimed_until = NULL
 	WHERE o.message_id = m.message_id RETURNING * INTO m;
 	RETURN m;
@@ -855,9 +854,10 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	m cdp.outbox := cdp.outbox_claimed(message_id, attempt);
+	m cdp.outbox := cdp.outbox_message(message_id);
 	wait float8;
 BEGIN
+	PERFORM cdp.outbox_claim_check(m, attempt);
 	IF m.status <> 'claimed' THEN
 		RAISE EXCEPTION 'message % is %, not claimed', message_id, m.status
 			USING ERRCODE = 'object_not_in_prerequisite_state',
